@@ -1,0 +1,90 @@
+"""The one record the load engine emits per request, and its bounded outcome vocabulary.
+
+Every consumer (stats, metrics, verdicts, reports) reads `Result`; nothing else talks to the
+engine. Times are seconds on the tester's monotonic clock except where named `_s` durations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    """How a request ended. Bounded: safe as a Prometheus label value."""
+
+    OK = "ok"
+    HTTP_4XX = "http_4xx"
+    HTTP_429 = "http_429"
+    HTTP_5XX = "http_5xx"
+    TIMEOUT = "timeout"
+    CONNECT = "connect"
+    STREAM_BROKEN = "stream_broken"
+    BAD_RESPONSE = "bad_response"
+
+    @classmethod
+    def from_status(cls, status: int) -> Outcome:
+        """Classify a non-2xx HTTP status."""
+        if status == 429:
+            return cls.HTTP_429
+        if 400 <= status < 500:
+            return cls.HTTP_4XX
+        if status >= 500:
+            return cls.HTTP_5XX
+        return cls.BAD_RESPONSE
+
+
+@dataclass(slots=True)
+class Result:
+    """One request: when it was due, when it went out, how and when it ended.
+
+    `intended` is the open-loop schedule's due time; latency from it includes any send lag, so
+    a slow generator or gateway cannot hide queueing (no coordinated omission).
+    """
+
+    seq: int
+    intended: float
+    sent: float
+    end: float
+    outcome: Outcome
+    status: int = 0
+    first_byte: float | None = None
+    first_token: float | None = None
+    bytes_in: int = 0
+    tokens_out: int = 0
+    provider: str | None = None
+    """Provider that served it, from the mock's marker (None when unknown or failed)."""
+    service_s: float | None = None
+    """The mock's own service time for the serving attempt, from its marker."""
+    nonce: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.OK
+
+    @property
+    def latency(self) -> float:
+        """Seconds from the intended start to the end (what a user waiting in line saw)."""
+        return self.end - self.intended
+
+    @property
+    def service_latency(self) -> float:
+        """Seconds from the actual send to the end."""
+        return self.end - self.sent
+
+    @property
+    def send_lag(self) -> float:
+        """Seconds the send ran behind schedule."""
+        return self.sent - self.intended
+
+    @property
+    def ttft(self) -> float | None:
+        """Seconds from the actual send to the first content token (streams only)."""
+        return None if self.first_token is None else self.first_token - self.sent
+
+    @property
+    def overhead(self) -> float | None:
+        """What the path between tester and mock added: client latency − mock service time."""
+        if self.service_s is None or not self.ok:
+            return None
+        return self.service_latency - self.service_s
