@@ -1,0 +1,34 @@
+# Two commands for a newcomer on a fresh machine:
+#   make once   set up a virtualenv and run `soak once` on the embedded default
+#               (mock providers + a real LiteLLM proxy, quick profile)
+#   make test   set up (incl. Debian packages nginx, hey, wrk, prometheus) and run the tests
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: once test lint system-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[litellm,test]'
+	touch $@
+
+once: $(VENV)/.installed
+	$(BIN)/soak once
+
+system-deps:
+	./scripts/install-system-deps.sh
+
+test: $(VENV)/.installed system-deps
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) build dist soak-results .pytest_cache
