@@ -1,0 +1,341 @@
+"""Load a soak config: a built-in profile, the user's YAML file layered on top, strictly validated.
+
+`load_config` is the single entry point (`soak once --config`, `soak check`); every problem
+becomes one `ConfigError` line naming the file and dotted key. `describe` gives a JSON-safe,
+secret-free view for reports; `summarize` the one line `soak check` prints on success.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from soak.config_fields import Secret, Section
+from soak.config_schema import (
+    ARRIVALS,
+    GATEWAY_KINDS,
+    SLO_STATS,
+    CalibrationPhase,
+    Config,
+    EngineConfig,
+    GatewayConfig,
+    ManagedConfig,
+    MockSettings,
+    OverheadPhase,
+    OverheadSlo,
+    PhasesConfig,
+    ReportConfig,
+    RequestConfig,
+    SloConfig,
+    StressPhase,
+    StressSlo,
+)
+from soak.config_source import (
+    EMBEDDED_LABEL,
+    PROFILES,
+    ConfigError,
+    layer,
+    profile_label,
+    read_builtin,
+    read_file,
+)
+
+__all__ = ["PROFILES", "Config", "ConfigError", "Secret", "describe", "load_config", "summarize"]
+
+VERSION = 1
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_LABEL_HINT = "letters, digits, '_', '.', '-'; at most 64 characters"
+_HEADER = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_PATH = re.compile(r"/\S*")
+
+
+def load_config(
+    path: str | Path | None,
+    *,
+    profile: str | None = None,
+    env: Mapping[str, str] = os.environ,
+) -> Config:
+    """The validated config from `path` (None: the embedded default) over a built-in profile.
+
+    `profile` (e.g. from `--profile`) overrides the file's `profile:` key; the default is quick.
+    Secrets are resolved from `env` and files now, so a missing one fails before any load runs.
+    """
+    if path is None:
+        label, user, base_dir = EMBEDDED_LABEL, read_builtin("embedded"), Path.cwd()
+    else:
+        label, base_dir = str(path), Path(path).parent
+        user = read_file(Path(path), label)
+    top = Section(user, (), lambda _: label)
+    version = top.integer("version")
+    if version != VERSION:
+        top.fail("version", f"unsupported version {version}", f"this soak reads version {VERSION}")
+    if profile is None:
+        name = top.choice("profile", PROFILES, "quick")
+    elif profile in PROFILES:
+        name = profile
+    else:
+        raise ConfigError(f"profile: unknown profile {profile!r} (use quick or full)")
+    merged, locate = layer([(profile_label(name), read_builtin(name)), (label, user)])
+    merged["profile"] = name
+    root = Section(merged, (), locate)
+    root.only(
+        "version", "profile", "gateway", "mock", "request", "phases", "engine", "slo", "report"
+    )
+    return Config(
+        version=version,
+        profile=name,
+        source=label,
+        gateway=_gateway(root.section("gateway"), env, base_dir),
+        mock=_mock(root.section("mock"), env),
+        request=_request(root.section("request")),
+        phases=_phases(root.section("phases")),
+        engine=_engine(root.section("engine")),
+        slo=_slo(root.section("slo")),
+        report=ReportConfig(out=Path(root.section("report").string("out"))),
+    )
+
+
+def _gateway(s: Section, env: Mapping[str, str], base_dir: Path) -> GatewayConfig:
+    s.only("name", "kind", "url", "chat_path", "model", "api_key_env", "api_key_file",
+           "generate_key", "headers", "timeout", "managed")  # fmt: skip
+    kind = s.choice("kind", GATEWAY_KINDS, "openai")
+    managed_section = s.section("managed", optional=True)
+    managed = _managed(managed_section, env) if managed_section is not None else None
+    url = s.url("url", None)
+    if url is None and managed is None:
+        s.fail("url", "missing required key", "required unless gateway.managed is set")
+    key_env = s.env_name("api_key_env", None)
+    key_file = s.string("api_key_file", None)
+    generate = s.boolean("generate_key", False)
+    if key_env and key_file:
+        s.fail("api_key_file", "set either api_key_env or api_key_file, not both")
+    if generate and managed is None:
+        s.fail(
+            "generate_key",
+            "only for a managed gateway",
+            "soak can only hand a key to a gateway it starts",
+        )
+    api_key: Secret | None = None
+    if key_env:
+        api_key = s.from_env("api_key_env", key_env, env, "export it, or use gateway.api_key_file")
+    key_path = None if key_file is None else base_dir / Path(key_file).expanduser()
+    if key_path is not None:
+        api_key = _read_key(s, key_path)
+    headers = s.section("headers", optional=True)
+    return GatewayConfig(
+        name=s.string("name", kind, pattern=_LABEL, hint=_LABEL_HINT),
+        kind=kind,  # type: ignore[arg-type]
+        url=url,
+        chat_path=s.string(
+            "chat_path",
+            "/v1/chat/completions",
+            pattern=_PATH,
+            hint="a path such as /v1/chat/completions",
+        ),
+        model=s.string("model", "soak-primary"),
+        api_key=api_key,
+        api_key_env=key_env,
+        api_key_file=key_path,
+        generate_key=generate,
+        headers=_secret_map(headers, env, _HEADER, "an HTTP header name"),
+        timeout=s.duration("timeout", "30s", positive=True),
+        managed=managed,
+    )
+
+
+def _read_key(s: Section, path: Path) -> Secret:
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or "not UTF-8 text"
+        s.fail(
+            "api_key_file", f"cannot read '{path}': {reason}", "check the path and its permissions"
+        )
+    if not value:
+        s.fail("api_key_file", f"'{path}' is empty", "put the key on the first line")
+    return Secret(value)
+
+
+def _managed(s: Section, env: Mapping[str, str]) -> ManagedConfig:
+    s.only("command", "ready_url", "ready_log", "ready_timeout", "restart_between_phases", "env")
+    command = s.data.get("command") or []
+    if not isinstance(command, list) or not all(isinstance(a, str) and a for a in command):
+        s.wrong_type("command", "a list of non-empty strings", command)
+    if s.has("ready_url") and s.has("ready_log"):
+        s.fail("ready_log", "set either ready_url or ready_log, not both")
+    ready_url = s.string("ready_url", None)
+    if ready_url is not None and not _PATH.fullmatch(ready_url):
+        ready_url = s.url("ready_url")
+    return ManagedConfig(
+        command=tuple(command),
+        ready_url=ready_url,
+        ready_log=s.string("ready_log", None),
+        ready_timeout=s.duration("ready_timeout", "90s", positive=True),
+        restart_between_phases=s.boolean("restart_between_phases", False),
+        env=_secret_map(
+            s.section("env", optional=True),
+            env,
+            re.compile(r"[A-Za-z_][A-Za-z0-9_]*"),
+            "an environment variable name",
+        ),
+    )
+
+
+def _secret_map(
+    s: Section | None, env: Mapping[str, str], names: re.Pattern[str], what: str
+) -> Mapping[str, Secret]:
+    """A name → value mapping whose values are `${ENV}`-expanded secrets."""
+    if s is None:
+        return MappingProxyType({})
+    out: dict[str, Secret] = {}
+    for name, value in s.entries():
+        if not names.fullmatch(name):
+            s.fail(name, f"not {what}")
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            s.wrong_type(name, "a string", value, secret=True)
+        if isinstance(value, str) and ("\n" in value or "\r" in value):
+            s.fail(name, "must be a single line")
+        out[name] = s.expand(name, str(value), env)
+    return MappingProxyType(out)
+
+
+def _mock(s: Section, env: Mapping[str, str]) -> MockSettings:
+    s.only("url", "port", "control_token_env", "primary", "fallback")
+    url = s.url("url", None)
+    port = s.data.get("port")
+    if port is not None:
+        port = s.integer("port", minimum=1)
+        if port > 65535:
+            s.fail("port", f"must be at most 65535, got {port}")
+        if url is not None:
+            s.fail("port", "only for a mock soak starts", "remove mock.port or set mock.url: null")
+    token_env = s.env_name("control_token_env", None)
+    token = (
+        None if token_env is None else s.from_env("control_token_env", token_env, env, "export it")
+    )
+    provider = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+    hint = "lowercase letters, digits, '_', '-'; at most 32 characters"
+    primary = s.string("primary", pattern=provider, hint=hint)
+    fallback = s.string("fallback", pattern=provider, hint=hint)
+    if primary == fallback:
+        s.fail("fallback", f"must differ from mock.primary ('{primary}')")
+    return MockSettings(url=url, port=port, control_token=token, control_token_env=token_env,
+                        primary=primary, fallback=fallback)  # fmt: skip
+
+
+def _request(s: Section) -> RequestConfig:
+    s.only("stream", "max_tokens", "prompt")
+    return RequestConfig(
+        stream=s.boolean("stream"),
+        max_tokens=s.integer("max_tokens", minimum=1),
+        prompt=s.string("prompt"),
+    )
+
+
+def _phases(s: Section) -> PhasesConfig:
+    s.only("calibration", "overhead", "stress")
+    cal, over, stress = (s.section(name) for name in ("calibration", "overhead", "stress"))
+    assert cal is not None and over is not None and stress is not None
+    cal.only("rate", "duration", "latency")
+    over.only("rate", "duration", "latency")
+    stress.only("rate", "duration", "latency", "rounds", "gap", "timeout")
+
+    def shape(p: Section) -> dict[str, float]:
+        return {
+            "rate": p.number("rate", positive=True),
+            "duration": p.duration("duration", positive=True),
+            "latency": p.duration("latency"),
+        }
+
+    return PhasesConfig(
+        calibration=CalibrationPhase(**shape(cal)),
+        overhead=OverheadPhase(**shape(over)),
+        stress=StressPhase(
+            **shape(stress),
+            rounds=stress.integer("rounds", minimum=1),
+            gap=stress.duration("gap"),
+            timeout=stress.duration("timeout", positive=True),
+        ),
+    )
+
+
+def _engine(s: Section) -> EngineConfig:
+    s.only("arrival", "max_inflight", "seed")
+    return EngineConfig(
+        arrival=s.choice("arrival", ARRIVALS),  # type: ignore[arg-type]
+        max_inflight=s.integer("max_inflight", minimum=1),
+        seed=s.integer("seed", minimum=0),
+    )
+
+
+def _slo(s: Section) -> SloConfig:
+    s.only("overhead", "stress")
+    over, stress = s.section("overhead"), s.section("stress")
+    assert over is not None and stress is not None
+    over.only(*SLO_STATS)
+    stress.only("success_ratio")
+    bounds = {stat: over.duration(stat, positive=True) for stat in SLO_STATS}
+    return SloConfig(
+        overhead=OverheadSlo(**bounds),
+        stress=StressSlo(success_ratio=stress.number("success_ratio", at_most=1.0)),
+    )
+
+
+def describe(config: Config) -> dict[str, Any]:
+    """A JSON-safe view of `config` for reports: durations in seconds, every secret as "***"."""
+
+    def hidden(secret: Secret | None) -> str | None:
+        return None if secret is None else "***"
+
+    gw, mock, m = config.gateway, config.mock, config.gateway.managed
+    managed = None if m is None else {
+        "command": list(m.command), "ready_url": m.ready_url, "ready_log": m.ready_log,
+        "ready_timeout": m.ready_timeout, "restart_between_phases": m.restart_between_phases,
+        "env": {k: "***" for k in m.env},
+    }  # fmt: skip
+    phases = config.phases
+    return {
+        "version": config.version,
+        "profile": config.profile,
+        "source": config.source,
+        "gateway": {
+            "name": gw.name, "kind": gw.kind, "url": gw.url, "chat_path": gw.chat_path,
+            "model": gw.model, "api_key": hidden(gw.api_key), "api_key_env": gw.api_key_env,
+            "api_key_file": None if gw.api_key_file is None else str(gw.api_key_file),
+            "generate_key": gw.generate_key, "headers": {k: "***" for k in gw.headers},
+            "timeout": gw.timeout, "managed": managed,
+        },
+        "mock": {
+            "url": mock.url, "port": mock.port, "managed": mock.managed,
+            "control_token": hidden(mock.control_token),
+            "control_token_env": mock.control_token_env,
+            "primary": mock.primary, "fallback": mock.fallback,
+        },
+        "request": {"stream": config.request.stream, "max_tokens": config.request.max_tokens,
+                    "prompt": config.request.prompt},
+        "phases": {
+            "calibration": asdict(phases.calibration),
+            "overhead": asdict(phases.overhead),
+            "stress": asdict(phases.stress),
+        },
+        "engine": asdict(config.engine),
+        "slo": {"overhead": asdict(config.slo.overhead), "stress": asdict(config.slo.stress)},
+        "report": {"out": str(config.report.out)},
+    }  # fmt: skip
+
+
+def summarize(config: Config) -> str:
+    """The line `soak check` prints for a valid config."""
+    gw, p = config.gateway, config.phases
+    where = "managed" if gw.managed is not None else gw.url
+    mock = "managed" if config.mock.managed else config.mock.url
+    return (
+        f"{config.source}: ok (profile {config.profile}; gateway {gw.name} [{gw.kind}] {where}; "
+        f"mock {mock}; overhead {p.overhead.rate:g} req/s for {p.overhead.duration:g}s; "
+        f"stress {p.stress.rate:g} req/s x {p.stress.latency:g}s latency, {p.stress.rounds} rounds)"
+    )

@@ -1,0 +1,276 @@
+"""Typed, strict reads of one mapping in a config: every error names its file and dotted key.
+
+`Section` is the only way config parsing touches raw YAML data: it rejects unknown keys (with
+a "did you mean" suggestion), checks types and ranges, parses durations and URLs, expands
+`${ENV}` references, and wraps secret values in `Secret` so they never reach a repr, a log
+line or an error message.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hmac
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+from soak.config_source import ConfigError, Path_
+from soak.durations import DURATION_HINT, parse_duration
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ENV_REF = re.compile(r"\$\$|\$\{([^}]*)\}")
+_MISSING: Any = object()
+
+
+class Secret:
+    """A credential read from the environment or a file; shown only through `reveal()`."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself: for an HTTP header or a child process's environment only."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash((Secret, self._value))
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("a Secret cannot be pickled")
+
+
+def _kind(value: object) -> str:
+    names = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list"}
+    return (
+        "null"
+        if value is None
+        else names.get(type(value), "mapping" if isinstance(value, dict) else type(value).__name__)
+    )
+
+
+def _shown(value: object) -> str:
+    """`value` for a message: scalars quoted and shortened, containers by kind only."""
+    if isinstance(value, str):
+        text = value if len(value) <= 40 else value[:37] + "..."
+        return repr(text)
+    return repr(value) if isinstance(value, int | float) else ""
+
+
+class Section:
+    """One mapping of the merged config at `path`; `locate` maps a key path to its file."""
+
+    def __init__(self, data: Mapping[str, Any], path: Path_, locate: Callable[[Path_], str]):
+        self.data, self.path, self.locate = data, path, locate
+
+    def fail(self, key: str | None, problem: str, hint: str | None = None) -> NoReturn:
+        """Raise the one-line error for `key` of this section (the section itself if None)."""
+        path = self.path if key is None else (*self.path, key)
+        dotted = ".".join(path) or "(top level)"
+        suffix = f" ({hint})" if hint else ""
+        raise ConfigError(f"{self.locate(path)}: {dotted}: {problem}{suffix}")
+
+    def only(self, *allowed: str) -> None:
+        """Reject keys other than `allowed`, suggesting the closest allowed one."""
+        for key in self.data:
+            if not isinstance(key, str):
+                self.fail(None, f"key {key!r} must be a string", "quote it")
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+                hint = f"did you mean '{close[0]}'?" if close else f"allowed: {', '.join(allowed)}"
+                self.fail(key, "unknown key", hint)
+
+    def has(self, key: str) -> bool:
+        return self.data.get(key) is not None
+
+    def _get(self, key: str, default: Any) -> Any:
+        if key in self.data:
+            return self.data[key]
+        if default is _MISSING:
+            self.fail(key, "missing required key")
+        return default
+
+    def wrong_type(
+        self, key: str, expected: str, value: object, *, secret: bool = False
+    ) -> NoReturn:
+        shown = "" if secret else _shown(value)
+        self.fail(key, f"expected {expected}, got {_kind(value)}{' ' + shown if shown else ''}")
+
+    def section(self, key: str, *, optional: bool = False) -> Section | None:
+        """The nested mapping at `key`; None when `optional` and absent or null."""
+        value = self._get(key, None if optional else _MISSING)
+        if value is None and optional:
+            return None
+        if not isinstance(value, dict):
+            self.wrong_type(key, "a mapping", value)
+        return Section(value, (*self.path, key), self.locate)
+
+    def entries(self) -> Iterator[tuple[str, Any]]:
+        """(key, value) pairs of a free-form mapping, keys checked to be strings."""
+        for key, value in self.data.items():
+            if not isinstance(key, str):
+                self.fail(None, f"key {key!r} must be a string", "quote it")
+            yield key, value
+
+    def string(
+        self,
+        key: str,
+        default: Any = _MISSING,
+        *,
+        pattern: re.Pattern[str] | None = None,
+        hint: str | None = None,
+    ) -> Any:
+        """A non-empty string (or `default` when absent/null), optionally matching `pattern`."""
+        value = self._get(key, default)
+        if value is None or value is default:
+            return value
+        if not isinstance(value, str):
+            self.wrong_type(key, "a string", value)
+        if not value.strip():
+            self.fail(key, "must not be empty", hint)
+        if pattern is not None and not pattern.fullmatch(value):
+            self.fail(key, f"invalid value {_shown(value)}", hint)
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...], default: Any = _MISSING) -> str:
+        value = self._get(key, default)
+        if not isinstance(value, str):
+            self.wrong_type(key, "a string", value)
+        if value not in choices:
+            self.fail(key, f"unknown value {_shown(value)}", f"use {_alternatives(choices)}")
+        return value
+
+    def boolean(self, key: str, default: Any = _MISSING) -> bool:
+        value = self._get(key, default)
+        if not isinstance(value, bool):
+            self.wrong_type(key, "a boolean (true or false)", value)
+        return value
+
+    def integer(self, key: str, default: Any = _MISSING, *, minimum: int | None = None) -> int:
+        value = self._get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.wrong_type(key, "an integer", value)
+        if minimum is not None and value < minimum:
+            self.fail(key, f"must be at least {minimum}, got {value}")
+        return value
+
+    def number(
+        self,
+        key: str,
+        default: Any = _MISSING,
+        *,
+        positive: bool = False,
+        at_most: float | None = None,
+    ) -> float:
+        """A finite number; `positive` demands > 0, otherwise >= 0; `at_most` an upper bound."""
+        value = self._get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.wrong_type(key, "a number", value)
+        if not math.isfinite(value):
+            self.fail(key, f"must be a finite number, got {value}")
+        if positive and value <= 0:
+            self.fail(key, f"must be greater than 0, got {value}")
+        if value < 0:
+            self.fail(key, f"must not be negative, got {value}")
+        if at_most is not None and value > at_most:
+            self.fail(
+                key, f"must be between 0 and {at_most:g}, got {value}", "a ratio: 1.0 is 100%"
+            )
+        return float(value)
+
+    def duration(self, key: str, default: Any = _MISSING, *, positive: bool = False) -> float:
+        """Seconds from a number or a `1m30s`-style string; `positive` rejects zero."""
+        value = self._get(key, default)
+        try:
+            seconds = parse_duration(value)
+        except TypeError:
+            self.wrong_type(key, "a duration", value)
+        except ValueError as err:
+            self.fail(key, str(err), DURATION_HINT)
+        if positive and seconds == 0:
+            self.fail(key, "must be longer than 0", DURATION_HINT)
+        return seconds
+
+    def url(self, key: str, default: Any = _MISSING) -> str | None:
+        """An http(s) URL with a host and no credentials, without a trailing slash."""
+        value = self._get(key, default)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            self.wrong_type(key, "a URL string", value)
+        hint = "use http://host:port or https://host/prefix"
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            self.fail(key, f"invalid URL {_shown(value)}", hint)
+        if "@" in parts.netloc:
+            self.fail(key, "URL must not carry credentials", "use gateway.headers or api_key_env")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            self.fail(key, f"invalid URL {_shown(value)}", hint)
+        if parts.query or parts.fragment:
+            self.fail(key, f"URL must not have a query or fragment: {_shown(value)}", hint)
+        return value.rstrip("/")
+
+    def env_name(self, key: str, default: Any = _MISSING) -> str | None:
+        """The *name* of an environment variable; never echoes a value that is not a name."""
+        value = self._get(key, default)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            self.wrong_type(key, "an environment variable name", value, secret=True)
+        if not ENV_NAME.fullmatch(value):
+            self.fail(
+                key,
+                "not a valid environment variable name",
+                "give the variable's name, not the secret itself",
+            )
+        return value
+
+    def from_env(self, key: str, name: str, env: Mapping[str, str], hint: str) -> Secret:
+        """The value of environment variable `name`, which `key` refers to."""
+        value = env.get(name)
+        if value is None:
+            self.fail(key, f"environment variable '{name}' is not set", hint)
+        if not value:
+            self.fail(key, f"environment variable '{name}' is empty", hint)
+        return Secret(value)
+
+    def expand(self, key: str, template: str, env: Mapping[str, str]) -> Secret:
+        """`template` with each `${NAME}` taken from `env` (`$$` is a literal `$`), as a Secret."""
+
+        def substitute(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name = match.group(1)
+            if not ENV_NAME.fullmatch(name):
+                self.fail(
+                    key, "invalid ${...} reference", "use ${ENV_NAME}; write $$ for a literal $"
+                )
+            if name not in env:
+                self.fail(
+                    key,
+                    f"environment variable '{name}' is not set",
+                    "export it or remove the reference",
+                )
+            return env[name]
+
+        return Secret(_ENV_REF.sub(substitute, template))
+
+
+def _alternatives(choices: tuple[str, ...]) -> str:
+    return ", ".join(choices[:-1]) + f" or {choices[-1]}" if len(choices) > 1 else choices[0]

@@ -1,0 +1,189 @@
+"""The parsed config: frozen dataclasses every other module reads (durations in float seconds).
+
+Built only by `soak.config.load_config`, after strict validation, so the fields can be trusted:
+rates are > 0, ratios in 0..1, URLs are http(s) with a host, secrets are `Secret`s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from soak.config_fields import Secret
+
+GatewayKind = Literal["openai", "litellm", "portkey"]
+Arrival = Literal["constant", "poisson"]
+
+GATEWAY_KINDS: tuple[GatewayKind, ...] = ("openai", "litellm", "portkey")
+ARRIVALS: tuple[Arrival, ...] = ("constant", "poisson")
+SLO_STATS = ("mean", "p50", "p90", "p95", "p99")
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedConfig:
+    """A gateway soak starts, watches and stops itself."""
+
+    command: tuple[str, ...]
+    """argv with `{config}` / `{port}` placeholders; empty: the gateway kind's default command."""
+    ready_url: str | None
+    """Path (or full URL) that answers 2xx once the gateway is ready; None with ready_log None:
+    the kind's default."""
+    ready_log: str | None
+    """A line fragment in the gateway's output that means it is ready (instead of ready_url)."""
+    ready_timeout: float
+    restart_between_phases: bool
+    env: Mapping[str, Secret]
+    """Extra environment for the gateway process; values are secrets (may hold keys)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """The gateway under test."""
+
+    name: str
+    """Bounded label value for metrics and reports."""
+    kind: GatewayKind
+    url: str | None
+    """Base URL without trailing slash; None only when managed (soak picks a loopback port)."""
+    chat_path: str
+    model: str
+    api_key: Secret | None
+    """Resolved from api_key_env or api_key_file; None when neither is set."""
+    api_key_env: str | None
+    api_key_file: Path | None
+    generate_key: bool
+    """Managed only: soak generates a random key when no key resolves and hands it to the
+    gateway it starts."""
+    headers: Mapping[str, Secret]
+    """Extra request headers, `${ENV}` expanded; every value is treated as a secret."""
+    timeout: float
+    """Per-request client timeout."""
+    managed: ManagedConfig | None
+
+
+@dataclass(frozen=True, slots=True)
+class MockSettings:
+    """The mock provider: one soak starts (url None) or one already running."""
+
+    url: str | None
+    port: int | None
+    """Port for a soak-started mock (None: a free loopback port); only when url is None."""
+    control_token: Secret | None
+    control_token_env: str | None
+    primary: str
+    fallback: str
+
+    @property
+    def managed(self) -> bool:
+        return self.url is None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestConfig:
+    """What each soak request asks for."""
+
+    stream: bool
+    max_tokens: int
+    prompt: str
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationPhase:
+    """Load straight to the mock: the baseline the seed subtracts."""
+
+    rate: float
+    duration: float
+    latency: float
+    """Mock latency for this phase (seconds)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OverheadPhase:
+    """The same load through the gateway: what it adds."""
+
+    rate: float
+    duration: float
+    latency: float
+
+
+@dataclass(frozen=True, slots=True)
+class StressPhase:
+    """rate × latency requests in flight, `rounds` times with an idle `gap` between."""
+
+    rate: float
+    duration: float
+    latency: float
+    rounds: int
+    gap: float
+    timeout: float
+    """Per-request client timeout in this phase."""
+
+    @property
+    def in_flight(self) -> float:
+        """Expected concurrent requests (the seed's ~rate × latency)."""
+        return self.rate * self.latency
+
+
+@dataclass(frozen=True, slots=True)
+class PhasesConfig:
+    calibration: CalibrationPhase
+    overhead: OverheadPhase
+    stress: StressPhase
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    arrival: Arrival
+    max_inflight: int
+    seed: int
+
+
+@dataclass(frozen=True, slots=True)
+class OverheadSlo:
+    """Upper bounds (seconds) on the gateway's added latency, per statistic."""
+
+    mean: float
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+
+    def get(self, stat: str) -> float:
+        return float(getattr(self, stat))
+
+
+@dataclass(frozen=True, slots=True)
+class StressSlo:
+    success_ratio: float
+    """Minimum share of successful requests in every stress round (1.0 = 100%)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SloConfig:
+    overhead: OverheadSlo
+    stress: StressSlo
+
+
+@dataclass(frozen=True, slots=True)
+class ReportConfig:
+    out: Path
+    """Directory for reports, relative to the working directory unless absolute."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """One validated soak config: a built-in profile with the user's file layered on top."""
+
+    version: int
+    profile: str
+    source: str
+    """The file it was read from, or "(embedded default)"."""
+    gateway: GatewayConfig
+    mock: MockSettings
+    request: RequestConfig
+    phases: PhasesConfig
+    engine: EngineConfig
+    slo: SloConfig
+    report: ReportConfig
