@@ -1,0 +1,166 @@
+"""The generator watches itself: event-loop lag, its own CPU, send lag, drops → a trust flag.
+
+A Python load generator measures sub-millisecond overhead honestly only well below its own
+saturation point. When it is the bottleneck (a busy CPU, a late event loop, sends running
+behind schedule, or drops at the in-flight cap), the numbers describe the tester, not the
+gateway, and the report must say so. No psutil here: `time.process_time()` is enough for the
+process's own CPU and keeps the dependency with the gateway observer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from soak.results import Result
+from soak.summary import GeneratorHealth
+
+
+@dataclass(frozen=True, slots=True)
+class HealthBounds:
+    """Limits beyond which the generator's own numbers are not trusted (seconds, ratio)."""
+
+    max_cpu_ratio: float = 0.9
+    """Own CPU time / wall time; above it the process was CPU-bound."""
+    max_loop_lag: float = 0.05
+    """Worst lateness of the event loop waking from a short sleep."""
+    max_send_lag_p99: float = 0.01
+    """99th percentile of (actual send − intended send)."""
+    min_wall_for_cpu: float = 1.0
+    """Runs shorter than this are too short for a meaningful CPU ratio; it is not judged."""
+
+
+@dataclass(frozen=True, slots=True)
+class WatchReading:
+    """What the watch saw between start and stop."""
+
+    wall: float
+    cpu: float
+    loop_lag_max: float
+    loop_lag_mean: float
+    samples: int
+
+    @property
+    def cpu_ratio(self) -> float:
+        return self.cpu / self.wall if self.wall > 0 else 0.0
+
+
+class SelfWatch:
+    """Probe the running event loop's lag and the process's CPU share while a load runs.
+
+    The probe task sleeps `interval` seconds in a loop and records how late each wake-up is: a
+    loop busy with callbacks wakes late. Clocks are arguments so tests can drive them.
+    """
+
+    def __init__(
+        self,
+        interval: float = 0.02,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+        cpu_clock: Callable[[], float] = time.process_time,
+        sleep: Callable[[float], object] = asyncio.sleep,
+    ) -> None:
+        if not interval > 0:
+            raise ValueError(f"self-watch interval {interval!r} must be > 0 seconds")
+        self.interval = interval
+        self._clock = clock
+        self._cpu_clock = cpu_clock
+        self._sleep = sleep
+        self._task: asyncio.Task[None] | None = None
+        self._wall0 = 0.0
+        self._cpu0 = 0.0
+        self._lag_max = 0.0
+        self._lag_sum = 0.0
+        self._samples = 0
+
+    def start(self) -> None:
+        """Begin watching (idempotent); call from inside the running loop."""
+        if self._task is not None:
+            return
+        self._wall0 = self._clock()
+        self._cpu0 = self._cpu_clock()
+        self._task = asyncio.get_running_loop().create_task(self._probe())
+
+    async def _probe(self) -> None:
+        clock, sleep, interval = self._clock, self._sleep, self.interval
+        while True:
+            before = clock()
+            await sleep(interval)  # type: ignore[misc]
+            lag = max(0.0, clock() - before - interval)
+            self._samples += 1
+            self._lag_sum += lag
+            if lag > self._lag_max:
+                self._lag_max = lag
+
+    def reading(self) -> WatchReading:
+        """The figures so far (the watch keeps running)."""
+        return WatchReading(
+            wall=max(0.0, self._clock() - self._wall0),
+            cpu=max(0.0, self._cpu_clock() - self._cpu0),
+            loop_lag_max=self._lag_max,
+            loop_lag_mean=self._lag_sum / self._samples if self._samples else 0.0,
+            samples=self._samples,
+        )
+
+    async def stop(self) -> WatchReading:
+        """Stop the probe and return what it saw."""
+        reading = self.reading()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        return reading
+
+    async def __aenter__(self) -> SelfWatch:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def send_lag_p99(results: Iterable[Result]) -> float:
+    """Nearest-rank 99th percentile of send lag (0 for no results; negative lags count as 0)."""
+    lags = sorted(r.sent - r.intended for r in results)
+    if not lags:
+        return 0.0
+    rank = max(1, math.ceil(0.99 * len(lags)))
+    return max(0.0, lags[rank - 1])
+
+
+def assess(
+    reading: WatchReading,
+    *,
+    send_lag_p99: float,
+    drops: int,
+    bounds: HealthBounds | None = None,
+) -> GeneratorHealth:
+    """Judge whether the generator kept up; every failed bound becomes a one-line reason."""
+    b = bounds or HealthBounds()
+    reasons: list[str] = []
+    cpu_ratio = reading.cpu_ratio
+    if reading.wall >= b.min_wall_for_cpu and cpu_ratio > b.max_cpu_ratio:
+        reasons.append(f"generator CPU {cpu_ratio:.0%} of one core > {b.max_cpu_ratio:.0%}")
+    if reading.loop_lag_max > b.max_loop_lag:
+        reasons.append(
+            f"event-loop lag max {reading.loop_lag_max * 1e3:.1f} ms > {b.max_loop_lag * 1e3:g} ms"
+        )
+    if send_lag_p99 > b.max_send_lag_p99:
+        reasons.append(
+            f"send lag p99 {send_lag_p99 * 1e3:.1f} ms > {b.max_send_lag_p99 * 1e3:g} ms"
+        )
+    if drops > 0:
+        reasons.append(f"{drops} requests dropped at the in-flight cap")
+    return GeneratorHealth(
+        send_lag_p99=send_lag_p99,
+        loop_lag_max=reading.loop_lag_max,
+        cpu_ratio=cpu_ratio,
+        drops=drops,
+        trusted=not reasons,
+        reasons=tuple(reasons),
+    )
