@@ -1,0 +1,439 @@
+"""Reports of `soak once`: markdown, JSON, JUnit XML, step summary, progress, write_reports.
+
+Runs are built by hand so every figure in the assertions is known exactly.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from soak.reports import parse_json, render_json, render_junit, render_markdown, write_reports
+from soak.reports.formatting import NA, check_line, fmt_auto, fmt_time, pick_unit
+from soak.reports.progress import Progress
+from soak.reports.summary_md import write_step_summary
+from soak.summary import (
+    Check,
+    GeneratorHealth,
+    LatencySummary,
+    PhaseReport,
+    ProcessSummary,
+    RunReport,
+    Status,
+)
+
+T0 = 1_800_000_000.0
+MB = 1024 * 1024
+
+
+def lat(base: float, count: int = 500) -> LatencySummary:
+    """A plausible latency distribution around `base` seconds."""
+    return LatencySummary(
+        count, base, base * 1.01, base * 1.008, base * 1.015, base * 1.02, base * 1.03, base * 1.1
+    )
+
+
+PER_REQUEST = LatencySummary(500, 0.0003, 0.0012345, 0.0011, 0.0019, 0.0023, 0.0041, 0.015)
+PCT_DIFF = LatencySummary(500, 0.0002, 0.0013, 0.00098, 0.0021, 0.0026, 0.0047, 0.0162)
+TRUSTED = GeneratorHealth(
+    send_lag_p99=0.0004, loop_lag_max=0.002, cpu_ratio=0.31, drops=0, trusted=True
+)
+
+
+def calibration() -> PhaseReport:
+    return PhaseReport(
+        name="calibration",
+        kind="calibration",
+        status=Status.BASELINE,
+        started_at=T0,
+        duration_s=10.0,
+        target_rate=50,
+        throughput=49.9,
+        sent=500,
+        completed=500,
+        outcomes={"ok": 500},
+        success_ratio=1.0,
+        latency=lat(0.1),
+        params={"rate": 50, "duration": 10, "latency": 0.1},
+        generator=TRUSTED,
+    )
+
+
+def overhead(p99: float = 0.0041) -> PhaseReport:
+    per_request = LatencySummary(500, 0.0003, 0.0012345, 0.0011, 0.0019, 0.0023, p99, 0.2)
+    checks = [
+        Check(
+            "overhead_mean", per_request.mean, "<", 0.005, "s", per_request.mean < 0.005, "target"
+        ),
+        Check("overhead_p99", p99, "<", 0.1, "s", p99 < 0.1, "target"),
+    ]
+    return PhaseReport(
+        name="overhead",
+        kind="overhead",
+        status=Status.PASSED if p99 < 0.1 else Status.FAILED,
+        started_at=T0 + 11,
+        duration_s=10.0,
+        target_rate=50,
+        throughput=49.8,
+        sent=500,
+        completed=500,
+        outcomes={"ok": 500},
+        success_ratio=1.0,
+        latency=lat(0.102),
+        distributions={"overhead_per_request": per_request, "overhead_percentile_diff": PCT_DIFF},
+        checks=checks,
+        process=ProcessSummary(
+            samples=10,
+            cpu_avg=42.5,
+            cpu_peak=87.25,
+            rss_avg=200.5 * MB,
+            rss_peak=210.0 * MB,
+            rss_initial=190 * MB,
+            rss_final=205 * MB,
+            fds_peak=64,
+            threads_peak=12,
+        ),
+        generator=TRUSTED,
+        params={"rate": 50, "duration": 10, "latency": 0.1},
+    )
+
+
+def stress(n: int, ratio: float = 1.0) -> PhaseReport:
+    ok = int(500 * ratio)
+    return PhaseReport(
+        name=f"stress-{n}",
+        kind="stress",
+        status=Status.PASSED if ratio == 1 else Status.FAILED,
+        duration_s=12.0,
+        target_rate=50,
+        throughput=41.7,
+        sent=500,
+        completed=500,
+        outcomes={"ok": ok, "timeout": 500 - ok} if ok < 500 else {"ok": 500},
+        success_ratio=ratio,
+        latency=lat(2.0),
+        checks=[Check("success_ratio", ratio, ">=", 1.0, "ratio", ratio >= 1.0)],
+        params={"rate": 50, "duration": 10, "latency": 2.0},
+    )
+
+
+def run_of(*phases: PhaseReport, **kw: object) -> RunReport:
+    fields = dict(
+        run_id="r-20261123-1",
+        started_at=T0,
+        finished_at=T0 + 60,
+        target="litellm-ci",
+        kind="litellm",
+        profile="quick",
+        phases=list(phases),
+    )
+    fields.update(kw)
+    return RunReport(**fields)
+
+
+@pytest.fixture
+def passing() -> RunReport:
+    return run_of(calibration(), overhead(), stress(1), stress(2))
+
+
+@pytest.fixture
+def breach() -> RunReport:
+    return run_of(calibration(), overhead(p99=0.150), stress(1), stress(2, ratio=0.98))
+
+
+@pytest.fixture
+def aborted() -> RunReport:
+    broken = PhaseReport(
+        name="overhead",
+        kind="overhead",
+        status=Status.ERROR,
+        duration_s=3.5,
+        sent=120,
+        completed=80,
+        outcomes={"ok": 70, "connect": 10},
+        success_ratio=70 / 80,
+        error="gateway exited with code 137\x00",
+    )
+    skipped = PhaseReport(
+        name="stress-1",
+        kind="stress",
+        status=Status.SKIPPED,
+        notes=["not run: the run was aborted"],
+    )
+    return run_of(calibration(), broken, skipped, aborted=True, error="SIGTERM received")
+
+
+@pytest.fixture
+def untrusted() -> RunReport:
+    phase = overhead()
+    phase.generator = GeneratorHealth(
+        send_lag_p99=0.045,
+        loop_lag_max=0.31,
+        cpu_ratio=0.98,
+        drops=17,
+        trusted=False,
+        reasons=("send lag p99 45 ms > 10 ms", "generator CPU 98%"),
+    )
+    return run_of(calibration(), phase)
+
+
+def row(text: str, first_cell: str, section: str = "") -> str:
+    """The markdown table row whose first cell is `first_cell` (after heading `section`)."""
+    if section:
+        text = text.split(f"\n{section}\n", 1)[1]
+    rows = [ln for ln in text.splitlines() if ln.startswith(f"| {first_cell} |")]
+    assert rows, f"no row {first_cell!r}"
+    return rows[0]
+
+
+# --- formatting ---------------------------------------------------------------------------
+
+
+def test_units_are_picked_by_size_and_none_is_a_dash() -> None:
+    assert pick_unit(0.0004) == "µs" and pick_unit(0.05) == "ms" and pick_unit(3.0) == "s"
+    assert fmt_time(0.0012345, "µs") == "1234.5 µs"
+    assert fmt_time(0.0012345, "ms") == "1.23 ms"
+    assert fmt_auto(2.5) == "2.50 s"
+    assert fmt_time(None, "ms") == NA and fmt_time(float("nan"), "µs") == NA
+    check = Check("overhead_p99", None, "<", 0.1, "s", False)
+    assert check_line(check) == "overhead_p99 = — ms (limit < 100.00 ms)"
+
+
+# --- markdown -----------------------------------------------------------------------------
+
+
+def test_markdown_of_passing_run_has_seed_tables_with_both_overhead_methods(passing) -> None:
+    md = render_markdown(passing)
+    assert md.startswith("# llm-soak report: litellm-ci — PASS\n")
+    assert "| litellm-ci | litellm | quick | r-20261123-1 | 2027-01-15 08:00:00 UTC |" in md
+    ours = row(md, "Overhead per request (ours, gated)")
+    assert "| 49.8 | 10.0s | ~5 | 100.00% | 300.0 µs | 1234.5 µs | 1100.0 µs | 1900.0 µs |" in ours
+    assert ours.endswith("| 4100.0 µs | 200000.0 µs |")
+    seed = row(md, "Overhead percentile diff (seed, calibration subtracted)")
+    assert "| 200.0 µs | 1300.0 µs | 980.0 µs | 2100.0 µs | 2600.0 µs | 4700.0 µs |" in seed
+    cal = row(md, "Calibration, direct to mock (calibration)")
+    assert "| 49.9 | 10.0s | ~5 | 100.00% | 100.00 ms | 101.00 ms |" in cal
+    assert "| 102.00 ms | 103.02 ms |" in row(md, "Through gateway (overhead)")
+    stress2 = row(md, "stress-2", "## Stress Rounds (ms)")
+    assert (
+        "| PASS | 50.0 | 41.7 | 12.0s | ~100 | 100.00% | 2000.00 ms | 500 | 2000.00 ms |" in stress2
+    )
+    assert (
+        "| overhead | 10 | 42.5% | 87.2% | 200.5 MB | 210.0 MB | 190.0 MB | 205.0 MB | 64 | 12 |"
+        in md
+    )
+    assert "| overhead_p99 | 4.10 | < | 100.00 | ms | PASS | target |" in md
+    assert "| success_ratio | 100.00 | >= | 100.00 | % | PASS | — |" in md
+    assert "| calibration | 500 | 500 | 0 | 500 |" in md  # outcomes
+    assert "FAIL" not in md and "UNTRUSTED" not in md
+    assert "## Method" in md and "percentile diff" in md.split("## Method")[1]
+
+
+def test_markdown_of_breach_shows_fail_lines(breach) -> None:
+    md = render_markdown(breach)
+    assert md.startswith("# llm-soak report: litellm-ci — FAIL\n")
+    assert "- FAIL overhead: overhead_p99 = 150.00 ms (limit < 100.00 ms)" in md
+    assert "- FAIL stress-2: success_ratio = 98.00% (limit >= 100.00%)" in md
+    assert "| overhead_p99 | 150.00 | < | 100.00 | ms | FAIL | target |" in md
+    assert "| overhead_mean | 1.23 | < | 5.00 | ms | PASS | target |" in md
+    assert "### overhead — FAIL" in md
+    assert "| stress-2 | 500 | 500 | 0 | 490 | 10 |" in md  # outcomes: ok, timeout
+
+
+def test_markdown_of_aborted_partial_run_keeps_what_was_measured(aborted) -> None:
+    md = render_markdown(aborted)
+    assert md.startswith("# llm-soak report: litellm-ci — FAIL (aborted)\n")
+    assert "> **Run aborted**: SIGTERM received" in md
+    assert "| overhead | overhead | ERROR | 3.5s |" in md
+    assert "error: gateway exited with code 137" in md
+    ours = row(md, "Overhead per request (ours, gated)")
+    assert ours.endswith("| — | — | — | — | — | — | — |")
+    assert "| 100.00 ms | 101.00 ms |" in row(md, "Calibration, direct to mock (calibration)")
+    assert "| overhead | 120 | 80 | 0 | 70 | 10 |" in md  # ok + connect kept
+    assert "- stress-1: not run: the run was aborted" in md
+    assert "| stress-1 | stress | SKIP |" in md
+
+
+def test_markdown_flags_untrusted_generator_loudly(untrusted) -> None:
+    md = render_markdown(untrusted)
+    head = md.split("## Verdict")[0]
+    assert "**⚠ UNTRUSTED RESULTS**" in head
+    assert "> - **overhead**: send lag p99 45 ms > 10 ms; generator CPU 98%" in head
+    assert "| overhead | **NO** | 45.00 ms | 310.00 ms | 98.0% | 17 |" in md
+
+
+# --- JSON ---------------------------------------------------------------------------------
+
+
+def test_json_round_trips_with_same_values(breach) -> None:
+    text = render_json(breach)
+    data = json.loads(text)
+    assert next(iter(data)) == "schema" and data["schema"] == "llm-soak/run/v1"
+    assert data["passed"] is False
+    oh = data["phases"][1]
+    assert oh["status"] == "failed"
+    assert oh["distributions"]["overhead_per_request"]["mean"] == 0.0012345
+    assert oh["checks"][1] == {
+        "name": "overhead_p99",
+        "value": 0.15,
+        "op": "<",
+        "threshold": 0.1,
+        "unit": "s",
+        "passed": False,
+        "tier": "target",
+    }
+    assert parse_json(text) == breach
+    assert render_json(parse_json(text)) == text
+
+
+def test_json_turns_nan_into_null_and_keeps_partial_phases(aborted) -> None:
+    aborted.phases[0].throughput = float("nan")
+    data = json.loads(render_json(aborted))
+    assert data["phases"][0]["throughput"] is None
+    assert data["aborted"] is True and data["error"] == "SIGTERM received"
+    assert [p["status"] for p in data["phases"]] == ["baseline", "error", "skipped"]
+
+
+# --- JUnit --------------------------------------------------------------------------------
+
+
+def junit(run: RunReport) -> tuple[ET.Element, ET.Element]:
+    root = ET.fromstring(render_junit(run).encode())
+    suite = root.find("testsuite")
+    assert suite is not None and suite.get("name") == "llm-soak"
+    return root, suite
+
+
+def test_junit_passing_run(passing) -> None:
+    root, suite = junit(passing)
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == ["calibration", "overhead", "stress-1", "stress-2"]
+    assert {c.get("classname") for c in cases} == {"soak.litellm"}
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("4", "0", "0")
+    assert root.get("tests") == "4" and cases[1].get("time") == "10.000"
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props["target"] == "litellm-ci" and props["run_id"] == "r-20261123-1"
+    assert props["profile"] == "quick"
+    baseline = cases[0]
+    assert baseline.find("failure") is None and baseline.find("skipped") is None
+    assert "calibration (calibration): BASELINE" in baseline.findtext("system-out")
+
+
+def test_junit_breach_lists_failed_checks(breach) -> None:
+    _, suite = junit(breach)
+    assert (suite.get("failures"), suite.get("errors")) == ("2", "0")
+    failure = suite.find("testcase[@name='overhead']/failure")
+    assert failure.get("message") == "overhead_p99 = 150.00 ms (limit < 100.00 ms)"
+    assert "PASS overhead_mean" in failure.text and "FAIL overhead_p99" in failure.text
+    assert "\n" not in failure.get("message")
+
+
+def test_junit_aborted_run_has_errors_and_skips(aborted) -> None:
+    _, suite = junit(aborted)
+    assert suite.get("tests") == "4"
+    assert (suite.get("failures"), suite.get("errors"), suite.get("skipped")) == ("0", "2", "1")
+    error = suite.find("testcase[@name='overhead']/error")
+    assert error.get("message") == "gateway exited with code 137"  # NUL stripped
+    assert suite.find("testcase[@name='stress-1']/skipped") is not None
+    run_error = suite.find("testcase[@name='run']/error")
+    assert run_error.get("message") == "run aborted: SIGTERM received"
+
+
+# --- step summary -------------------------------------------------------------------------
+
+
+def test_step_summary_appends_only_when_env_is_set(tmp_path: Path, breach) -> None:
+    target = tmp_path / "summary.md"
+    target.write_text("earlier step\n", encoding="utf-8")
+    assert write_step_summary(breach, env={}) is None
+    assert target.read_text(encoding="utf-8") == "earlier step\n"
+    assert write_step_summary(breach, env={"GITHUB_STEP_SUMMARY": str(target)}) == target
+    text = target.read_text(encoding="utf-8")
+    assert text.startswith("earlier step\n### ❌ llm-soak FAIL: litellm-ci")
+    assert "| overhead: per request (gated) | 1234.5 µs | 1100.0 µs |" in text
+    assert "- FAIL overhead: overhead_p99 = 150.00 ms (limit < 100.00 ms)" in text
+
+
+# --- progress -----------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_progress_plain_lines_are_rate_limited() -> None:
+    out, clock = io.StringIO(), FakeClock()
+    progress = Progress(stream=out, tty=False, clock=clock, interval=5.0)
+    progress.phase_started("sustained", 1000, 60)
+    for t, counts in ((1, (10, 9, 0)), (6, (100, 95, 2)), (7, (110, 100, 2)), (12, (200, 190, 3))):
+        clock.now = 100.0 + t
+        progress.update(*counts)
+    progress.phase_finished(stress(1))
+    lines = out.getvalue().splitlines()
+    assert lines == [
+        "=== sustained: ~1000 requests over 60s, 16.7 RPS ===",
+        "  Progress: 100 requests sent, 95 completed, 2 failed, 15.8 RPS",
+        "  Progress: 200 requests sent, 190 completed, 3 failed, 15.8 RPS",
+        "PASS stress-1: 500 sent · 100.00% ok · 41.7 rps · p99 2.06 s (12.0s)",
+    ]
+    assert "\r" not in out.getvalue()
+
+
+def test_progress_tty_redraws_one_line(breach) -> None:
+    out, clock = io.StringIO(), FakeClock()
+    progress = Progress(stream=out, tty=True, clock=clock)
+    progress.phase_started("overhead", 500, 10)
+    clock.now += 5
+    progress.update(250, 240, 1)
+    clock.now += 0.05
+    progress.update(255, 250, 1)  # inside the interval: no redraw
+    text = out.getvalue()
+    assert text.count("\r") == 1 and "Progress:" not in text
+    assert "\roverhead [############------------]  50% 250 sent, 240 completed, 1 failed" in text
+    progress.phase_finished(breach.phases[1])
+    progress.run_finished(breach)
+    tail = out.getvalue()[len(text) :]
+    assert tail.startswith("\r" + " " * len(text.split("\r")[1]) + "\r")
+    assert "FAIL overhead: " in tail and "failed: overhead_p99" in tail
+    assert "Overall: FAIL (1 BASELINE, 2 FAIL, 1 PASS), run r-20261123-1" in tail
+
+
+def test_progress_run_finished_warns_about_untrusted(untrusted) -> None:
+    out = io.StringIO()
+    Progress(stream=out, tty=False, clock=FakeClock()).run_finished(untrusted)
+    assert "WARNING untrusted results in overhead: send lag p99 45 ms > 10 ms" in out.getvalue()
+
+
+# --- write_reports ------------------------------------------------------------------------
+
+
+def test_write_reports_writes_every_file_for_a_partial_run(tmp_path: Path, aborted) -> None:
+    out = tmp_path / "a" / "b"
+    summary = tmp_path / "step.md"
+    paths = write_reports(aborted, out, env={"GITHUB_STEP_SUMMARY": str(summary)})
+    assert paths == {
+        "json": out / "report.json",
+        "junit": out / "junit.xml",
+        "markdown": out / "report.md",
+        "step_summary": summary,
+    }
+    assert sorted(p.name for p in out.iterdir()) == ["junit.xml", "report.json", "report.md"]
+    assert parse_json(paths["json"].read_text(encoding="utf-8")) == aborted
+    assert "FAIL (aborted)" in paths["markdown"].read_text(encoding="utf-8")
+    ET.parse(paths["junit"])
+    assert "SIGTERM received" in summary.read_text(encoding="utf-8")
+
+
+def test_write_reports_without_step_summary_env(tmp_path: Path, passing) -> None:
+    paths = write_reports(passing, tmp_path, env={})
+    assert set(paths) == {"json", "junit", "markdown"}
+    paths2 = write_reports(passing, tmp_path, env={})  # overwrite in place, atomically
+    assert paths2 == paths and len(list(tmp_path.iterdir())) == 3
