@@ -1,0 +1,142 @@
+"""Anthropic wire: `POST /v1/messages`, as a JSON message or an SSE event stream.
+
+The marker goes at the end of the text content block (for a stream: in the last
+`content_block_delta`), the same place a gateway that rebuilds the body keeps it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from aiohttp import web
+
+from soak.tracing import PROVIDER_HEADER, make_marker
+
+from .content import (
+    answer_tokens,
+    checked_messages,
+    checked_model,
+    completion_tokens,
+    json_str,
+    next_id,
+    nonce_of,
+    soak_field,
+)
+from .exchange import BadRequest, ConnectionAborted, Exchange, abort_connection
+from .faults import CUT
+from .latency import is_zero, sample
+
+_JSON = "application/json"
+_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+_BLOCK_START = (
+    b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+    b'"content_block":{"type":"text","text":""}}\n\n'
+    b'event: ping\ndata: {"type":"ping"}\n\n'
+)
+_DELTA = 'event: content_block_delta\ndata: {{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":"{}"}}}}\n\n'  # noqa: E501
+_STOP = (
+    'event: content_block_stop\ndata: {{"type":"content_block_stop","index":0}}\n\n'
+    'event: message_delta\ndata: {{"type":"message_delta","delta":{{"stop_reason":"end_turn",'
+    '"stop_sequence":null}},"usage":{{"output_tokens":{}}},{}}}\n\n'
+    'event: message_stop\ndata: {{"type":"message_stop"}}\n\n'
+)
+
+
+async def messages(request: web.Request, ex: Exchange) -> web.StreamResponse:
+    body = await ex.read_json(request)
+    model = checked_model(body)
+    msgs = checked_messages(body)
+    if "max_tokens" not in body:
+        raise BadRequest(400, "max_tokens: required")
+    stream = body.get("stream") is True
+    ex.nonce = nonce_of(msgs)
+    prof = ex.prov.profile
+    decision = ex.draw_fault(stream)
+    if decision is not None and decision.kind != CUT:
+        return await ex.apply_fault(request, decision)
+    input_tokens = (request.content_length or 0) // 4 + 1
+    if stream:
+        n = completion_tokens(prof.stream_timing().tokens, body, "max_tokens")
+        return await _stream(request, ex, model, n, input_tokens, decision is not None)
+    n = completion_tokens(prof.tokens, body, "max_tokens")
+    if not is_zero(prof.latency):
+        await ex.wait_until(ex.t0 + sample(prof.latency, ex.prov.rng))
+    name = ex.prov.name
+    service_s = ex.elapsed()
+    service_us = max(0, round(service_s * 1e6))
+    text = f"{''.join(answer_tokens(n))} {make_marker(name, service_s)}"
+    out = (
+        f'{{"id":"msg_mock{next_id()}","type":"message","role":"assistant",'
+        f'"model":{json_str(model)},"content":[{{"type":"text","text":"{text}"}}],'
+        f'"stop_reason":"end_turn","stop_sequence":null,'
+        f'"usage":{{"input_tokens":{input_tokens},"output_tokens":{n}}},'
+        f"{soak_field(name, service_us, ex.nonce)}}}"
+    )
+    ex.finish(200, "ok", service_s)
+    headers = ex.marker_headers(service_us)
+    return web.Response(body=out.encode(), content_type=_JSON, headers=headers)
+
+
+async def _stream(
+    request: web.Request, ex: Exchange, model: str, n: int, input_tokens: int, cut: bool
+) -> web.StreamResponse:
+    prov = ex.prov
+    timing = prov.profile.stream_timing()
+    rng = prov.rng
+    resp = web.StreamResponse(headers={**_SSE_HEADERS, PROVIDER_HEADER: prov.name})
+    await resp.prepare(request)
+    start = (
+        f'event: message_start\ndata: {{"type":"message_start","message":{{"id":"msg_mock'
+        f'{next_id()}","type":"message","role":"assistant","content":[],"model":'
+        f'{json_str(model)},"stop_reason":null,"stop_sequence":null,"usage":{{"input_tokens":'
+        f'{input_tokens},"output_tokens":1}}}}}}\n\n'
+    )
+    await resp.write(start.encode() + _BLOCK_START)
+    digest = hashlib.sha256()
+    ttft = 0.0 if is_zero(timing.ttft) else sample(timing.ttft, rng)
+    gap_zero = is_zero(timing.inter_token)
+    due = ex.t0 + ttft
+    first_chunk_s = service_s = 0.0
+    last = n - 1
+    if cut and n < 2:
+        cut = False
+        ex.fault = None
+    for i, tok in enumerate(answer_tokens(n)):
+        if i:
+            if not gap_zero:
+                due += sample(timing.inter_token, rng)
+                await ex.wait_until(due)
+        elif ttft:
+            await ex.wait_until(due)
+        if i == last:
+            service_s = ex.elapsed()
+            tok = f"{tok} {make_marker(prov.name, service_s)}"
+        digest.update(tok.encode())
+        await resp.write(_DELTA.format(tok).encode())
+        if i == 0:
+            first_chunk_s = ex.elapsed()
+            if cut:
+                ex.finish(
+                    200,
+                    CUT,
+                    first_chunk_s,
+                    first_chunk_s=first_chunk_s,
+                    chunks=1,
+                    tokens=1,
+                    digest=digest.hexdigest(),
+                )
+                abort_connection(request)
+                raise ConnectionAborted
+    soak = soak_field(prov.name, max(0, round(service_s * 1e6)), ex.nonce)
+    ex.finish(
+        200,
+        "ok",
+        service_s,
+        first_chunk_s=first_chunk_s,
+        chunks=n,
+        tokens=n,
+        digest=digest.hexdigest(),
+    )
+    await resp.write(_STOP.format(n, soak).encode())
+    await resp.write_eof()
+    return resp
