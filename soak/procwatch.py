@@ -1,0 +1,190 @@
+"""The 1 Hz observer of the gateway process: CPU %, RSS, fds and threads, children included.
+
+The only psutil user in the tester. Uvicorn, gunicorn and node clusters serve from child
+processes, so by default a sample sums the process and all its descendants. Sampling runs in a
+worker thread so /proc reads never stall the load generator's event loop. A process that
+vanishes ends the watch quietly; what was sampled until then is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from soak.summary import ProcessSummary
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One look at the process tree. `cpu_percent` is of one core (200 = two cores busy) over
+    the time since the previous sample; None on the first sample, which has no previous."""
+
+    t: float
+    cpu_percent: float | None
+    rss: int
+    fds: int
+    threads: int
+    procs: int
+
+
+class _Tree:
+    """Reads a process and (optionally) its descendants, keeping per-pid CPU times so each
+    sample's CPU is the time every process spent since it was last seen."""
+
+    def __init__(self, pid: int, include_children: bool) -> None:
+        self.root = psutil.Process(pid)
+        self.include_children = include_children
+        self._cpu: dict[int, float] = {}
+        self._last_t: float | None = None
+
+    def sample(self, now: float) -> Sample:
+        procs = [self.root]
+        if self.include_children:
+            with contextlib.suppress(psutil.Error):
+                procs += self.root.children(recursive=True)
+        cpu_now: dict[int, float] = {}
+        rss = fds = threads = 0
+        for proc in procs:
+            try:
+                with proc.oneshot():
+                    times = proc.cpu_times()
+                    mem = proc.memory_info()
+                    nthreads = proc.num_threads()
+                    nfds = proc.num_fds()
+            except psutil.NoSuchProcess:
+                if proc is self.root:
+                    raise
+                continue
+            except psutil.AccessDenied:
+                continue
+            cpu_now[proc.pid] = times.user + times.system
+            rss += mem.rss
+            threads += nthreads
+            fds += nfds
+        cpu_percent = None
+        if self._last_t is not None and now > self._last_t:
+            spent = sum(max(0.0, c - self._cpu.get(pid, 0.0)) for pid, c in cpu_now.items())
+            cpu_percent = 100.0 * spent / (now - self._last_t)
+        self._cpu, self._last_t = cpu_now, now
+        return Sample(now, cpu_percent, rss, fds, threads, len(cpu_now))
+
+
+class ProcessWatch:
+    """Samples a process tree every `interval` seconds in an asyncio task until `stop()`."""
+
+    def __init__(
+        self,
+        pid: int,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        include_children: bool = True,
+    ) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.clock = clock
+        self.include_children = include_children
+        self.samples: list[Sample] = []
+        self.vanished = False
+        """True when the process went away during the watch."""
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is not None:
+            raise RuntimeError("watch already started")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="procwatch")
+
+    async def _run(self) -> None:
+        try:
+            tree = await asyncio.to_thread(_Tree, self.pid, self.include_children)
+        except psutil.Error:
+            self.vanished = True
+            return
+        due = self.clock()
+        while True:
+            try:
+                sample = await asyncio.to_thread(tree.sample, self.clock())
+            except psutil.NoSuchProcess:
+                self.vanished = True
+                return
+            self.samples.append(sample)
+            due += self.interval
+            now = self.clock()
+            if due < now:  # fell behind (suspended host): skip, never burst
+                due = now
+            await asyncio.sleep(due - now)
+
+    async def stop(self) -> list[Sample]:
+        """End the watch and return its samples (also when the process vanished)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        return list(self.samples)
+
+
+def find_pid(cmdline_regex: str) -> int | None:
+    """The oldest process (not this one) whose command line matches the regex, or None."""
+    pattern = re.compile(cmdline_regex)
+    best: tuple[float, int] | None = None
+    for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
+        info = proc.info
+        if info["pid"] == os.getpid() or not info["cmdline"]:
+            continue
+        if pattern.search(" ".join(info["cmdline"])):
+            key = (info["create_time"] or 0.0, info["pid"])
+            if best is None or key < best:
+                best = key
+    return None if best is None else best[1]
+
+
+def pid_from_file(path: str | Path) -> int | None:
+    """The PID written in a pid file, or None when the file is missing or not a number."""
+    try:
+        return int(Path(path).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def summarize(samples: Sequence[Sample]) -> ProcessSummary:
+    """The seed's CPU/RSS table over a phase: averages and peaks (CPU % of one core, bytes)."""
+    if not samples:
+        return ProcessSummary(samples=0, cpu_avg=0.0, cpu_peak=0.0, rss_avg=0.0, rss_peak=0.0)
+    cpus = [s.cpu_percent for s in samples if s.cpu_percent is not None]
+    rss = [float(s.rss) for s in samples]
+    return ProcessSummary(
+        samples=len(samples),
+        cpu_avg=sum(cpus) / len(cpus) if cpus else 0.0,
+        cpu_peak=max(cpus, default=0.0),
+        rss_avg=sum(rss) / len(rss),
+        rss_peak=max(rss),
+        rss_initial=rss[0],
+        rss_final=rss[-1],
+        fds_peak=max(s.fds for s in samples),
+        threads_peak=max(s.threads for s in samples),
+    )
+
+
+def rss_slope(samples: Sequence[Sample], warmup_s: float) -> float | None:
+    """Least-squares RSS trend in bytes per second over the samples after `warmup_s` seconds
+    from the first; None with fewer than two samples (or no time spread) to fit."""
+    if not samples:
+        return None
+    start = samples[0].t + warmup_s
+    points = [(s.t, float(s.rss)) for s in samples if s.t >= start]
+    if len(points) < 2:
+        return None
+    n = len(points)
+    mean_t = sum(t for t, _ in points) / n
+    mean_r = sum(r for _, r in points) / n
+    var = sum((t - mean_t) ** 2 for t, _ in points)
+    if var == 0:
+        return None
+    return sum((t - mean_t) * (r - mean_r) for t, r in points) / var
