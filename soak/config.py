@@ -52,6 +52,7 @@ _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _LABEL_HINT = "letters, digits, '_', '.', '-'; at most 64 characters"
 _HEADER = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _PATH = re.compile(r"/\S*")
+_NO_GATEWAY = "add a gateway section; without --config soak runs its embedded LiteLLM setup"
 
 
 def load_config(
@@ -71,6 +72,8 @@ def load_config(
         label, base_dir = str(path), Path(path).parent
         user = read_file(Path(path), label)
     top = Section(user, (), lambda _: label)
+    if "version" not in user:
+        top.fail("version", "missing required key", f"start the file with 'version: {VERSION}'")
     version = top.integer("version")
     if version != VERSION:
         top.fail("version", f"unsupported version {version}", f"this soak reads version {VERSION}")
@@ -90,7 +93,7 @@ def load_config(
         version=version,
         profile=name,
         source=label,
-        gateway=_gateway(root.section("gateway"), env, base_dir),
+        gateway=_gateway(root.section("gateway", hint=_NO_GATEWAY), env, base_dir),
         mock=_mock(root.section("mock"), env),
         request=_request(root.section("request")),
         phases=_phases(root.section("phases")),

@@ -110,8 +110,15 @@ class Section:
         shown = "" if secret else _shown(value)
         self.fail(key, f"expected {expected}, got {_kind(value)}{' ' + shown if shown else ''}")
 
-    def section(self, key: str, *, optional: bool = False) -> Section | None:
-        """The nested mapping at `key`; None when `optional` and absent or null."""
+    def section(
+        self, key: str, *, optional: bool = False, hint: str | None = None
+    ) -> Section | None:
+        """The nested mapping at `key`; None when `optional` and absent or null.
+
+        `hint` says what to do when a required section is missing.
+        """
+        if not optional and key not in self.data:
+            self.fail(key, "missing required key", hint)
         value = self._get(key, None if optional else _MISSING)
         if value is None and optional:
             return None
