@@ -27,39 +27,48 @@ class ConfigError(Exception):
 
 
 class _DuplicateKey(Exception):
-    def __init__(self, key: str, line: int, first: int) -> None:
-        super().__init__(key)
-        self.key, self.line, self.first = key, line, first
+    def __init__(self, path: str, line: int, first: int) -> None:
+        super().__init__(path)
+        self.path, self.line, self.first = path, line, first
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """Safe YAML that rejects duplicate mapping keys instead of silently keeping the last."""
+def _check_duplicates(node: yaml.Node, path: Path_) -> None:
+    """Reject a mapping key written twice (PyYAML would silently keep the last one)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else None
+            if key is None or key == "<<":
+                continue
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise _DuplicateKey(".".join((*path, key)), line, seen[key])
+            seen[key] = line
+            _check_duplicates(value_node, (*path, key))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _check_duplicates(item, (*path, str(index)))
 
 
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            first = seen.setdefault(key, key_node.start_mark.line + 1)
-        except TypeError:
-            continue  # unhashable key: the base constructor reports it with its position
-        if first != key_node.start_mark.line + 1:
-            raise _DuplicateKey(str(key), key_node.start_mark.line + 1, first)
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=True)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+def _load(text: str) -> Any:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_duplicates(node, ())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def parse_yaml(text: str, label: str) -> dict[str, Any]:
     """The top-level mapping of a YAML document; `label` names the source in errors."""
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+        data = _load(text)
     except _DuplicateKey as dup:
         raise ConfigError(
-            f"{label}: {dup.key}: duplicate key (line {dup.line}, first at line {dup.first})"
+            f"{label}: {dup.path}: duplicate key (line {dup.line}, first at line {dup.first})"
         ) from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark

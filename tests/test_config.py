@@ -125,7 +125,7 @@ INVALID = {
         "invalid-syntax.yaml: invalid YAML: mapping values are not allowed here (line 4, column 8)"
     ),
     "invalid-duplicate.yaml": (
-        "invalid-duplicate.yaml: stress: duplicate key (line 6, first at line 5)"
+        "invalid-duplicate.yaml: phases.stress: duplicate key (line 6, first at line 5)"
     ),
     "invalid-empty.yaml": "invalid-empty.yaml: empty file (start with 'version: 1')",
     "invalid-list.yaml": (
