@@ -37,102 +37,56 @@ def lat(base: float, count: int = 500) -> LatencySummary:
     )
 
 
-PER_REQUEST = LatencySummary(500, 0.0003, 0.0012345, 0.0011, 0.0019, 0.0023, 0.0041, 0.015)
 PCT_DIFF = LatencySummary(500, 0.0002, 0.0013, 0.00098, 0.0021, 0.0026, 0.0047, 0.0162)
 TRUSTED = GeneratorHealth(
     send_lag_p99=0.0004, loop_lag_max=0.002, cpu_ratio=0.31, drops=0, trusted=True
 )
+GATEWAY = ProcessSummary(10, 42.5, 87.25, 200.5 * MB, 210.0 * MB, 190 * MB, 205 * MB, 64, 12)
+
+
+def phase(name: str, kind: str, status: Status, **kw: object) -> PhaseReport:
+    """A 500-request, 10 s phase at 50 rps unless `kw` says otherwise."""
+    fields = dict(duration_s=10.0, target_rate=50, sent=500, completed=500, success_ratio=1.0)
+    fields.update(outcomes={"ok": 500}, params={"rate": 50, "duration": 10, "latency": 0.1})
+    fields.update(kw)
+    return PhaseReport(name=name, kind=kind, status=status, **fields)
 
 
 def calibration() -> PhaseReport:
-    return PhaseReport(
-        name="calibration",
-        kind="calibration",
-        status=Status.BASELINE,
-        started_at=T0,
-        duration_s=10.0,
-        target_rate=50,
-        throughput=49.9,
-        sent=500,
-        completed=500,
-        outcomes={"ok": 500},
-        success_ratio=1.0,
-        latency=lat(0.1),
-        params={"rate": 50, "duration": 10, "latency": 0.1},
-        generator=TRUSTED,
-    )
+    return phase("calibration", "calibration", Status.BASELINE, throughput=49.9,
+                 latency=lat(0.1), generator=TRUSTED)  # fmt: skip
 
 
 def overhead(p99: float = 0.0041) -> PhaseReport:
     per_request = LatencySummary(500, 0.0003, 0.0012345, 0.0011, 0.0019, 0.0023, p99, 0.2)
+    mean = per_request.mean
     checks = [
-        Check(
-            "overhead_mean", per_request.mean, "<", 0.005, "s", per_request.mean < 0.005, "target"
-        ),
+        Check("overhead_mean", mean, "<", 0.005, "s", mean < 0.005, "target"),
         Check("overhead_p99", p99, "<", 0.1, "s", p99 < 0.1, "target"),
     ]
-    return PhaseReport(
-        name="overhead",
-        kind="overhead",
-        status=Status.PASSED if p99 < 0.1 else Status.FAILED,
-        started_at=T0 + 11,
-        duration_s=10.0,
-        target_rate=50,
-        throughput=49.8,
-        sent=500,
-        completed=500,
-        outcomes={"ok": 500},
-        success_ratio=1.0,
-        latency=lat(0.102),
-        distributions={"overhead_per_request": per_request, "overhead_percentile_diff": PCT_DIFF},
-        checks=checks,
-        process=ProcessSummary(
-            samples=10,
-            cpu_avg=42.5,
-            cpu_peak=87.25,
-            rss_avg=200.5 * MB,
-            rss_peak=210.0 * MB,
-            rss_initial=190 * MB,
-            rss_final=205 * MB,
-            fds_peak=64,
-            threads_peak=12,
-        ),
-        generator=TRUSTED,
-        params={"rate": 50, "duration": 10, "latency": 0.1},
-    )
+    distributions = {"overhead_per_request": per_request, "overhead_percentile_diff": PCT_DIFF}
+    status = Status.PASSED if p99 < 0.1 else Status.FAILED
+    return phase("overhead", "overhead", status, throughput=49.8, latency=lat(0.102),
+                 distributions=distributions, checks=checks, process=GATEWAY,
+                 generator=TRUSTED)  # fmt: skip
 
 
 def stress(n: int, ratio: float = 1.0) -> PhaseReport:
     ok = int(500 * ratio)
-    return PhaseReport(
-        name=f"stress-{n}",
-        kind="stress",
-        status=Status.PASSED if ratio == 1 else Status.FAILED,
-        duration_s=12.0,
-        target_rate=50,
-        throughput=41.7,
-        sent=500,
-        completed=500,
+    return phase(
+        f"stress-{n}", "stress", Status.PASSED if ratio == 1 else Status.FAILED,
+        duration_s=12.0, throughput=41.7, success_ratio=ratio, latency=lat(2.0),
         outcomes={"ok": ok, "timeout": 500 - ok} if ok < 500 else {"ok": 500},
-        success_ratio=ratio,
-        latency=lat(2.0),
         checks=[Check("success_ratio", ratio, ">=", 1.0, "ratio", ratio >= 1.0)],
         params={"rate": 50, "duration": 10, "latency": 2.0},
-    )
+    )  # fmt: skip
 
 
 def run_of(*phases: PhaseReport, **kw: object) -> RunReport:
-    fields = dict(
-        run_id="r-20261123-1",
-        started_at=T0,
-        finished_at=T0 + 60,
-        target="litellm-ci",
-        kind="litellm",
-        profile="quick",
-        phases=list(phases),
-    )
+    fields = dict(run_id="r-20261123-1", started_at=T0, finished_at=T0 + 60,
+                  target="litellm-ci", kind="litellm", profile="quick")  # fmt: skip
     fields.update(kw)
-    return RunReport(**fields)
+    return RunReport(phases=list(phases), **fields)
 
 
 @pytest.fixture
@@ -157,6 +111,8 @@ def aborted() -> RunReport:
         outcomes={"ok": 70, "connect": 10},
         success_ratio=70 / 80,
         error="gateway exited with code 137\x00",
+        distributions={"overhead_per_request": LatencySummary(0, 0, 0, 0, 0, 0, 0, 0)},
+        process=ProcessSummary(samples=0, cpu_avg=0, cpu_peak=0, rss_avg=0, rss_peak=0),
     )
     skipped = PhaseReport(
         name="stress-1",
@@ -251,7 +207,8 @@ def test_markdown_of_aborted_partial_run_keeps_what_was_measured(aborted) -> Non
     assert "| overhead | overhead | ERROR | 3.5s |" in md
     assert "error: gateway exited with code 137" in md
     ours = row(md, "Overhead per request (ours, gated)")
-    assert ours.endswith("| — | — | — | — | — | — | — |")
+    assert ours.endswith("| — | — | — | — | — | — | — |")  # empty distribution: not zeros
+    assert "## Gateway Process Stats" not in md  # zero samples: nothing measured
     assert "| 100.00 ms | 101.00 ms |" in row(md, "Calibration, direct to mock (calibration)")
     assert "| overhead | 120 | 80 | 0 | 70 | 10 |" in md  # ok + connect kept
     assert "- stress-1: not run: the run was aborted" in md

@@ -96,8 +96,8 @@ def fmt_cpu(percent: float | None) -> str:
 
 
 def stat_value(summary: LatencySummary | None, stat: str) -> float | None:
-    if summary is None:
-        return None
+    if summary is None or not summary.count:
+        return None  # an empty distribution measured nothing: show "—", not zeros
     try:
         return summary.get(stat)
     except (AttributeError, TypeError, ValueError):

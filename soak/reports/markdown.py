@@ -182,8 +182,8 @@ def _process(run: RunReport) -> list[str]:
     rows = []
     for p in run.phases:
         s = p.process
-        if s is None:
-            continue
+        if s is None or not s.samples:
+            continue  # no sample taken: nothing measured, no zeros pretending otherwise
         cpu = [fmt_cpu(s.cpu_avg), fmt_cpu(s.cpu_peak)]
         rss = [fmt_mb(s.rss_avg), fmt_mb(s.rss_peak), fmt_mb(s.rss_initial), fmt_mb(s.rss_final)]
         rows.append([p.name, s.samples, *cpu, *rss, s.fds_peak, s.threads_peak])
