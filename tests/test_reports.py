@@ -101,25 +101,12 @@ def breach() -> RunReport:
 
 @pytest.fixture
 def aborted() -> RunReport:
-    broken = PhaseReport(
-        name="overhead",
-        kind="overhead",
-        status=Status.ERROR,
-        duration_s=3.5,
-        sent=120,
-        completed=80,
-        outcomes={"ok": 70, "connect": 10},
-        success_ratio=70 / 80,
-        error="gateway exited with code 137\x00",
-        distributions={"overhead_per_request": LatencySummary(0, 0, 0, 0, 0, 0, 0, 0)},
-        process=ProcessSummary(samples=0, cpu_avg=0, cpu_peak=0, rss_avg=0, rss_peak=0),
-    )
-    skipped = PhaseReport(
-        name="stress-1",
-        kind="stress",
-        status=Status.SKIPPED,
-        notes=["not run: the run was aborted"],
-    )
+    broken = phase("overhead", "overhead", Status.ERROR, duration_s=3.5, sent=120, completed=80,
+                   outcomes={"ok": 70, "connect": 10}, success_ratio=70 / 80, target_rate=0,
+                   error="gateway exited with code 137\x00", params={},
+                   distributions={"overhead_per_request": LatencySummary(0, 0, 0, 0, 0, 0, 0, 0)},
+                   process=ProcessSummary(0, 0, 0, 0, 0))  # fmt: skip
+    skipped = PhaseReport("stress-1", "stress", Status.SKIPPED, notes=["not run: aborted"])
     return run_of(calibration(), broken, skipped, aborted=True, error="SIGTERM received")
 
 
@@ -211,7 +198,7 @@ def test_markdown_of_aborted_partial_run_keeps_what_was_measured(aborted) -> Non
     assert "## Gateway Process Stats" not in md  # zero samples: nothing measured
     assert "| 100.00 ms | 101.00 ms |" in row(md, "Calibration, direct to mock (calibration)")
     assert "| overhead | 120 | 80 | 0 | 70 | 10 |" in md  # ok + connect kept
-    assert "- stress-1: not run: the run was aborted" in md
+    assert "- stress-1: not run: aborted" in md
     assert "| stress-1 | stress | SKIP |" in md
 
 
@@ -394,3 +381,12 @@ def test_write_reports_without_step_summary_env(tmp_path: Path, passing) -> None
     assert set(paths) == {"json", "junit", "markdown"}
     paths2 = write_reports(passing, tmp_path, env={})  # overwrite in place, atomically
     assert paths2 == paths and len(list(tmp_path.iterdir())) == 3
+
+
+def test_run_that_never_started_a_phase_still_fails_in_every_report(tmp_path: Path) -> None:
+    run = run_of(aborted=True, error="gateway not ready after 90s")
+    paths = write_reports(run, tmp_path, env={})
+    assert "No phase ran." in paths["markdown"].read_text(encoding="utf-8")
+    suite = ET.parse(paths["junit"]).getroot().find("testsuite")
+    assert (suite.get("tests"), suite.get("errors")) == ("1", "1")
+    assert parse_json(paths["json"].read_text(encoding="utf-8")) == run

@@ -76,7 +76,10 @@ class Progress:
         self._write(f"=== {self._name}: {plan} ===\n")
 
     def update(self, sent: int, completed: int, failed: int) -> None:
-        """Counts so far in this phase: sent, ended (any outcome), and failed among those."""
+        """Counts so far in this phase: sent, completed (ok, as `PhaseReport.completed`), failed.
+
+        RPS is completed per second since the phase started (the seed's throughput figure).
+        """
         self._counts = (sent, completed, failed)
         now = self.clock()
         if now - self._last < self.interval:
