@@ -397,3 +397,25 @@ def test_duration_wrong_types_rejected(value: object) -> None:
 def test_durations_format_round_trip(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
     assert parse_duration(text) == pytest.approx(seconds)
+
+
+def test_docs_name_every_key(in_data: Path) -> None:
+    """docs/config.md documents every key the loader accepts (derived fields excepted)."""
+    docs = (Path(__file__).parents[1] / "docs" / "config.md").read_text()
+    derived = {"source", "managed", "api_key", "control_token"}
+    free_form = {"headers", "env"}
+
+    def keys(tree: dict[str, object]) -> set[str]:
+        found = set()
+        for key, value in tree.items():
+            found.add(key)
+            if isinstance(value, dict) and key not in free_form:
+                found |= keys(value)
+        return found
+
+    missing = {
+        key
+        for key in keys(describe(load_config("valid-complete.yaml", env=ENV))) - derived
+        if f"`{key}`" not in docs and f"`.{key}`" not in docs and f".{key}`" not in docs
+    }
+    assert missing == set()
