@@ -152,11 +152,13 @@ def overall_word(run: RunReport) -> str:
 
 
 def concurrency(phase: PhaseReport) -> str:
-    """In-flight requests of a phase: the configured concurrency, else ~rate × mock latency."""
+    """In-flight requests of a phase: the configured concurrency, else ~rate × mock latency.
+
+    Not `max_inflight`: that is the generator's cap, not what the phase put in flight.
+    """
     params = phase.params or {}
-    for key in ("concurrency", "max_inflight"):
-        if is_number(params.get(key)):
-            return fmt_num(params[key], 0)
+    if is_number(params.get("concurrency")):
+        return fmt_num(params["concurrency"], 0)
     rate = params.get("rate", phase.target_rate)
     latency = params.get("latency")
     if is_number(rate) and is_number(latency) and rate and latency:

@@ -205,7 +205,8 @@ def _checks(run: RunReport) -> list[str]:
         for c in p.checks:
             value, threshold, unit = check_parts(c)
             rows.append((c.name, value, c.op, threshold, unit, _pf(c.passed), c.tier or NA))
-        lines += [f"### {p.name} — {status_word(p.status)}", "", md_table(heads, rows), ""]
+        title = f"### {one_line(p.name)} — {status_word(p.status)}"
+        lines += [title, "", md_table(heads, rows), ""]
     return lines
 
 
