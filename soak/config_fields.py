@@ -141,10 +141,11 @@ class Section:
         pattern: re.Pattern[str] | None = None,
         hint: str | None = None,
     ) -> Any:
-        """A non-empty string (or `default` when absent/null), optionally matching `pattern`."""
+        """A non-empty string, optionally matching `pattern`; `default` when absent or null
+        (a required string, without `default`, must be present and not null)."""
         value = self._get(key, default)
-        if value is None or value is default:
-            return value
+        if value is None and default is not _MISSING:
+            return default
         if not isinstance(value, str):
             self.wrong_type(key, "a string", value)
         if not value.strip():

@@ -419,3 +419,35 @@ def test_docs_name_every_key(in_data: Path) -> None:
         if f"`{key}`" not in docs and f"`.{key}`" not in docs and f".{key}`" not in docs
     }
     assert missing == set()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("request: {prompt: null}", "request.prompt: expected a string, got null"),
+        ("report: {out: null}", "report.out: expected a string, got null"),
+        ("report: {out: '  '}", "report.out: must not be empty"),
+        ("gateway: null", "gateway: expected a mapping, got null"),
+        ("engine: {max_inflight: 2.5}", "engine.max_inflight: expected an integer, got number 2.5"),
+        (
+            "phases: {stress: {rate: true}}",
+            "phases.stress.rate: expected a number, got boolean True",
+        ),
+        ("mock: {port: 70000, url: null}", "mock.port: must be at most 65535, got 70000"),
+        (
+            "mock: {port: 8080, url: 'http://127.0.0.1:1'}",
+            "mock.port: only for a mock soak starts (remove mock.port or set mock.url: null)",
+        ),
+        (
+            "slo: {overhead: {p99: 0}}",
+            "slo.overhead.p99: must be longer than 0 (use 500ms, 30s, 5m, 1h30m)",
+        ),
+    ],
+)
+def test_null_and_range_edge_cases(tmp_path: Path, body: str, message: str) -> None:
+    path = tmp_path / "edge.yaml"
+    gateway = "" if body.startswith("gateway") else "gateway: {url: 'http://127.0.0.1:1'}\n"
+    path.write_text(f"version: 1\n{gateway}{body}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert str(info.value) == f"{path}: {message}"
