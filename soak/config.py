@@ -124,7 +124,7 @@ def _gateway(s: Section, env: Mapping[str, str], base_dir: Path) -> GatewayConfi
             "soak can only hand a key to a gateway it starts",
         )
     api_key: Secret | None = None
-    if key_env:
+    if key_env and not (generate and not env.get(key_env)):
         api_key = s.from_env("api_key_env", key_env, env, "export it, or use gateway.api_key_file")
     key_path = None if key_file is None else base_dir / Path(key_file).expanduser()
     if key_path is not None:
@@ -153,15 +153,15 @@ def _gateway(s: Section, env: Mapping[str, str], base_dir: Path) -> GatewayConfi
 
 def _read_key(s: Section, path: Path) -> Secret:
     try:
-        value = path.read_text(encoding="utf-8").strip()
+        lines = path.read_text(encoding="utf-8").strip().splitlines()
     except (OSError, UnicodeDecodeError) as err:
         reason = getattr(err, "strerror", None) or "not UTF-8 text"
         s.fail(
             "api_key_file", f"cannot read '{path}': {reason}", "check the path and its permissions"
         )
-    if not value:
+    if not lines:
         s.fail("api_key_file", f"'{path}' is empty", "put the key on the first line")
-    return Secret(value)
+    return Secret(lines[0].strip())
 
 
 def _managed(s: Section, env: Mapping[str, str]) -> ManagedConfig:

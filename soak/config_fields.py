@@ -55,12 +55,10 @@ class Secret:
 
 
 def _kind(value: object) -> str:
+    if value is None:
+        return "null"
     names = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list"}
-    return (
-        "null"
-        if value is None
-        else names.get(type(value), "mapping" if isinstance(value, dict) else type(value).__name__)
-    )
+    return names.get(type(value), "mapping" if isinstance(value, dict) else type(value).__name__)
 
 
 def _shown(value: object) -> str:

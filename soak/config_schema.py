@@ -54,8 +54,8 @@ class GatewayConfig:
     api_key_env: str | None
     api_key_file: Path | None
     generate_key: bool
-    """Managed only: soak generates a random key when no key resolves and hands it to the
-    gateway it starts."""
+    """Managed only: when no key resolves (api_key_env unset is then no error), soak generates
+    a random key and hands it to the gateway it starts."""
     headers: Mapping[str, Secret]
     """Extra request headers, `${ENV}` expanded; every value is treated as a secret."""
     timeout: float

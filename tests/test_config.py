@@ -451,3 +451,28 @@ def test_null_and_range_edge_cases(tmp_path: Path, body: str, message: str) -> N
     with pytest.raises(ConfigError) as info:
         load_config(path, env={})
     assert str(info.value) == f"{path}: {message}"
+
+
+def test_generate_key_falls_back_only_when_the_env_var_is_unset(tmp_path: Path) -> None:
+    path = tmp_path / "gen.yaml"
+    path.write_text(
+        "version: 1\n"
+        "gateway: {kind: litellm, managed: {}, api_key_env: GW_KEY, generate_key: true}\n"
+    )
+    assert load_config(path, env={}).gateway.api_key is None  # soak generates one
+    key = load_config(path, env={"GW_KEY": PLANTED}).gateway.api_key
+    assert key is not None and key.reveal() == PLANTED
+
+
+def test_key_file_first_line_and_empty_file(tmp_path: Path) -> None:
+    (tmp_path / "k").write_text("\n  sk-first  \nsecond line\n")
+    path = tmp_path / "c.yaml"
+    path.write_text("version: 1\ngateway: {url: 'http://127.0.0.1:1', api_key_file: k}\n")
+    key = load_config(path, env={}).gateway.api_key
+    assert key is not None and key.reveal() == "sk-first"
+    (tmp_path / "k").write_text(" \n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert str(info.value) == (
+        f"{path}: gateway.api_key_file: '{tmp_path / 'k'}' is empty (put the key on the first line)"
+    )
