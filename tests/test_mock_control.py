@@ -8,9 +8,9 @@ import time
 import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
-
 from soak.mock.app import MockServer
 from soak.mock.profile import MockConfig, parse_config
+
 from soak.mockctl import MockControl, MockControlError
 
 TOKEN = "s3cret-token"
@@ -35,10 +35,10 @@ async def ctl(mock):
 
 async def post_chat(url: str, nonce: str, provider: str = "primary") -> int:
     body = {"model": "m", "messages": [{"role": "user", "content": f"q {nonce}"}]}
-    async with aiohttp.ClientSession() as s:
-        async with s.post(f"{url}/p/{provider}/v1/chat/completions", json=body) as r:
-            await r.read()
-            return r.status
+    url = f"{url}/p/{provider}/v1/chat/completions"
+    async with aiohttp.ClientSession() as s, s.post(url, json=body) as r:
+        await r.read()
+        return r.status
 
 
 async def test_without_the_token_every_call_is_401_and_changes_nothing(mock, ctl):

@@ -9,7 +9,6 @@ import aiohttp
 import anthropic
 import openai
 import pytest
-
 from soak.mock.app import MockServer
 from soak.mock.profile import parse_config
 
@@ -71,14 +70,14 @@ async def test_status_mix_is_seeded_and_covers_every_status():
 
 async def test_anthropic_529_is_an_overloaded_error():
     faults = {"error_rate": 1.0, "status_mix": {529: 1}}
-    async with await serve({"p": {"faults": faults}}) as mock:
-        async with anthropic.AsyncAnthropic(
-            base_url=f"{mock.url}/p/p", api_key="k", max_retries=0
-        ) as client:
-            with pytest.raises(anthropic.APIStatusError) as info:
-                await client.messages.create(
-                    model="m", max_tokens=4, messages=[{"role": "user", "content": "x"}]
-                )
+    async with (
+        await serve({"p": {"faults": faults}}) as mock,
+        anthropic.AsyncAnthropic(base_url=f"{mock.url}/p/p", api_key="k", max_retries=0) as client,
+    ):
+        with pytest.raises(anthropic.APIStatusError) as info:
+            await client.messages.create(
+                model="m", max_tokens=4, messages=[{"role": "user", "content": "x"}]
+            )
     assert info.value.status_code == 529
     assert info.value.body["error"]["type"] == "overloaded_error"
 

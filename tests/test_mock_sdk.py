@@ -5,9 +5,9 @@ from __future__ import annotations
 import anthropic
 import openai
 import pytest
-
 from soak.mock.app import MockServer
 from soak.mock.profile import parse_config
+
 from soak.tracing import find_marker
 
 CONFIG = {
@@ -116,14 +116,16 @@ async def test_anthropic_messages_json(mock):
 
 
 async def test_anthropic_messages_stream_events(mock):
-    async with anthropic.AsyncAnthropic(base_url=mock.url, api_key="k", max_retries=0) as client:
-        async with client.messages.stream(
-            model="claude-x",
-            max_tokens=100,
-            messages=[{"role": "user", "content": [{"type": "text", "text": "x [soak:run1:5]"}]}],
-        ) as stream:
-            types = [event.type async for event in stream]
-            final = await stream.get_final_message()
+    content = [{"type": "text", "text": "x [soak:run1:5]"}]
+    client = anthropic.AsyncAnthropic(base_url=mock.url, api_key="k", max_retries=0)
+    async with (
+        client,
+        client.messages.stream(
+            model="claude-x", max_tokens=100, messages=[{"role": "user", "content": content}]
+        ) as stream,
+    ):
+        types = [event.type async for event in stream]
+        final = await stream.get_final_message()
     assert types[0] == "message_start"
     assert "content_block_start" in types and "content_block_stop" in types
     assert types[-1] == "message_stop"
