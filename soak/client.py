@@ -1,0 +1,290 @@
+"""One chat request over aiohttp, OpenAI or Anthropic wire, JSON or SSE, as one `Result`.
+
+The only module using aiohttp's client. The request body is encoded once; per request only the
+nonce `[soak:<run>:<seq>]` is spliced into the last user message, so the gateway and the mock can
+tie each attempt to this request. Timestamps (sent, first byte, first token, end) come from one
+monotonic clock. Every failure becomes an `Outcome` on the Result: nothing a server or the
+network does raises out of `ChatClient.send`, and no URL or error text is ever recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from soak.results import Outcome, Result
+from soak.tracing import BODY_FIELD, PROVIDER_HEADER, SERVICE_HEADER, find_marker, make_nonce
+
+APIS = ("openai", "anthropic")
+ANTHROPIC_VERSION = "2023-06-01"
+_SPLICE = "\x1fSOAK-NONCE\x1f"
+_DONE = b"[DONE]"
+_DRAIN_AFTER_DONE = 1.0
+"""Seconds to wait for the end of the HTTP body after [DONE], so the connection is reused."""
+
+
+def make_session(max_connections: int, timeout: float) -> aiohttp.ClientSession:
+    """A keep-alive session with at most `max_connections` connections and a total timeout.
+
+    The pool limit matters: an unbounded pool collapses into connection errors above ~2,000
+    requests/s on one core (see the baselines), a bounded one queues briefly instead.
+    """
+    if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+        raise ValueError(f"max_connections {max_connections!r} must be an integer >= 1")
+    if max_connections < 1:
+        raise ValueError(f"max_connections {max_connections!r} must be >= 1")
+    if not timeout > 0:
+        raise ValueError(f"timeout {timeout!r} must be > 0 seconds")
+    connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=0, keepalive_timeout=30)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=timeout),
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+
+
+class _Read:
+    """What one response delivered so far; kept when the response breaks off."""
+
+    __slots__ = ("first_byte", "first_token", "nbytes", "provider", "service_s", "status", "tokens")
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.first_byte: float | None = None
+        self.first_token: float | None = None
+        self.nbytes = 0
+        self.tokens = 0
+        self.provider: str | None = None
+        self.service_s: float | None = None
+
+    def mark(self, text: str, headers: Mapping[str, str], soak: Any) -> None:
+        """Served-by provider and service time: content marker, else headers, else body field."""
+        marker = find_marker(text)
+        if marker is not None:
+            self.provider, self.service_s = marker.provider, marker.service_s
+            return
+        provider, service_us = headers.get(PROVIDER_HEADER), headers.get(SERVICE_HEADER)
+        if isinstance(soak, dict):
+            provider = provider or soak.get("provider")
+            service_us = service_us if service_us is not None else soak.get("service_us")
+        if isinstance(provider, str) and provider:
+            self.provider = provider[:64]
+        try:
+            self.service_s = None if service_us is None else max(0, int(service_us)) / 1e6
+        except (TypeError, ValueError):
+            self.service_s = None
+
+
+class _Bad(Exception):
+    """The response is not what the wire promised; carries the outcome to record."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.value)
+        self.outcome = outcome
+
+
+class ChatClient:
+    """Sends chat requests to one endpoint URL; `send(seq, intended)` is the engine's `send`."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        *,
+        api: str = "openai",
+        model: str,
+        headers: Mapping[str, str] | None = None,
+        stream: bool = False,
+        max_tokens: int = 16,
+        prompt: str = "Hello, how are you?",
+        run_id: str = "soak",
+        timeout: float | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        if api not in APIS:
+            raise ValueError(f"api {api!r} must be one of {', '.join(APIS)}")
+        make_nonce(run_id, 0)  # validates the run id once; send() builds nonces directly
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout {timeout!r} must be > 0 seconds")
+        self._session = session
+        self._url = URL(url)
+        self.api = api
+        self.stream = stream
+        self.run_id = run_id
+        self._clock = clock
+        self._timeout = aiohttp.ClientTimeout(total=timeout) if timeout else None
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if stream:
+            self._headers["Accept"] = "text/event-stream"
+        if api == "anthropic":
+            self._headers["anthropic-version"] = ANTHROPIC_VERSION
+        self._headers.update(headers or {})
+        self._head, self._tail = _encode_body(api, model, prompt, max_tokens, stream)
+        self._nonce_head = f"[soak:{run_id}:"
+
+    async def send(self, seq: int, intended: float) -> Result:
+        """One request; always a Result (failures are outcomes), latency counted from `intended`."""
+        clock = self._clock
+        nonce = f"{self._nonce_head}{seq}]"
+        body = self._head + nonce.encode() + self._tail
+        read = _Read()
+        sent = clock()
+        try:
+            async with self._session.post(
+                self._url, data=body, headers=self._headers, timeout=self._timeout
+            ) as resp:
+                read.first_byte = clock()
+                read.status = status = resp.status
+                if not 200 <= status < 300:
+                    read.nbytes = len(await resp.read())
+                    outcome = Outcome.from_status(status)
+                elif self.stream:
+                    outcome = await self._read_stream(resp, read)
+                else:
+                    outcome = await self._read_json(resp, read)
+            end = clock()
+        except _Bad as bad:
+            end, outcome = clock(), bad.outcome
+        except TimeoutError:
+            end, outcome = clock(), Outcome.TIMEOUT
+        except aiohttp.ClientConnectorError:
+            end, outcome = clock(), Outcome.CONNECT
+        except (aiohttp.ClientError, OSError):
+            # reset or broken off: before any answer it is a connection failure, after the
+            # status line the answer was cut short
+            end = clock()
+            outcome = Outcome.CONNECT if read.first_byte is None else Outcome.STREAM_BROKEN
+        ok = outcome is Outcome.OK
+        return Result(
+            seq,
+            intended,
+            sent,
+            end,
+            outcome,
+            read.status,
+            read.first_byte,
+            read.first_token,
+            read.nbytes,
+            read.tokens,
+            read.provider if ok else None,
+            read.service_s if ok else None,
+            nonce,
+        )
+
+    async def _read_json(self, resp: aiohttp.ClientResponse, read: _Read) -> Outcome:
+        raw = await resp.read()
+        read.nbytes = len(raw)
+        try:
+            data = json.loads(raw)
+            if self.api == "openai":
+                text = data["choices"][0]["message"]["content"] or ""
+                tokens = (data.get("usage") or {}).get("completion_tokens")
+            else:
+                text = "".join(b.get("text", "") for b in data["content"] if isinstance(b, dict))
+                tokens = (data.get("usage") or {}).get("output_tokens")
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            return Outcome.BAD_RESPONSE
+        if not isinstance(text, str):
+            return Outcome.BAD_RESPONSE
+        read.tokens = tokens if isinstance(tokens, int) else 0
+        read.mark(text, resp.headers, data.get(BODY_FIELD))
+        return Outcome.OK
+
+    async def _read_stream(self, resp: aiohttp.ClientResponse, read: _Read) -> Outcome:
+        """SSE: OpenAI `data:` chunks until `[DONE]`, or Anthropic events until message_stop."""
+        clock = self._clock
+        anthropic = self.api == "anthropic"
+        pieces: list[str] = []
+        usage_tokens: int | None = None
+        soak: Any = None
+        finished = saw_data = False
+        async for line in resp.content:
+            read.nbytes += len(line)
+            if not line.startswith(b"data:"):
+                continue
+            saw_data = True
+            payload = line[5:].strip()
+            if payload == _DONE and not anthropic:
+                finished = True
+                break
+            try:
+                chunk = json.loads(payload)
+                soak = chunk.get(BODY_FIELD, soak)
+                if anthropic:
+                    kind = chunk["type"]
+                    if kind == "content_block_delta":
+                        text = chunk["delta"].get("text")
+                    elif kind == "message_stop":
+                        finished = True
+                        break
+                    elif kind == "error":
+                        raise _Bad(Outcome.STREAM_BROKEN)
+                    else:
+                        if kind == "message_delta":
+                            usage_tokens = chunk.get("usage", {}).get("output_tokens")
+                        continue
+                else:
+                    if "error" in chunk:
+                        raise _Bad(Outcome.STREAM_BROKEN)
+                    usage = chunk.get("usage")
+                    if usage:
+                        usage_tokens = usage.get("completion_tokens")
+                    choices = chunk["choices"]
+                    text = choices[0]["delta"].get("content") if choices else None
+            except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+                raise _Bad(Outcome.BAD_RESPONSE) from None
+            if text:
+                if read.first_token is None:
+                    read.first_token = clock()
+                pieces.append(text)
+        if not finished:
+            # events that stopped short were cut; a 200 without any event was never a stream
+            return Outcome.STREAM_BROKEN if saw_data else Outcome.BAD_RESPONSE
+        read.tokens = usage_tokens if isinstance(usage_tokens, int) else len(pieces)
+        read.mark("".join(pieces), resp.headers, soak)
+        await _drain(resp)
+        return Outcome.OK
+
+
+async def _drain(resp: aiohttp.ClientResponse) -> None:
+    """Read what follows the end of the stream (the chunk terminator) to keep the connection."""
+    content = resp.content
+    if content.at_eof():
+        return
+    try:
+        async with asyncio.timeout(_DRAIN_AFTER_DONE):
+            while await content.readany():
+                pass
+    except (TimeoutError, aiohttp.ClientError, OSError):
+        pass  # the answer is complete; the connection is simply not reused
+
+
+def _encode_body(
+    api: str, model: str, prompt: str, max_tokens: int, stream: bool
+) -> tuple[bytes, bytes]:
+    """The JSON body split around the nonce's place at the end of the last user message."""
+    if _SPLICE in prompt:
+        raise ValueError("prompt must not contain the nonce placeholder")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise ValueError(f"max_tokens {max_tokens!r} must be an integer >= 1")
+    content = f"{prompt} {_SPLICE}"
+    body: dict[str, Any] = {"model": model}
+    if api == "anthropic":
+        body["max_tokens"] = max_tokens
+        body["messages"] = [{"role": "user", "content": content}]
+    else:
+        body["messages"] = [{"role": "user", "content": content}]
+        body["max_tokens"] = max_tokens
+    body["stream"] = stream
+    if stream and api == "openai":
+        body["stream_options"] = {"include_usage": True}
+    encoded = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    marker = json.dumps(_SPLICE, ensure_ascii=False)[1:-1]
+    head, _, tail = encoded.rpartition(marker)
+    return head.encode(), tail.encode()
