@@ -77,12 +77,10 @@ def load_config(
     version = top.integer("version")
     if version != VERSION:
         top.fail("version", f"unsupported version {version}", f"this soak reads version {VERSION}")
-    if profile is None:
-        name = top.choice("profile", PROFILES, "quick")
-    elif profile in PROFILES:
-        name = profile
-    else:
+    if profile is not None and profile not in PROFILES:
         raise ConfigError(f"profile: unknown profile {profile!r} (use quick or full)")
+    name = top.choice("profile", PROFILES, "quick")  # validated even when `profile` overrides it
+    name = profile or name
     merged, locate = layer([(profile_label(name), read_builtin(name)), (label, user)])
     merged["profile"] = name
     root = Section(merged, (), locate)

@@ -249,6 +249,9 @@ def test_profile_argument_overrides_the_files_profile_key(in_data: Path) -> None
         load_config("valid-minimal.yaml", profile="medium", env={})
     assert str(info.value) == "profile: unknown profile 'medium' (use quick or full)"
     assert PROFILES == ("quick", "full")
+    with pytest.raises(ConfigError) as info:
+        load_config("invalid-profile.yaml", profile="full", env={})
+    assert str(info.value) == INVALID["invalid-profile.yaml"]
 
 
 def test_errors_name_the_layer_a_key_came_from() -> None:
