@@ -1,0 +1,124 @@
+"""`soak mock`: run the mock provider until SIGTERM/SIGINT.
+
+Prints one line `mock listening on http://HOST:PORT providers=...` (flushed) once it accepts
+connections, so a parent process that started it with `--port 0` can read the port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from importlib import resources
+from typing import Any
+
+from .app import MockServer
+from .profile import (
+    MockConfig,
+    ProfileError,
+    check_provider_name,
+    load_profiles,
+    parse_duration,
+    parse_latency,
+)
+
+log = logging.getLogger("soak.mock")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="soak mock", description="Run the mock LLM provider.")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8100, help="port (0: a free one; default 8100)")
+    p.add_argument("--profile", help="profile file (YAML/JSON); default: the built-in one")
+    p.add_argument("--providers", help="extra provider names, comma-separated")
+    p.add_argument("--latency", help="fixed latency for every provider, e.g. 100ms")
+    p.add_argument("--token-env", help="env var holding the control API bearer token")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def default_config() -> MockConfig:
+    """The built-in profile file shipped in the package."""
+    path = resources.files("soak.mock") / "profiles" / "default.yaml"
+    with resources.as_file(path) as real:
+        return load_profiles(real)
+
+
+def config_from_args(args: argparse.Namespace) -> MockConfig:
+    """The configuration the flags describe; ProfileError names the offending flag."""
+    config = load_profiles(args.profile) if args.profile else default_config()
+    providers = dict(config.providers)
+    if args.providers:
+        for name in (n.strip() for n in args.providers.split(",")):
+            if name:
+                check_provider_name(name, "--providers")
+                providers.setdefault(name, providers["default"])
+    if args.latency is not None:
+        parse_duration(args.latency, "--latency")
+        latency = parse_latency(args.latency, "--latency")
+        providers = {n: replace(p, latency=latency) for n, p in providers.items()}
+    token = None
+    if args.token_env:
+        token = os.environ.get(args.token_env)
+        if not token:
+            raise ProfileError(f"--token-env: environment variable {args.token_env} is not set")
+    if not 0 <= args.port <= 65535:
+        raise ProfileError(f"--port: expected 0..65535, got {args.port}")
+    return replace(config, providers=providers, token=token)
+
+
+async def serve(config: MockConfig, host: str, port: int, on_ready: Callable[[str], Any]) -> None:
+    """Serve until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server = MockServer(config)
+    await server.start(host, port)
+    try:
+        on_ready(f"mock listening on {server.url} providers={','.join(config.providers)}")
+        await stop.wait()
+    finally:
+        await server.stop()
+    log.info("mock stopped")
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when it is installed (an optional speed-up), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = config_from_args(args)
+    except ProfileError as exc:
+        print(f"soak mock: {exc}", file=sys.stderr)
+        return 2
+
+    def ready(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(serve(config, args.host, args.port, ready))
+    except OSError as exc:
+        print(
+            f"soak mock: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr
+        )
+        return 1
+    except KeyboardInterrupt:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+    return 0
