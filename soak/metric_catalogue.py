@@ -1,0 +1,232 @@
+"""The catalogue: every `soak_*` metric declared once (name, type, labels, help) and the
+histogram bounds, which must hold every latency threshold of the SLO block.
+
+Units are base units (seconds, bytes, ratios 0..1); counters end in `_total`; labels are
+bounded names only (target, phase, outcome, provider, source, plan, quantile). Bounds include
+the SLO thresholds (`buckets_for_slo`) so an alert counts "requests slower than the threshold"
+exactly with `le` = threshold instead of estimating a quantile between buckets. A threshold
+that is not a bound is a config error (`check_thresholds_are_buckets`). `soak.metrics` creates
+these on a registry and records into them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One metric of the catalogue: the only place its name, help and labels are written."""
+
+    name: str
+    kind: str  # counter | gauge | histogram
+    labels: tuple[str, ...]
+    help: str
+
+    def exposed(self) -> tuple[str, ...]:
+        """Sample names this metric shows on /metrics (what PromQL may reference)."""
+        if self.kind == "histogram":
+            return tuple(self.name + s for s in ("_bucket", "_count", "_sum", "_created"))
+        if self.kind == "counter":
+            return (self.name, self.name.removesuffix("_total") + "_created")
+        return (self.name,)
+
+
+# fmt: off
+TP, TPQ = ("target", "phase"), ("target", "phase", "quantile")
+TPS = ("target", "provider", "source")
+C, G, H = "counter", "gauge", "histogram"
+REQUEST_DURATION = MetricSpec("soak_request_duration_seconds", H, TP,
+    "Client latency from the intended (scheduled) start to the end; includes send lag.")
+TTFT = MetricSpec("soak_time_to_first_token_seconds", H, TP,
+    "Seconds from the actual send to the first content token (streams).")
+OVERHEAD = MetricSpec("soak_gateway_overhead_seconds", H, TP,
+    "Per-request overhead: client latency minus the mock's service time (successes, clamped at 0).")
+SEND_LAG = MetricSpec("soak_send_lag_seconds", H, TP,
+    "Seconds a request was sent behind its open-loop schedule.")
+FAILOVER = MetricSpec("soak_failover_seconds", H, TP,
+    "Time from the primary's failure to an answer from the fallback, per failed-over request.")
+REQUESTS = MetricSpec("soak_requests_total", C, (*TP, "outcome"),
+    "Requests ended, by outcome.")
+SERVED = MetricSpec("soak_served_requests_total", C, (*TP, "provider"),
+    "Successful requests by the mock provider that served them.")
+TOKENS = MetricSpec("soak_output_tokens_total", C, TP,
+    "Completion tokens received.")
+PHASE_RUNNING = MetricSpec("soak_phase_running", G, TP,
+    "1 while the phase runs, else 0.")
+LAST_RUN = MetricSpec("soak_phase_last_run_timestamp_seconds", G, TP,
+    "Unix time the phase's last run finished.")
+LAST_DURATION = MetricSpec("soak_phase_last_duration_seconds", G, TP,
+    "Wall-clock duration of the phase's last run.")
+LAST_VERDICT = MetricSpec("soak_phase_last_verdict", G, TP,
+    "Verdict of the last run: 1 passed (or baseline), 0 failed, -1 error.")
+LAST_SUCCESS = MetricSpec("soak_phase_last_success_ratio", G, TP,
+    "Success ratio of the last run (per replica; use counters to aggregate).")
+LAST_THROUGHPUT = MetricSpec("soak_phase_last_throughput_requests_per_second", G, TP,
+    "Completed requests per second in the last run (additive across replicas).")
+LAST_TARGET_RATE = MetricSpec("soak_phase_last_target_requests_per_second", G, TP,
+    "Intended arrival rate of the last run (additive across replicas).")
+LAST_LATENCY = MetricSpec("soak_phase_last_latency_seconds", G, TPQ,
+    "Exact latency percentiles of the last run (per-run summary: never average replicas).")
+LAST_LATENCY_MEAN = MetricSpec("soak_phase_last_latency_mean_seconds", G, TP,
+    "Mean latency of the last run.")
+LAST_OVERHEAD = MetricSpec("soak_phase_last_overhead_seconds", G, TPQ,
+    "Exact per-request overhead percentiles of the last run (per-run: never average replicas).")
+LAST_OVERHEAD_MEAN = MetricSpec("soak_phase_last_overhead_mean_seconds", G, TP,
+    "Mean per-request overhead of the last run.")
+LAST_OVERHEAD_DIFF = MetricSpec("soak_phase_last_overhead_percentile_diff_seconds", G, TPQ,
+    "The seeds' overhead: percentile(through gateway) - percentile(direct calibration), last run.")
+LAST_MEMORY_GROWTH = MetricSpec("soak_phase_last_gateway_memory_growth_ratio", G, TP,
+    "Gateway RSS growth over the last run: final / initial - 1.")
+BREAKER_STATE = MetricSpec("soak_breaker_state", G, TPS,
+    "Breaker state: 0 closed, 1 half-open, 2 open; source observed (black-box) or reported.")
+BREAKER_TRANSITIONS = MetricSpec("soak_breaker_transitions_total", C, TPS,
+    "Breaker state changes seen.")
+GW_RSS = MetricSpec("soak_gateway_resident_memory_bytes", G, ("target",),
+    "Gateway process resident memory.")
+GW_CPU = MetricSpec("soak_gateway_cpu_ratio", G, ("target",),
+    "Gateway process CPU use, 1.0 = one core.")
+GW_FDS = MetricSpec("soak_gateway_open_fds", G, ("target",),
+    "Gateway process open file descriptors.")
+GW_THREADS = MetricSpec("soak_gateway_threads", G, ("target",),
+    "Gateway process threads.")
+GEN_LAG = MetricSpec("soak_generator_event_loop_lag_seconds", G, (),
+    "The tester's own event-loop lag (latest probe).")
+GEN_CPU = MetricSpec("soak_generator_cpu_ratio", G, (),
+    "The tester's own CPU use, 1.0 = one core.")
+GEN_DROPS = MetricSpec("soak_generator_dropped_requests_total", C, TP,
+    "Requests never sent because the in-flight cap was reached.")
+GEN_TRUSTED = MetricSpec("soak_generator_trusted", G, TP,
+    "1 when the generator kept up in the phase's last run, 0 when its own limits skewed it.")
+SCHED_MISSED = MetricSpec("soak_scheduler_missed_runs_total", C, ("plan",),
+    "Scheduled runs missed (misfire grace exceeded).")
+SCHED_SKIPPED = MetricSpec("soak_scheduler_skipped_runs_total", C, ("plan",),
+    "Scheduled runs skipped because a run was still in progress.")
+RELOAD_OK = MetricSpec("soak_config_last_reload_successful", G, (),
+    "1 when the last config (re)load succeeded, else 0.")
+RELOAD_TS = MetricSpec("soak_config_last_reload_success_timestamp_seconds", G, (),
+    "Unix time of the last successful config load.")
+BUILD_INFO = MetricSpec("soak_build_info", G, ("version", "python"),
+    "Always 1; labels say which llm-soak runs.")
+del C, G, H, TPQ, TPS
+CATALOGUE: tuple[MetricSpec, ...] = tuple(
+    v for v in tuple(globals().values()) if isinstance(v, MetricSpec)
+)
+"""Every soak_* metric, in declaration order."""
+
+BASE_BUCKETS: dict[str, tuple[float, ...]] = {
+    REQUEST_DURATION.name: (
+        0.005,
+        0.01,
+        0.025,
+        0.05,
+        0.1,
+        0.25,
+        0.5,
+        1,
+        2,
+        3,
+        5,
+        10,
+        20,
+        30,
+        60,
+        120,
+        300,
+    ),
+    TTFT.name: (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+    OVERHEAD.name: (
+        5e-05,
+        0.0001,
+        0.00025,
+        0.0005,
+        0.001,
+        0.0025,
+        0.005,
+        0.01,
+        0.02,
+        0.05,
+        0.1,
+        0.25,
+        0.5,
+        1,
+        2.5,
+        5,
+        10,
+    ),
+    SEND_LAG.name: (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10),
+    FAILOVER.name: (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60),
+}
+"""Default bounds per histogram (overhead from 50 µs, latency to 5 min); they already hold the
+seeds' default thresholds."""
+# fmt: on
+
+_STAT_RE = re.compile(r"^(mean|max|p\d{1,2}(\.\d+)?)$")
+_SECTION_METRIC = {"overhead": OVERHEAD.name, "failover": FAILOVER.name, "ttft": TTFT.name}
+_TIER_METRIC = {"failover": FAILOVER.name} | dict.fromkeys(
+    ("p50", "p90", "p95", "p99"), REQUEST_DURATION.name
+)
+
+
+def _seconds(path: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"{path}: expected a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def slo_thresholds(slo: Mapping[str, object]) -> dict[str, dict[str, float]]:
+    """Latency thresholds of an SLO block per histogram: {metric: {"slo.overhead.p95": 0.02}}.
+
+    `overhead`, `failover`, `ttft` sections go to their histograms, any other section's
+    mean/max/pNN to request latency; `tiers.{p50..p99,failover}.{target,acceptable}` likewise.
+    """
+    found: dict[str, dict[str, float]] = {}
+    for section, body in slo.items():
+        if not isinstance(body, Mapping):
+            continue
+        for key, value in body.items():
+            if section == "tiers":
+                if key not in _TIER_METRIC or not isinstance(value, Mapping):
+                    continue
+                for level, limit in value.items():
+                    path = f"slo.tiers.{key}.{level}"
+                    found.setdefault(_TIER_METRIC[key], {})[path] = _seconds(path, limit)
+            elif _STAT_RE.match(str(key)) and value is not None:
+                path = f"slo.{section}.{key}"
+                metric = _SECTION_METRIC.get(str(section), REQUEST_DURATION.name)
+                found.setdefault(metric, {})[path] = _seconds(path, value)
+    return found
+
+
+def buckets_with(base: Iterable[float], thresholds: Iterable[float]) -> tuple[float, ...]:
+    """`base` bounds plus every threshold, sorted, without duplicates."""
+    return tuple(sorted({float(b) for b in base} | {float(t) for t in thresholds}))
+
+
+def buckets_for_slo(
+    slo: Mapping[str, object], base: Mapping[str, Sequence[float]] = BASE_BUCKETS
+) -> dict[str, tuple[float, ...]]:
+    """Histogram bounds for a config: `base` plus each SLO latency threshold of that histogram."""
+    wanted = slo_thresholds(slo)
+    return {name: buckets_with(b, wanted.get(name, {}).values()) for name, b in base.items()}
+
+
+def check_thresholds_are_buckets(
+    buckets: Mapping[str, Sequence[float]], slo: Mapping[str, object]
+) -> None:
+    """Raise ValueError naming the first SLO latency threshold that is not a bucket bound."""
+    for metric, paths in slo_thresholds(slo).items():
+        bounds = {float(b) for b in buckets.get(metric, BASE_BUCKETS[metric])}
+        for path, value in paths.items():
+            if value not in bounds:
+                raise ValueError(
+                    f"{path}: threshold {value:g}s is not a bucket bound of {metric}; "
+                    "alerts could not count requests above it exactly (use buckets_for_slo)"
+                )
+
+
+def exposed_names(catalogue: Iterable[MetricSpec] = CATALOGUE) -> frozenset[str]:
+    """Every sample name SoakMetrics can expose (for checking PromQL against the catalogue)."""
+    return frozenset(n for spec in catalogue for n in spec.exposed())

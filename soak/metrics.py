@@ -1,0 +1,310 @@
+"""`SoakMetrics`: the catalogue's metrics on a given registry, and the recorder feeding them.
+
+All metrics live on a registry the caller passes (never the global one). Units are base units
+(seconds, bytes, ratios 0..1); counters end in `_total`; label values are bounded: target and
+phase names from the config, the `Outcome` vocabulary, provider names, breaker sources,
+scheduler plan names and quantiles. Never a URL, prompt, nonce or error text.
+
+Histogram bounds include every latency threshold of the SLO block (`buckets_for_slo`), so an
+alert counts "requests slower than the threshold" exactly with `le` = threshold instead of
+estimating a quantile between buckets. `soak_phase_last_*` gauges are per-run summaries of one
+replica: percentiles among them must never be averaged or summed across replicas.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+from collections.abc import Mapping, Sequence
+from enum import IntEnum
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+
+from soak import __version__
+from soak.metric_catalogue import (
+    BASE_BUCKETS,
+    BREAKER_STATE,
+    BREAKER_TRANSITIONS,
+    BUILD_INFO,
+    CATALOGUE,
+    FAILOVER,
+    GEN_CPU,
+    GEN_DROPS,
+    GEN_LAG,
+    GEN_TRUSTED,
+    GW_CPU,
+    GW_FDS,
+    GW_RSS,
+    GW_THREADS,
+    LAST_DURATION,
+    LAST_LATENCY,
+    LAST_LATENCY_MEAN,
+    LAST_MEMORY_GROWTH,
+    LAST_OVERHEAD,
+    LAST_OVERHEAD_DIFF,
+    LAST_OVERHEAD_MEAN,
+    LAST_RUN,
+    LAST_SUCCESS,
+    LAST_TARGET_RATE,
+    LAST_THROUGHPUT,
+    LAST_VERDICT,
+    OVERHEAD,
+    PHASE_RUNNING,
+    RELOAD_OK,
+    RELOAD_TS,
+    REQUEST_DURATION,
+    REQUESTS,
+    SCHED_MISSED,
+    SCHED_SKIPPED,
+    SEND_LAG,
+    SERVED,
+    TOKENS,
+    TTFT,
+    MetricSpec,
+    buckets_for_slo,
+    buckets_with,
+    check_thresholds_are_buckets,
+    exposed_names,
+    slo_thresholds,
+)
+from soak.results import Outcome, Result
+from soak.summary import LatencySummary, PhaseReport, Status
+
+__all__ = [
+    "BASE_BUCKETS",
+    "BREAKER_SOURCES",
+    "CATALOGUE",
+    "BreakerState",
+    "MetricSpec",
+    "SoakMetrics",
+    "buckets_for_slo",
+    "buckets_with",
+    "check_thresholds_are_buckets",
+    "exposed_names",
+    "register_default_collectors",
+    "slo_thresholds",
+]
+
+LABEL_VALUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+"""Allowed target / phase / provider / plan label values: short config names only."""
+
+QUANTILES = (("0", "min"), ("0.5", "p50"), ("0.9", "p90"), ("0.95", "p95"), ("0.99", "p99"))
+QUANTILES += (("1", "max"),)
+"""`quantile` label value → `LatencySummary` field, for the per-run summary gauges."""
+
+VERDICTS = {Status.PASSED: 1, Status.BASELINE: 1, Status.FAILED: 0, Status.ERROR: -1}
+"""`soak_phase_last_verdict`: 1 passed (or baseline, nothing to fail), 0 failed, -1 error.
+A skipped phase did not run: its gauges are left untouched."""
+
+
+class BreakerState(IntEnum):
+    """`soak_breaker_state` values, as in the design: 0 closed, 1 half-open, 2 open."""
+
+    CLOSED = 0
+    HALF_OPEN = 1
+    OPEN = 2
+
+
+BREAKER_SOURCES = ("observed", "reported")
+
+
+def register_default_collectors(registry: CollectorRegistry) -> None:
+    """The standard process_*, python_gc_* and python_info collectors, on `registry`."""
+    ProcessCollector(registry=registry)
+    GCCollector(registry=registry)
+    PlatformCollector(registry=registry)
+
+
+def _label(kind: str, value: str) -> str:
+    if not LABEL_VALUE_RE.match(value):
+        raise ValueError(f"{kind} label value {value!r} must match {LABEL_VALUE_RE.pattern}")
+    return value
+
+
+class _Bound:
+    """The label children of one (target, phase): looked up once, reused per request."""
+
+    __slots__ = ("duration", "outcomes", "overhead", "send_lag", "served", "tokens", "ttft")
+
+    def __init__(self, m: SoakMetrics, target: str, phase: str) -> None:
+        self.duration = m[REQUEST_DURATION].labels(target, phase)
+        self.ttft = m[TTFT].labels(target, phase)
+        self.overhead = m[OVERHEAD].labels(target, phase)
+        self.send_lag = m[SEND_LAG].labels(target, phase)
+        self.tokens = m[TOKENS].labels(target, phase)
+        # Every outcome exists from the start, so ratios never lack a series.
+        self.outcomes = {o: m[REQUESTS].labels(target, phase, o.value) for o in Outcome}
+        self.served: dict[str, Counter] = {}
+
+
+class SoakMetrics:
+    """Creates the catalogue on `registry`; records results, phase reports and states.
+
+    `metrics[SPEC]` gives the prometheus_client object of a catalogue entry.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        buckets: Mapping[str, Sequence[float]] = BASE_BUCKETS,
+        slo: Mapping[str, object] | None = None,
+    ) -> None:
+        if slo is not None:
+            check_thresholds_are_buckets(buckets, slo)
+        self.buckets = {name: tuple(buckets.get(name, b)) for name, b in BASE_BUCKETS.items()}
+        self._m: dict[MetricSpec, Any] = {}
+        for spec in CATALOGUE:
+            kw: dict[str, Any] = {"labelnames": spec.labels, "registry": registry}
+            if spec.kind == "histogram":
+                kw["buckets"] = self.buckets[spec.name]
+            cls = {"histogram": Histogram, "counter": Counter, "gauge": Gauge}[spec.kind]
+            self._m[spec] = cls(spec.name, spec.help, **kw)
+        self[BUILD_INFO].labels(__version__, platform.python_version()).set(1)
+        self._bound: dict[tuple[str, str], _Bound] = {}
+        self._breakers: dict[tuple[str, str, str], BreakerState] = {}
+
+    def __getitem__(self, spec: MetricSpec) -> Any:
+        return self._m[spec]
+
+    def bind(self, *, target: str, phase: str) -> _Bound:
+        """Label children for (target, phase), created (and validated) once."""
+        bound = self._bound.get((target, phase))
+        if bound is None:
+            bound = _Bound(self, _label("target", target), _label("phase", phase))
+            self._bound[(target, phase)] = bound
+        return bound
+
+    def observe(self, result: Result, *, target: str, phase: str) -> None:
+        """Record one request. Hot path: one dict lookup, then bound children only."""
+        b = self._bound.get((target, phase)) or self.bind(target=target, phase=phase)
+        b.outcomes[result.outcome].inc()
+        b.duration.observe(max(0.0, result.latency))
+        b.send_lag.observe(max(0.0, result.send_lag))
+        ttft = result.ttft
+        if ttft is not None:
+            b.ttft.observe(max(0.0, ttft))
+        overhead = result.overhead
+        if overhead is not None:
+            # Clock noise can make it slightly negative; a histogram _sum must never decrease.
+            b.overhead.observe(max(0.0, overhead))
+        if result.tokens_out:
+            b.tokens.inc(result.tokens_out)
+        if result.ok and result.provider:
+            served = b.served.get(result.provider)
+            if served is None:
+                provider = _label("provider", result.provider)
+                served = b.served[provider] = self[SERVED].labels(target, phase, provider)
+            served.inc()
+
+    def observe_failover(self, seconds: float, *, target: str, phase: str) -> None:
+        """One failed-over request: seconds from the primary's failure to the fallback's answer."""
+        self.bind(target=target, phase=phase)
+        self[FAILOVER].labels(target, phase).observe(max(0.0, seconds))
+
+    def set_phase_running(self, running: bool, *, target: str, phase: str) -> None:
+        """Mark a phase as (not) running; binds its children so counters start at 0."""
+        self.bind(target=target, phase=phase)
+        self[PHASE_RUNNING].labels(target, phase).set(1 if running else 0)
+
+    def record_phase(self, report: PhaseReport, *, target: str, finished_at: float) -> None:
+        """Last-run summary gauges of one phase; `finished_at` is Unix time.
+
+        A skipped phase did not run and leaves them alone. Dropped requests are counted here,
+        once per run, so the engine need not report them a second time.
+        """
+        if report.status is Status.SKIPPED:
+            return
+        self.bind(target=target, phase=report.name)
+        labels = (target, report.name)
+        for spec, value in (
+            (PHASE_RUNNING, 0),
+            (LAST_RUN, finished_at),
+            (LAST_DURATION, report.duration_s),
+            (LAST_VERDICT, VERDICTS[report.status]),
+            (LAST_SUCCESS, report.success_ratio),
+            (LAST_THROUGHPUT, report.throughput),
+            (LAST_TARGET_RATE, report.target_rate),
+        ):
+            self[spec].labels(*labels).set(value)
+        if report.drops:
+            self[GEN_DROPS].labels(*labels).inc(report.drops)
+        dist = report.distributions
+        self._summary(LAST_LATENCY, LAST_LATENCY_MEAN, labels, report.latency)
+        self._summary(LAST_OVERHEAD, LAST_OVERHEAD_MEAN, labels, dist.get("overhead_per_request"))
+        self._summary(LAST_OVERHEAD_DIFF, None, labels, dist.get("overhead_percentile_diff"))
+        proc = report.process
+        if proc is not None and proc.rss_initial > 0 and proc.rss_final > 0:
+            self[LAST_MEMORY_GROWTH].labels(*labels).set(proc.rss_final / proc.rss_initial - 1)
+        if report.generator is not None:
+            self[GEN_TRUSTED].labels(*labels).set(1 if report.generator.trusted else 0)
+
+    def _summary(
+        self,
+        spec: MetricSpec,
+        mean: MetricSpec | None,
+        labels: tuple[str, str],
+        summary: LatencySummary | None,
+    ) -> None:
+        if summary is None or not summary.count:
+            return
+        for quantile, stat in QUANTILES:
+            self[spec].labels(*labels, quantile).set(getattr(summary, stat))
+        if mean is not None:
+            self[mean].labels(*labels).set(summary.mean)
+
+    def set_breaker_state(
+        self, state: BreakerState, *, target: str, provider: str, source: str
+    ) -> None:
+        """Set a provider's breaker state; a change from the previous value counts a transition."""
+        if source not in BREAKER_SOURCES:
+            raise ValueError(f"breaker source {source!r} must be one of {BREAKER_SOURCES}")
+        key = (_label("target", target), _label("provider", provider), source)
+        previous = self._breakers.get(key)
+        self._breakers[key] = BreakerState(state)
+        self[BREAKER_STATE].labels(*key).set(int(state))
+        transitions = self[BREAKER_TRANSITIONS].labels(*key)  # exists at 0 from first sighting
+        if previous is not None and previous != state:
+            transitions.inc()
+
+    def set_gateway_process(
+        self, *, target: str, rss_bytes: float, cpu_ratio: float, open_fds: int, threads: int
+    ) -> None:
+        """One sample of the watched gateway process."""
+        target = _label("target", target)
+        for spec, value in ((GW_RSS, rss_bytes), (GW_CPU, cpu_ratio), (GW_FDS, open_fds)):
+            self[spec].labels(target).set(value)
+        self[GW_THREADS].labels(target).set(threads)
+
+    def set_generator(self, *, loop_lag_s: float, cpu_ratio: float) -> None:
+        """The tester's own health, from its self-watch."""
+        self[GEN_LAG].set(loop_lag_s)
+        self[GEN_CPU].set(cpu_ratio)
+
+    def init_plan(self, plan: str) -> None:
+        """Expose a plan's scheduler counters at 0 before anything is missed or skipped."""
+        self[SCHED_MISSED].labels(_label("plan", plan))
+        self[SCHED_SKIPPED].labels(plan)
+
+    def count_missed_run(self, plan: str) -> None:
+        """A scheduled run that did not start (misfire grace exceeded, daemon busy)."""
+        self[SCHED_MISSED].labels(_label("plan", plan)).inc()
+
+    def count_skipped_run(self, plan: str) -> None:
+        """A scheduled run skipped because the previous run of its plan was still going."""
+        self[SCHED_SKIPPED].labels(_label("plan", plan)).inc()
+
+    def config_loaded(self, success: bool, *, at: float) -> None:
+        """Result of a config (re)load; `at` is Unix time."""
+        self[RELOAD_OK].set(1 if success else 0)
+        if success:
+            self[RELOAD_TS].set(at)

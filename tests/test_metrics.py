@@ -1,0 +1,293 @@
+"""SoakMetrics: sample values after observe / record_phase, threshold buckets, bounded labels."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from soak.metrics import (
+    BASE_BUCKETS,
+    CATALOGUE,
+    BreakerState,
+    SoakMetrics,
+    buckets_for_slo,
+    buckets_with,
+    check_thresholds_are_buckets,
+    exposed_names,
+    register_default_collectors,
+    slo_thresholds,
+)
+from soak.results import Outcome, Result
+from soak.summary import (
+    GeneratorHealth,
+    LatencySummary,
+    PhaseReport,
+    ProcessSummary,
+    Status,
+)
+
+ALLOWED_LABELS = {"target", "phase", "outcome", "provider", "source", "plan", "quantile", "le"}
+ALLOWED_LABELS |= {"version", "python"}  # soak_build_info only
+
+
+def result(seq: int, latency: float, outcome: Outcome = Outcome.OK, **kw) -> Result:
+    kw.setdefault("provider", "primary" if outcome is Outcome.OK else None)
+    kw.setdefault("service_s", latency - 0.004 if outcome is Outcome.OK else None)
+    return Result(seq=seq, intended=100.0, sent=100.0, end=100.0 + latency, outcome=outcome, **kw)
+
+
+def summary(p50: float) -> LatencySummary:
+    return LatencySummary(
+        count=10, min=p50 / 2, mean=p50, p50=p50, p90=p50 * 2, p95=p50 * 3, p99=p50 * 4, max=p50 * 5
+    )
+
+
+def test_observe_counts_outcomes_and_latency(registry: CollectorRegistry) -> None:
+    m = SoakMetrics(registry)
+    m.observe(result(1, 0.25, tokens_out=7), target="gw", phase="overhead")
+    m.observe(result(2, 0.5, nonce="[soak:run:2]"), target="gw", phase="overhead")
+    m.observe(result(3, 2.0, Outcome.HTTP_5XX, status=502), target="gw", phase="overhead")
+    labels = {"target": "gw", "phase": "overhead"}
+    get = registry.get_sample_value
+    assert get("soak_requests_total", {**labels, "outcome": "ok"}) == 2
+    assert get("soak_requests_total", {**labels, "outcome": "http_5xx"}) == 1
+    assert get("soak_requests_total", {**labels, "outcome": "timeout"}) == 0  # pre-created
+    assert get("soak_request_duration_seconds_count", labels) == 3
+    assert get("soak_request_duration_seconds_sum", labels) == pytest.approx(2.75)
+    assert get("soak_request_duration_seconds_bucket", {**labels, "le": "0.25"}) == 1
+    assert get("soak_request_duration_seconds_bucket", {**labels, "le": "1.0"}) == 2
+    assert get("soak_output_tokens_total", labels) == 7
+    assert get("soak_served_requests_total", {**labels, "provider": "primary"}) == 2
+    # overhead only for successes that carry the mock's service time: 4 ms each
+    assert get("soak_gateway_overhead_seconds_count", labels) == 2
+    assert get("soak_gateway_overhead_seconds_bucket", {**labels, "le": "0.0025"}) == 0
+    assert get("soak_gateway_overhead_seconds_bucket", {**labels, "le": "0.005"}) == 2
+
+
+def test_latency_is_measured_from_the_intended_start(registry: CollectorRegistry) -> None:
+    m = SoakMetrics(registry)
+    late = Result(seq=1, intended=10.0, sent=10.3, end=10.4, outcome=Outcome.OK)
+    m.observe(late, target="gw", phase="stress")
+    labels = {"target": "gw", "phase": "stress"}
+    assert registry.get_sample_value("soak_request_duration_seconds_sum", labels) == pytest.approx(
+        0.4
+    )
+    assert registry.get_sample_value("soak_send_lag_seconds_sum", labels) == pytest.approx(0.3)
+    assert registry.get_sample_value("soak_time_to_first_token_seconds_count", labels) == 0
+
+
+def test_threshold_bucket_counts_requests_at_and_above_it_exactly(
+    registry: CollectorRegistry,
+) -> None:
+    slo = {"overhead": {"p95": 0.015}}
+    m = SoakMetrics(registry, buckets=buckets_for_slo(slo), slo=slo)
+    for i, over in enumerate((0.010, 0.015, 0.016, 0.030)):
+        m.observe(result(i, 0.1 + over, service_s=0.1), target="gw", phase="overhead")
+    labels = {"target": "gw", "phase": "overhead"}
+    below = registry.get_sample_value(
+        "soak_gateway_overhead_seconds_bucket", {**labels, "le": "0.015"}
+    )
+    assert below == 2  # 10 ms and exactly 15 ms; 16 ms and 30 ms are above
+
+
+def test_negative_overhead_is_clamped(registry: CollectorRegistry) -> None:
+    m = SoakMetrics(registry)
+    m.observe(result(1, 0.1, service_s=0.1005), target="gw", phase="overhead")
+    labels = {"target": "gw", "phase": "overhead"}
+    assert registry.get_sample_value("soak_gateway_overhead_seconds_sum", labels) == 0.0
+    assert registry.get_sample_value("soak_gateway_overhead_seconds_count", labels) == 1
+
+
+def test_record_phase_sets_last_run_gauges(registry: CollectorRegistry) -> None:
+    m = SoakMetrics(registry)
+    m.set_phase_running(True, target="gw", phase="readiness")
+    running = {"target": "gw", "phase": "readiness"}
+    assert registry.get_sample_value("soak_phase_running", running) == 1
+    report = PhaseReport(
+        name="readiness", kind="readiness", status=Status.FAILED, duration_s=120.5,
+        target_rate=10, throughput=9.5, drops=3, success_ratio=0.97, latency=summary(1.0),
+        distributions={"overhead_per_request": summary(0.002),
+                       "overhead_percentile_diff": summary(0.003)},
+        process=ProcessSummary(samples=5, cpu_avg=0.3, cpu_peak=0.5, rss_avg=110, rss_peak=130,
+                               rss_initial=100, rss_final=125),
+        generator=GeneratorHealth(send_lag_p99=0.001, loop_lag_max=0.2, cpu_ratio=0.95,
+                                  drops=3, trusted=False),
+    )  # fmt: skip
+    m.record_phase(report, target="gw", finished_at=1_700_000_000.0)
+    get = registry.get_sample_value
+    assert get("soak_phase_running", running) == 0
+    assert get("soak_phase_last_run_timestamp_seconds", running) == 1_700_000_000.0
+    assert get("soak_phase_last_duration_seconds", running) == 120.5
+    assert get("soak_phase_last_verdict", running) == 0
+    assert get("soak_phase_last_success_ratio", running) == 0.97
+    assert get("soak_phase_last_throughput_requests_per_second", running) == 9.5
+    assert get("soak_phase_last_target_requests_per_second", running) == 10
+    assert get("soak_phase_last_latency_seconds", {**running, "quantile": "0.95"}) == 3.0
+    assert get("soak_phase_last_latency_seconds", {**running, "quantile": "1"}) == 5.0
+    assert get("soak_phase_last_latency_mean_seconds", running) == 1.0
+    assert get("soak_phase_last_overhead_seconds", {**running, "quantile": "0.99"}) == 0.008
+    assert get("soak_phase_last_overhead_mean_seconds", running) == 0.002
+    q50 = {**running, "quantile": "0.5"}
+    assert get("soak_phase_last_overhead_percentile_diff_seconds", q50) == 0.003
+    assert get("soak_phase_last_gateway_memory_growth_ratio", running) == pytest.approx(0.25)
+    assert get("soak_generator_trusted", running) == 0
+    assert get("soak_generator_dropped_requests_total", running) == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "verdict"),
+    [(Status.PASSED, 1), (Status.BASELINE, 1), (Status.FAILED, 0), (Status.ERROR, -1)],
+)
+def test_verdict_encoding(registry: CollectorRegistry, status: Status, verdict: int) -> None:
+    m = SoakMetrics(registry)
+    m.record_phase(PhaseReport(name="stress", kind="stress", status=status), target="gw",
+                   finished_at=5.0)  # fmt: skip
+    labels = {"target": "gw", "phase": "stress"}
+    assert registry.get_sample_value("soak_phase_last_verdict", labels) == verdict
+
+
+def test_skipped_phase_leaves_gauges_alone(registry: CollectorRegistry) -> None:
+    m = SoakMetrics(registry)
+    m.record_phase(PhaseReport(name="memory", kind="memory", status=Status.PASSED), target="gw",
+                   finished_at=5.0)  # fmt: skip
+    m.record_phase(PhaseReport(name="memory", kind="memory", status=Status.SKIPPED), target="gw",
+                   finished_at=9.0)  # fmt: skip
+    labels = {"target": "gw", "phase": "memory"}
+    assert registry.get_sample_value("soak_phase_last_run_timestamp_seconds", labels) == 5.0
+
+
+def test_breaker_state_counts_transitions_per_source(registry: CollectorRegistry) -> None:
+    m = SoakMetrics(registry)
+    for state in (BreakerState.CLOSED, BreakerState.OPEN, BreakerState.OPEN,
+                  BreakerState.HALF_OPEN, BreakerState.CLOSED):  # fmt: skip
+        m.set_breaker_state(state, target="gw", provider="primary", source="observed")
+    m.set_breaker_state(BreakerState.OPEN, target="gw", provider="primary", source="reported")
+    observed = {"target": "gw", "provider": "primary", "source": "observed"}
+    reported = {**observed, "source": "reported"}
+    assert registry.get_sample_value("soak_breaker_state", observed) == 0
+    assert registry.get_sample_value("soak_breaker_transitions_total", observed) == 3
+    assert registry.get_sample_value("soak_breaker_state", reported) == 2
+    assert registry.get_sample_value("soak_breaker_transitions_total", reported) == 0
+    with pytest.raises(ValueError, match="breaker source 'guessed'"):
+        m.set_breaker_state(BreakerState.OPEN, target="gw", provider="p", source="guessed")
+
+
+def test_process_generator_scheduler_and_reload(registry: CollectorRegistry) -> None:
+    m = SoakMetrics(registry)
+    m.set_gateway_process(target="gw", rss_bytes=3e8, cpu_ratio=0.4, open_fds=42, threads=9)
+    m.set_generator(loop_lag_s=0.02, cpu_ratio=0.7)
+    m.init_plan("hourly")
+    m.count_missed_run("hourly")
+    m.count_missed_run("hourly")
+    m.config_loaded(True, at=1000.0)
+    m.config_loaded(False, at=2000.0)
+    observe_failover = m.observe_failover
+    observe_failover(0.8, target="gw", phase="failover")
+    get = registry.get_sample_value
+    assert get("soak_gateway_resident_memory_bytes", {"target": "gw"}) == 3e8
+    assert get("soak_gateway_cpu_ratio", {"target": "gw"}) == 0.4
+    assert get("soak_gateway_open_fds", {"target": "gw"}) == 42
+    assert get("soak_gateway_threads", {"target": "gw"}) == 9
+    assert get("soak_generator_event_loop_lag_seconds") == 0.02
+    assert get("soak_generator_cpu_ratio") == 0.7
+    assert get("soak_scheduler_missed_runs_total", {"plan": "hourly"}) == 2
+    assert get("soak_scheduler_skipped_runs_total", {"plan": "hourly"}) == 0
+    assert get("soak_config_last_reload_successful") == 0
+    assert get("soak_config_last_reload_success_timestamp_seconds") == 1000.0
+    fo = {"target": "gw", "phase": "failover"}
+    assert get("soak_failover_seconds_bucket", {**fo, "le": "1.0"}) == 1
+    assert get("soak_failover_seconds_bucket", {**fo, "le": "0.5"}) == 0
+    assert (
+        get(
+            "soak_build_info",
+            {"version": "0.1.0", "python": __import__("platform").python_version()},
+        )
+        == 1
+    )
+
+
+def test_label_sets_are_bounded(registry: CollectorRegistry) -> None:
+    m = SoakMetrics(registry)
+    for seq, outcome in enumerate(Outcome):
+        m.observe(result(seq, 0.1, outcome, nonce=f"[soak:r:{seq}]", status=500),
+                  target="gw", phase="sustained")  # fmt: skip
+    m.record_phase(PhaseReport(name="sustained", kind="sustained", status=Status.ERROR,
+                               error="connection refused to http://10.0.0.1/secret"),
+                   target="gw", finished_at=1.0)  # fmt: skip
+    values = set()
+    for family in registry.collect():
+        for sample in family.samples:
+            assert set(sample.labels) <= ALLOWED_LABELS, sample
+            values |= set(sample.labels.values())
+    assert not any("soak:" in v or "://" in v or " " in v for v in values), values
+    assert {"ok", "http_5xx", "timeout", "gw", "sustained"} <= values
+    with pytest.raises(ValueError, match="target label value 'http://x'"):
+        m.observe(result(1, 0.1), target="http://x", phase="p")
+    with pytest.raises(ValueError, match="provider label value"):
+        m.observe(result(1, 0.1, provider="a b"), target="gw", phase="p")
+
+
+def test_every_catalogue_metric_is_registered(registry: CollectorRegistry) -> None:
+    SoakMetrics(registry)
+    names = {sample_name for f in registry.collect() for sample_name in [f.name]}
+    for spec in CATALOGUE:
+        assert spec.name.removesuffix("_total") in names, spec.name
+        assert spec.name.startswith("soak_")
+        assert spec.kind != "counter" or spec.name.endswith("_total")
+    assert "soak_requests_total" in exposed_names()
+    assert "soak_request_duration_seconds_bucket" in exposed_names()
+
+
+def test_default_collectors_land_on_the_given_registry(registry: CollectorRegistry) -> None:
+    register_default_collectors(registry)
+    assert registry.get_sample_value("process_resident_memory_bytes") > 0
+    assert registry.get_sample_value("python_info", {
+        "implementation": "CPython", "major": "3", "minor": "11",
+        "patchlevel": __import__("platform").python_version_tuple()[2], "version":
+        __import__("platform").python_version()}) == 1  # fmt: skip
+
+
+def test_buckets_with_adds_thresholds_once() -> None:
+    assert buckets_with((0.1, 1, 5), (3, 5, 0.1)) == (0.1, 1.0, 3.0, 5.0)
+
+
+def test_buckets_for_slo_covers_every_threshold() -> None:
+    slo = {
+        "overhead": {"mean": 0.005, "p95": 0.015, "p99": 0.1},
+        "readiness": {"success_ratio": 0.95, "p95": 4.5},
+        "failover": {"mean": 5, "max": 12},
+        "tiers": {"p95": {"target": 2.5, "acceptable": 5}, "success_ratio": {"target": 0.99}},
+    }
+    buckets = buckets_for_slo(slo)
+    assert 0.015 in buckets["soak_gateway_overhead_seconds"]
+    assert {4.5, 2.5} <= set(buckets["soak_request_duration_seconds"])
+    assert 12.0 in buckets["soak_failover_seconds"]
+    assert 0.99 not in buckets["soak_request_duration_seconds"]  # ratios are not latencies
+    check_thresholds_are_buckets(buckets, slo)  # no error
+    assert slo_thresholds(slo)["soak_failover_seconds"] == {
+        "slo.failover.mean": 5.0,
+        "slo.failover.max": 12.0,
+    }
+
+
+def test_threshold_that_is_not_a_bucket_is_a_config_error(registry: CollectorRegistry) -> None:
+    slo = {"overhead": {"p95": 0.015}}
+    with pytest.raises(ValueError, match=r"^slo\.overhead\.p95: threshold 0\.015s is not a bucket"):
+        check_thresholds_are_buckets(BASE_BUCKETS, slo)
+    with pytest.raises(ValueError, match=r"slo\.tiers\.p99\.target: threshold 7s"):
+        SoakMetrics(registry, slo={"tiers": {"p99": {"target": 7}}})
+    with pytest.raises(ValueError, match=r"slo\.overhead\.p50: expected a positive number"):
+        slo_thresholds({"overhead": {"p50": "5ms"}})
+
+
+def test_default_buckets_hold_the_seed_thresholds() -> None:
+    seeds = {
+        "overhead": {"mean": 0.005, "p50": 0.005, "p90": 0.01, "p95": 0.02, "p99": 0.1},
+        "readiness": {"p95": 5, "p99": 10},
+        "failover": {"mean": 5, "max": 10},
+        "tiers": {"p95": {"target": 3, "acceptable": 5}, "p99": {"target": 5, "acceptable": 10},
+                  "failover": {"target": 1, "acceptable": 5}},
+    }  # fmt: skip
+    check_thresholds_are_buckets(BASE_BUCKETS, seeds)
+    assert BASE_BUCKETS["soak_gateway_overhead_seconds"][0] == 5e-05
+    assert BASE_BUCKETS["soak_request_duration_seconds"][-1] >= 300
