@@ -1,0 +1,142 @@
+"""Gateway kinds: the only place that knows how one gateway differs from another.
+
+A kind owns four things: how soak writes the gateway's routes when it manages it (`prepare`),
+how a client authenticates (`auth_headers`), which request headers steer routing
+(`routing_headers`), and where the gateway reports on itself (`self_report`, `served_by`).
+Black-box measurement never asks the kind anything. The generic OpenAI-compatible kind is the
+base class; `litellm` and `portkey` live in their own modules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from soak.gateway.process import GatewayStartError
+from soak.gateway.selfreport import MetricsParseError, SelfReport, parse_samples, total
+
+SCRAPE_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchSpec:
+    """How to start a managed gateway that routes to the mock's primary and fallback."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    url: str
+    """Base URL clients use, e.g. http://127.0.0.1:PORT."""
+    ready_url: str | None
+    ready_log: str | None = None
+    files: Mapping[str, Path] = field(default_factory=dict)
+    """Files soak wrote for it, by role (`config`)."""
+    api_key: str | None = None
+    """The key clients must send (generated when the gateway needs one and none was given)."""
+    secrets: tuple[str, ...] = ()
+    """Values to redact from anything that quotes the gateway's output."""
+
+
+class GatewayKind:
+    """A generic OpenAI-compatible gateway: bearer auth, no managed defaults, no self-report
+    beyond the standard process metrics when it serves `/metrics`."""
+
+    name = "openai"
+    metrics_path: str | None = "/metrics"
+
+    async def install(self, cache_dir: Path) -> None:
+        """Fetch what a managed start needs (no-op unless the kind ships a package)."""
+
+    def prepare(
+        self,
+        workdir: Path,
+        *,
+        mock_url: str,
+        primary: str,
+        fallback: str,
+        port: int,
+        model: str,
+        api_key: str | None = None,
+    ) -> LaunchSpec:
+        """Write the gateway's routes under `workdir` and say how to start it."""
+        raise GatewayStartError(
+            f"gateway.kind {self.name!r} has no built-in managed setup; "
+            "set gateway.managed.command to start it yourself"
+        )
+
+    def auth_headers(self, api_key: str | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def routing_headers(self, *, mock_url: str, primary: str, fallback: str) -> dict[str, str]:
+        """Headers that tell the gateway where to route (none for config-routed gateways)."""
+        return {}
+
+    def request_headers(
+        self, api_key: str | None, *, mock_url: str, primary: str, fallback: str
+    ) -> dict[str, str]:
+        """Everything a soak request needs beyond the user's own configured headers."""
+        return {
+            **self.routing_headers(mock_url=mock_url, primary=primary, fallback=fallback),
+            **self.auth_headers(api_key),
+        }
+
+    def served_by(self, headers: Mapping[str, str], *, primary: str, fallback: str) -> str | None:
+        """The provider the gateway says served a response, from its response headers."""
+        return None
+
+    async def scrape(self, session: Any, base_url: str, api_key: str | None) -> str | None:
+        """The gateway's metrics page, or None when it has none (non-2xx, refused, timeout).
+
+        `session` is the caller's aiohttp ClientSession; only `.get` is used."""
+        if self.metrics_path is None:
+            return None
+        url = base_url.rstrip("/") + self.metrics_path
+        try:
+            async with asyncio.timeout(SCRAPE_TIMEOUT):
+                async with session.get(url, headers=self.auth_headers(api_key)) as resp:
+                    if resp.status // 100 != 2:
+                        return None
+                    return await resp.text()
+        except (TimeoutError, OSError):
+            return None
+        except Exception as exc:  # aiohttp.ClientError without importing aiohttp here
+            if type(exc).__module__.startswith("aiohttp"):
+                return None
+            raise
+
+    async def self_report(
+        self, session: Any, base_url: str, api_key: str | None
+    ) -> SelfReport | None:
+        """One scrape of what the gateway reports on itself; None when it reports nothing."""
+        text = await self.scrape(session, base_url, api_key)
+        if text is None:
+            return None
+        try:
+            return self.parse_self_report(text)
+        except MetricsParseError:
+            return None
+
+    def parse_self_report(self, text: str) -> SelfReport:
+        samples = parse_samples(text)
+        return SelfReport(
+            source=f"{self.name} {self.metrics_path}",
+            rss_bytes=total(samples, "process_resident_memory_bytes"),
+            cpu_seconds=total(samples, "process_cpu_seconds_total"),
+        )
+
+
+def get_kind(name: str, **options: Any) -> GatewayKind:
+    """The kind called `name` (`openai`, `litellm`, `portkey`), built with its options."""
+    from soak.gateway.litellm import LiteLLMKind
+    from soak.gateway.portkey import PortkeyKind
+
+    kinds: dict[str, type[GatewayKind]] = {
+        "openai": GatewayKind,
+        "litellm": LiteLLMKind,
+        "portkey": PortkeyKind,
+    }
+    if name not in kinds:
+        raise ValueError(f"gateway.kind: unknown kind {name!r} (use one of {', '.join(kinds)})")
+    return kinds[name](**options)

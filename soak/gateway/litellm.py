@@ -1,0 +1,210 @@
+"""LiteLLM proxy: the config soak writes for it, its bearer auth and its `/metrics/` self-report.
+
+Routes (checked against litellm 1.106.2, see docs/gateways.md): model group `<model>` is one
+deployment `openai/<model>` at the mock's primary, group `soak-fallback` one deployment at the
+fallback, and `fallbacks` sends a failed primary call to the fallback group. Cooldown (LiteLLM's
+breaker) engages on a single-deployment group only because `router_settings.allowed_fails` is
+set explicitly to a value other than LiteLLM's default of 3; each deployment's upstream model is
+its group name so the `litellm_deployment_state` series written on cooldown and the one
+written on success are the same series (otherwise a stale "complete outage" lingers).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from soak.gateway.kinds import GatewayKind, LaunchSpec
+from soak.gateway.selfreport import (
+    CLOSED,
+    HALF_OPEN,
+    OPEN,
+    MetricSample,
+    SelfReport,
+    histogram,
+    parse_samples,
+    total,
+)
+
+LITELLM_DEFAULT_ALLOWED_FAILS = 3
+"""LiteLLM treats this router value as "not set" and falls back to its rate-based cooldown,
+which never cools down a single-deployment group."""
+
+_PROVIDER_IN_URL = re.compile(r"/p/([A-Za-z0-9_.-]{1,64})(?:/|$)")
+_STATE = {0: CLOSED, 1: HALF_OPEN, 2: OPEN}
+
+
+def provider_of(api_base: str | None) -> str | None:
+    """The mock provider a deployment's api_base points at (`.../p/<provider>/v1`)."""
+    if not api_base:
+        return None
+    match = _PROVIDER_IN_URL.search(api_base)
+    return match.group(1) if match else None
+
+
+class LiteLLMKind(GatewayKind):
+    """The LiteLLM proxy (`pip install 'litellm[proxy]'`), one worker by default."""
+
+    name = "litellm"
+    metrics_path = "/metrics/"  # without the slash LiteLLM answers a redirect
+    fallback_group = "soak-fallback"
+
+    def __init__(
+        self,
+        *,
+        allowed_fails: int = 1,
+        cooldown_time: float = 5.0,
+        request_timeout: float = 30.0,
+        workers: int = 1,
+        executable: str | None = None,
+    ) -> None:
+        if allowed_fails < 0 or allowed_fails == LITELLM_DEFAULT_ALLOWED_FAILS:
+            raise ValueError(
+                f"litellm allowed_fails: {allowed_fails} would disable cooldown of a "
+                f"single-deployment group (LiteLLM reads {LITELLM_DEFAULT_ALLOWED_FAILS} as unset);"
+                " use another value >= 0"
+            )
+        self.allowed_fails = allowed_fails
+        self.cooldown_time = cooldown_time
+        self.request_timeout = request_timeout
+        self.workers = workers
+        self.executable = executable or _litellm_script()
+
+    def config(self, *, mock_url: str, primary: str, fallback: str, model: str) -> dict[str, Any]:
+        """The proxy config as a dict (written by `prepare`)."""
+        base = mock_url.rstrip("/")
+        fallback_group = self.fallback_group if model != self.fallback_group else f"{model}-2"
+
+        def deployment(group: str, provider: str) -> dict[str, Any]:
+            return {
+                "model_name": group,
+                "litellm_params": {
+                    "model": f"openai/{group}",
+                    "api_base": f"{base}/p/{provider}/v1",
+                    "api_key": "mock",
+                },
+                "model_info": {"id": f"soak-deployment-{provider}"},
+            }
+
+        return {
+            "model_list": [deployment(model, primary), deployment(fallback_group, fallback)],
+            "litellm_settings": {
+                "callbacks": ["prometheus"],
+                "num_retries": 0,
+                "request_timeout": self.request_timeout,
+                "fallbacks": [{model: [fallback_group]}],
+            },
+            "router_settings": {
+                "num_retries": 0,
+                "allowed_fails": self.allowed_fails,
+                "cooldown_time": self.cooldown_time,
+            },
+            "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
+        }
+
+    def prepare(
+        self,
+        workdir: Path,
+        *,
+        mock_url: str,
+        primary: str,
+        fallback: str,
+        port: int,
+        model: str,
+        api_key: str | None = None,
+    ) -> LaunchSpec:
+        workdir.mkdir(parents=True, exist_ok=True)
+        key = api_key or f"sk-soak-{secrets.token_hex(16)}"
+        path = workdir / "litellm-config.yaml"
+        cfg = self.config(mock_url=mock_url, primary=primary, fallback=fallback, model=model)
+        # JSON is YAML: LiteLLM reads it with its YAML loader, and soak needs no YAML writer.
+        path.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+        env = {
+            "LITELLM_MASTER_KEY": key,
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # offline: no fetch of the price map
+            "LITELLM_DONT_SHOW_FEEDBACK_BOX": "true",
+        }
+        if self.workers > 1:  # otherwise LiteLLM shares one dir in /tmp across every proxy
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(workdir / "prometheus-multiproc")
+        argv = (
+            *self.executable_argv(),
+            "--config", str(path),
+            "--host", "127.0.0.1",
+            "--port", str(port),
+            "--num_workers", str(self.workers),
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        return LaunchSpec(
+            argv=argv,
+            env=env,
+            url=url,
+            ready_url=f"{url}/health/liveliness",
+            files={"config": path},
+            api_key=key,
+            secrets=(key,),
+        )
+
+    def executable_argv(self) -> tuple[str, ...]:
+        return (self.executable,)
+
+    def served_by(self, headers: Mapping[str, str], *, primary: str, fallback: str) -> str | None:
+        """From `x-litellm-model-api-base`, the deployment that answered."""
+        lowered = {k.lower(): v for k, v in headers.items()}
+        return provider_of(lowered.get("x-litellm-model-api-base"))
+
+    def parse_self_report(self, text: str) -> SelfReport:
+        samples = parse_samples(text)
+        return SelfReport(
+            source="litellm /metrics/",
+            overhead=histogram(samples, "litellm_overhead_latency_metric"),
+            upstream_latency=histogram(samples, "litellm_llm_api_latency_metric"),
+            total_latency=histogram(samples, "litellm_request_total_latency_metric"),
+            breaker=deployment_states(samples),
+            cooldowns=_by_provider(samples, "litellm_deployment_cooled_down_total"),
+            fallbacks=total(samples, "litellm_deployment_successful_fallbacks_total"),
+            rss_bytes=total(samples, "process_resident_memory_bytes"),
+            cpu_seconds=total(samples, "process_cpu_seconds_total"),
+        )
+
+
+def deployment_states(samples: list[MetricSample]) -> dict[str, int]:
+    """Provider → reported breaker state from `litellm_deployment_state` (0 healthy, 1 partial
+    outage, 2 complete outage = cooled down).
+
+    Per deployment (model_id) the lowest of its series wins: LiteLLM writes the cooldown state
+    under the group name and the success state under the upstream model name, so with a config
+    not written by soak a stale 2 can sit next to a fresh 0. Per provider the lowest of its
+    deployments wins: a provider is out only when every deployment on it is out."""
+    per_model: dict[tuple[str, str], int] = {}
+    for s in samples:
+        if s.name != "litellm_deployment_state":
+            continue
+        provider = provider_of(s.labels.get("api_base"))
+        if provider is None:
+            continue
+        key = (provider, s.labels.get("model_id", ""))
+        state = _STATE.get(int(s.value), OPEN)
+        per_model[key] = min(state, per_model.get(key, OPEN))
+    out: dict[str, int] = {}
+    for (provider, _), state in per_model.items():
+        out[provider] = min(state, out.get(provider, OPEN))
+    return out
+
+
+def _by_provider(samples: list[MetricSample], name: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for s in samples:
+        if s.name == name and (provider := provider_of(s.labels.get("api_base"))):
+            out[provider] = out.get(provider, 0.0) + s.value
+    return out
+
+
+def _litellm_script() -> str:
+    """The `litellm` console script of this interpreter's environment, else the one on PATH."""
+    here = Path(sys.executable).with_name("litellm")
+    return str(here) if here.exists() else "litellm"
