@@ -1,9 +1,9 @@
 """The real LiteLLM proxy, configured and started by soak, routing to the real mock.
 
-One proxy start (~8-13 s on 2 cores) serves the whole story: a request served by the primary
-with its marker, the primary faulted → the fallback serves and LiteLLM's cooldown stops the
-primary attempts, the self-report shows the cooldown, the fault clears → the primary serves
-again after the cooldown time and the reported state returns to closed.
+One proxy start (~8-14 s on 2 cores) serves the whole story: requests (JSON and SSE) served by
+the primary with their marker; the primary faulted → the fallback serves and LiteLLM's
+cooldown stops the primary attempts, which its self-report shows; the fault cleared → the
+primary serves again after the cooldown time and the reported state returns to closed.
 """
 
 from __future__ import annotations
@@ -76,6 +76,18 @@ async def test_litellm_routes_fails_over_cools_down_and_recovers(tmp_path: Path)
             assert first.service_s is not None and first.overhead is not None
             trace = await _traces(session, mock.url, [first.nonce or ""])
             assert [a["provider"] for a in trace[first.nonce]] == ["primary"]
+            streamed = ChatClient(
+                session,
+                f"{gw.url}/v1/chat/completions",
+                model="soak-primary",
+                headers=headers,
+                run_id="itest",
+                timeout=20,
+                stream=True,
+            )
+            chunked = await streamed.send(2000, time.perf_counter())
+            assert chunked.outcome is Outcome.OK, chunked
+            assert chunked.provider == "primary" and chunked.ttft is not None
             async with session.post(
                 f"{gw.url}/v1/chat/completions",
                 headers=headers,
@@ -136,7 +148,10 @@ async def test_litellm_routes_fails_over_cools_down_and_recovers(tmp_path: Path)
 
             samples = await watch.stop()
             stats = summarize(samples)
-            print(f"litellm rss peak {stats.rss_peak / 1e6:.0f} MB, cpu peak {stats.cpu_peak:.0f}%")
+            print(
+                f"litellm rss peak {stats.rss_peak / 1e6:.0f} MB, cpu peak {stats.cpu_peak:.0f}%,"
+                f" {samples[-1].procs} process(es)"
+            )
             assert stats.samples >= 2 and stats.rss_peak > 50e6
             pid = gw.process.pid
         assert not gw.process.alive
