@@ -1,7 +1,107 @@
-"""Command line: `soak once | check | mock`. The only place that prints errors and picks exit codes."""
+"""Command line: `soak once | check | mock`.
+
+The only place that prints errors and picks exit codes: 0 pass, 1 SLO breach or run failure,
+2 usage or config error. Library code raises `ConfigError` or returns data.
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from soak import __version__
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that says one line and exits 2, as usage errors should."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"soak: error: {message} (see soak {self.prog.split()[-1]} --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="soak", description="Continuous soak tester for LLM gateways.")
+    p.add_argument("--version", action="version", version=f"llm-soak {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    once = sub.add_parser("once", help="run the phases once (CI); exit 1 on an SLO breach")
+    once.add_argument(
+        "--config",
+        type=Path,
+        help="YAML config (default: the embedded default: "
+        "mock providers + a managed LiteLLM proxy)",
+    )
+    once.add_argument(
+        "--profile", choices=["quick", "full"], help="built-in profile to layer under"
+    )
+    once.add_argument(
+        "--out", type=Path, help="report directory (default: the config's, soak-results)"
+    )
+    once.add_argument("--phases", help="comma-separated subset of phases to run, in config order")
+    once.add_argument(
+        "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
+    )
+
+    check = sub.add_parser("check", help="validate a config file and exit (0 valid, 2 invalid)")
+    check.add_argument("config", type=Path)
+    check.add_argument("--profile", choices=["quick", "full"])
+
+    sub.add_parser("mock", help="run the mock LLM provider", add_help=False)
+    return p
+
 
 def main(argv: list[str] | None = None) -> int:
-    return 0
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "mock":
+        from soak.mock.cli import main as mock_main
+
+        return mock_main(argv[1:])
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help(sys.stderr)
+        return EXIT_USAGE
+    if args.command == "check":
+        return _check(args)
+    return _once(args)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from soak.config import ConfigError, load_config
+
+    try:
+        load_config(args.config, profile=args.profile)
+    except ConfigError as exc:
+        print(f"soak: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{args.config}: ok")
+    return EXIT_OK
+
+
+def _once(args: argparse.Namespace) -> int:
+    from soak.config import ConfigError, load_config
+    from soak.once import OnceError, run_once
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config, profile=args.profile)
+    except ConfigError as exc:
+        print(f"soak: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    phases = [p.strip() for p in args.phases.split(",")] if args.phases else None
+    try:
+        run, paths = asyncio.run(run_once(config, out_dir=args.out, only=phases))
+    except OnceError as exc:
+        print(f"soak: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("soak: interrupted", file=sys.stderr)
+        return EXIT_FAIL
+    for kind, path in sorted(paths.items()):
+        print(f"{kind}: {path}")
+    print(f"verdict: {'PASS' if run.passed else 'FAIL'}")
+    return EXIT_OK if run.passed else EXIT_FAIL

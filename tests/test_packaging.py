@@ -1,4 +1,4 @@
-"""The wheel installs `soak` and `soak.mock`, never a top-level `mock` (the unittest.mock backport's name)."""
+"""The wheel installs `soak` and `soak.mock`, never a top-level `mock` (unittest.mock's name)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _build_wheel(out: Path) -> Path:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(out), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
         check=True,
         capture_output=True,
     )
@@ -39,7 +49,9 @@ def test_wheel_maps_mock_under_soak_and_installs_cleanly(tmp_path: Path) -> None
     # a path added by a .pth file is not itself a site dir, so no editable finder leaks in.
     site = subprocess.run(
         [py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     Path(site, "zz_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
 

@@ -1,0 +1,96 @@
+"""`soak once`: run the phase plan once and write the reports.
+
+Reports are rewritten after every phase, so an interrupted or failed run still leaves what it
+measured. SIGINT / SIGTERM stop the sending; in-flight requests drain; faults are cleared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import signal
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from soak.config_schema import Config
+from soak.reports import write_reports
+from soak.reports.progress import Progress
+from soak.runner import PlanError, run_plan, select_phases
+from soak.summary import RunReport
+
+
+class OnceError(Exception):
+    """`soak once` could not run as asked (usage: exit 2)."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def new_run_id(now: float | None = None) -> str:
+    """A short, sortable, label-safe run id: base-36 seconds plus random hex."""
+    seconds = int(time.time() if now is None else now)
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    stamp = ""
+    while seconds:
+        seconds, rem = divmod(seconds, 36)
+        stamp = digits[rem] + stamp
+    return f"{stamp or '0'}-{secrets.token_hex(3)}"
+
+
+async def run_once(
+    config: Config,
+    *,
+    out_dir: Path | None = None,
+    only: Sequence[str] | None = None,
+    progress: Progress | None = None,
+) -> tuple[RunReport, dict[str, Path]]:
+    """Run the selected phases once; return the run and the report files written."""
+    try:
+        names = select_phases(only)
+    except PlanError as exc:
+        raise OnceError(f"--phases: {exc}") from None
+    out = Path(out_dir or config.report.out)
+    progress = progress or Progress()
+    run = RunReport(
+        run_id=new_run_id(),
+        started_at=time.time(),
+        finished_at=0.0,
+        target=config.gateway.name,
+        kind=config.gateway.kind,
+        profile=config.profile,
+    )
+    stop = asyncio.Event()
+    with _signals(stop):
+        await run_plan(
+            config,
+            run,
+            names,
+            progress=progress,
+            stop=stop,
+            on_phase=lambda _report: write_reports(run, out),  # partial results survive
+        )
+    run.finished_at = time.time()
+    paths = write_reports(run, out)
+    progress.run_finished(run)
+    return run, paths
+
+
+@contextlib.contextmanager
+def _signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGINT / SIGTERM set `stop` (the engine stops sending and drains) instead of killing us."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):
+            pass
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)

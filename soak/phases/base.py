@@ -1,0 +1,136 @@
+"""What every phase shares: where to send, the mock's latency, one measured load run.
+
+A phase sets the mock's behaviour through its control API, runs one open-loop load with the
+engine, watches the gateway process meanwhile, and turns the `LoadRun` into a `PhaseReport`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from soak.client import ChatClient, make_session
+from soak.config_schema import Config
+from soak.engine import LoadRun, LoadSpec, run_load
+from soak.mockctl import MockControl
+from soak.pacing import expected_count
+from soak.procwatch import ProcessWatch, summarize
+from soak.reports.progress import Progress
+from soak.results import Result
+from soak.stats import report_fields
+from soak.summary import LatencySummary, PhaseReport, Status
+
+_MAX_CONNECTIONS = 4096
+"""Client pool ceiling: enough for the seed's ~1,000 in flight, bounded (see client.py)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """An endpoint a phase sends to. `headers` may hold secrets: never log or report them."""
+
+    name: str
+    url: str
+    model: str
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    api: str = "openai"
+
+
+@dataclass(slots=True)
+class PhaseContext:
+    """Everything a phase needs from the run around it."""
+
+    config: Config
+    run_id: str
+    mock: MockControl
+    direct: Target
+    """The mock's primary provider, straight (calibration)."""
+    gateway: Target
+    progress: Progress
+    stop: asyncio.Event
+    gateway_pid: Callable[[], int | None] = lambda: None
+    restart_gateway: Callable[[], Awaitable[None]] | None = None
+    baselines: dict[str, LatencySummary] = field(default_factory=dict)
+    """Summaries later phases compare against (calibration latency)."""
+    observe: Callable[[Result, str], None] | None = None
+    """Called with every Result and its phase name (the daemon's metrics); must be cheap."""
+
+
+async def set_mock_latency(ctx: PhaseContext, latency: float) -> None:
+    """Give the primary and fallback providers a fixed latency (time to first token for streams)."""
+    fixed = {"model": "fixed", "value": latency}
+    profile = {"latency": fixed, "stream": {"ttft": fixed}}
+    for provider in (ctx.config.mock.primary, ctx.config.mock.fallback):
+        await ctx.mock.set_profile(provider, profile)
+
+
+async def measure(
+    ctx: PhaseContext,
+    *,
+    name: str,
+    kind: str,
+    target: Target,
+    rate: float,
+    duration: float,
+    timeout: float,
+    params: dict[str, Any],
+) -> tuple[LoadRun, PhaseReport]:
+    """One open-loop load of `rate` for `duration` at `target`, the gateway process watched."""
+    cfg = ctx.config
+    spec = LoadSpec(
+        rate=rate,
+        duration=duration,
+        arrival=cfg.engine.arrival,
+        seed=cfg.engine.seed,
+        max_inflight=cfg.engine.max_inflight,
+        drain_timeout=timeout + 5.0,
+    )
+    pid = ctx.gateway_pid() if target is ctx.gateway else None
+    watch = ProcessWatch(pid) if pid else None
+    if watch is not None:
+        watch.start()
+    started_at = time.time()
+    expected = expected_count(spec.arrivals(), duration=duration, count=None)
+    ctx.progress.phase_started(name, expected, duration)
+    counts = [0, 0, 0]  # finished, ok, failed
+    observe = ctx.observe
+
+    def on_result(result: Result) -> None:
+        counts[0] += 1
+        counts[1 if result.ok else 2] += 1
+        ctx.progress.update(counts[0], counts[1], counts[2])
+        if observe is not None:
+            observe(result, name)
+
+    session = make_session(min(cfg.engine.max_inflight, _MAX_CONNECTIONS), timeout)
+    try:
+        client = ChatClient(
+            session,
+            target.url,
+            api=target.api,
+            model=target.model,
+            headers=target.headers,
+            stream=cfg.request.stream,
+            max_tokens=cfg.request.max_tokens,
+            prompt=cfg.request.prompt,
+            run_id=ctx.run_id,
+            timeout=timeout,
+        )
+        run = await run_load(spec, client.send, on_result=on_result, stop=ctx.stop)
+    finally:
+        await session.close()
+        samples = await watch.stop() if watch is not None else []
+    report = PhaseReport(
+        name=name,
+        kind=kind,
+        status=Status.PASSED,
+        started_at=started_at,
+        process=summarize(samples) if samples else None,
+        params={"target": target.name, "rate": rate, "duration": duration, **params},
+        **report_fields(run),
+    )
+    if run.stopped:
+        report.notes.append("stopped early: the run was interrupted")
+    return run, report

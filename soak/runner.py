@@ -1,0 +1,131 @@
+"""One run of a phase plan: start what soak manages, run the phases in order, hand each
+`PhaseReport` on as it completes. Shared by `soak once` and the daemon's scheduled runs.
+
+A phase that cannot talk to the mock's control API becomes an error report, not an exception;
+injected faults are cleared whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+from soak.config_schema import Config
+from soak.mockctl import MockControl, MockControlError
+from soak.phases import PHASES, PhaseContext, Target, run_calibration, run_overhead, run_stress
+from soak.reports.progress import Progress
+from soak.results import Result
+from soak.stack import Stack, StackError, start_stack
+from soak.summary import PhaseReport, RunReport, Status
+
+Runner = Callable[[PhaseContext], Awaitable[PhaseReport | list[PhaseReport]]]
+RUNNERS: dict[str, Runner] = {
+    "calibration": run_calibration,
+    "overhead": run_overhead,
+    "stress": run_stress,
+}
+"""Phase name → coroutine running it; `PHASES` gives the order."""
+
+
+class PlanError(ValueError):
+    """The phase selection is not valid (usage error)."""
+
+
+def select_phases(only: Sequence[str] | None) -> list[str]:
+    """The phases to run, in canonical order; an unknown name is a `PlanError`."""
+    if not only:
+        return list(PHASES)
+    unknown = [p for p in only if p not in RUNNERS]
+    if unknown:
+        raise PlanError(f"unknown phase {unknown[0]!r} (use {', '.join(PHASES)})")
+    return [p for p in PHASES if p in only]
+
+
+async def run_plan(
+    config: Config,
+    run: RunReport,
+    names: Sequence[str],
+    *,
+    progress: Progress,
+    stop: asyncio.Event,
+    on_phase: Callable[[PhaseReport], None] = lambda _report: None,
+    observe: Callable[[Result, str], None] | None = None,
+) -> RunReport:
+    """Run `names` into `run` (phases appended as they finish); errors land in `run.error`."""
+    async with AsyncExitStack() as exits:
+        workdir = Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="soak-")))
+        try:
+            stack = await start_stack(config, workdir, exits)
+        except StackError as exc:
+            run.error = str(exc)
+            return run
+        mock = MockControl(stack.mock_url, token=stack.mock_token)
+        exits.push_async_callback(mock.close)
+        exits.push_async_callback(_clear_faults, mock)
+        ctx = PhaseContext(
+            config=config,
+            run_id=run.run_id,
+            mock=mock,
+            progress=progress,
+            stop=stop,
+            direct=direct_target(config, stack),
+            gateway=gateway_target(config, stack),
+            gateway_pid=stack.gateway_pid,
+            restart_gateway=stack.restart_gateway,
+            observe=observe,
+        )
+        for name in names:
+            if stop.is_set():
+                run.aborted = True
+                break
+            for report in await _run_one(ctx, name, stack):
+                run.phases.append(report)
+                progress.phase_finished(report)
+                on_phase(report)
+    if stop.is_set():
+        run.aborted = True
+    return run
+
+
+async def _run_one(ctx: PhaseContext, name: str, stack: Stack) -> list[PhaseReport]:
+    try:
+        result = await RUNNERS[name](ctx)
+    except MockControlError as exc:
+        result = PhaseReport(
+            name=name, kind=name, status=Status.ERROR, error=f"mock control API: {exc}"
+        )
+    reports = result if isinstance(result, list) else [result]
+    if stack.gateway is not None and not stack.gateway.alive:
+        for report in reports:
+            report.status = Status.ERROR
+            report.error = f"the gateway exited (code {stack.gateway.returncode}) during {name}"
+    return reports
+
+
+async def _clear_faults(mock: MockControl) -> None:
+    with contextlib.suppress(MockControlError):
+        await mock.clear_faults()
+
+
+def direct_target(config: Config, stack: Stack) -> Target:
+    """The mock's primary provider, with no gateway in between (calibration)."""
+    url = f"{stack.mock_url.rstrip('/')}/p/{config.mock.primary}/v1/chat/completions"
+    return Target("mock", url, config.gateway.model)
+
+
+def gateway_target(config: Config, stack: Stack) -> Target:
+    """The gateway's chat endpoint with its kind's auth and routing headers plus the user's."""
+    gw = config.gateway
+    headers = stack.kind.request_headers(
+        stack.api_key,
+        mock_url=stack.mock_url,
+        primary=config.mock.primary,
+        fallback=config.mock.fallback,
+    )
+    headers.update({k: v.reveal() for k, v in gw.headers.items()})
+    api = "anthropic" if gw.chat_path.rstrip("/").endswith("/messages") else "openai"
+    return Target(gw.name, stack.gateway_url.rstrip("/") + gw.chat_path, gw.model, headers, api)
