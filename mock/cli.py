@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency", help="fixed latency for every provider, e.g. 100ms")
     p.add_argument("--token-env", help="env var holding the control API bearer token")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--loop",
+        default="auto",
+        choices=["auto", "asyncio", "uvloop"],
+        help="event loop (auto: uvloop when installed)",
+    )
     return p
 
 
@@ -89,11 +95,15 @@ async def serve(config: MockConfig, host: str, port: int, on_ready: Callable[[st
     log.info("mock stopped")
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's loop when it is installed (an optional speed-up), else asyncio's."""
+    if choice == "asyncio":
+        return None
     try:
         import uvloop
     except ImportError:
+        if choice == "uvloop":
+            raise ProfileError("--loop: uvloop is not installed") from None
         return None
     return uvloop.new_event_loop
 
@@ -103,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         config = config_from_args(args)
+        loop_factory = _loop_factory(args.loop)
     except ProfileError as exc:
         print(f"soak mock: {exc}", file=sys.stderr)
         return 2
@@ -111,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line, flush=True)
 
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(serve(config, args.host, args.port, ready))
     except OSError as exc:
         print(

@@ -157,9 +157,8 @@ class Exchange:
 
     async def wait_until(self, deadline: float) -> None:
         """Sleep until `deadline` on the monotonic clock (no-op when already past)."""
-        delay = deadline - _monotonic()
-        if delay > 0:
-            await _sleep(delay)
+        if deadline > _monotonic():
+            await self.mock.sleeper.until(deadline)
 
     def marker_headers(self, service_us: int) -> dict[str, str]:
         return {PROVIDER_HEADER: self.prov.name, SERVICE_HEADER: str(service_us)}
@@ -246,6 +245,9 @@ def served(
         except asyncio.CancelledError:
             ex.finish(0, ex.fault or "cancelled")
             raise
+        except ConnectionResetError:  # the client went away mid-stream
+            ex.finish(0, ex.fault or "cancelled")
+            raise asyncio.CancelledError from None
         except Exception:
             log.exception("mock handler failed on %s", endpoint)
             return ex.error(500, "mock internal error", "error")

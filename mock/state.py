@@ -6,6 +6,7 @@ import random
 import time
 from typing import Any
 
+from .clock import PreciseSleeper
 from .faults import InjectedFaults
 from .metrics import MockMetrics
 from .profile import MockConfig, Profile
@@ -56,6 +57,7 @@ class MockState:
             name: ProviderState(name, prof, metrics) for name, prof in config.providers.items()
         }
         self.started = time.time()
+        self.sleeper = PreciseSleeper()
 
     def stats(self) -> dict[str, Any]:
         return {
