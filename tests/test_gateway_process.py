@@ -66,9 +66,8 @@ async def test_ready_by_url_and_stop(tmp_path: Path) -> None:
     async with proc:
         assert proc.alive and proc.pid is not None
         assert proc.ready_s is not None and 0 < proc.ready_s < 20
-        body = await asyncio.to_thread(
-            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/ready").read()
-        )
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        body = await asyncio.to_thread(lambda: opener.open(f"http://127.0.0.1:{port}/ready").read())
         assert body == b"ok"
         pid = proc.pid
     assert not proc.alive

@@ -44,10 +44,14 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+"""Readiness is checked on loopback: never through an HTTP(S)_PROXY from the environment."""
+
+
 def _url_ready(url: str, timeout: float) -> bool:
     """True when a GET of `url` answers 2xx (blocking; run in a thread)."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with _OPENER.open(url, timeout=timeout) as resp:
             return 200 <= resp.status < 300
     except (urllib.error.URLError, OSError, ValueError):
         return False
