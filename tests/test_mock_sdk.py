@@ -156,3 +156,20 @@ async def test_sdk_errors_are_typed_for_bad_requests(mock):
     async with anthropic.AsyncAnthropic(base_url=mock.url, api_key="k", max_retries=0) as client:
         with pytest.raises(anthropic.BadRequestError, match="messages"):
             await client.messages.create(model="m", max_tokens=5, messages=[])
+
+
+async def test_stream_attempt_records_chunks_tokens_and_digest_of_what_was_sent(mock):
+    import hashlib
+
+    async with openai.AsyncOpenAI(base_url=f"{mock.url}/v1", api_key="k", max_retries=0) as client:
+        stream = await client.chat.completions.create(
+            model="m", messages=user("digest [soak:run1:6]"), stream=True
+        )
+        text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    attempt = mock.state.traces.by_nonces(["[soak:run1:6]"])["[soak:run1:6]"][0]
+    assert attempt["digest"] == hashlib.sha256(text.encode()).hexdigest()
+    assert (attempt["chunks"], attempt["tokens"], attempt["outcome"]) == (6, 6, "ok")
+    # ttft 2 ms, then 5 gaps of 1 ms: the service time covers the last content chunk
+    assert 0.002 <= attempt["first_chunk_s"] < attempt["service_s"]
+    assert attempt["service_s"] >= 0.007
+    assert find_marker(text).service_s == pytest.approx(attempt["service_s"], abs=1e-6)
