@@ -84,6 +84,7 @@ def test_litellm_prepare_writes_routes_key_and_command(tmp_path: Path) -> None:
     assert spec.env["LITELLM_MASTER_KEY"] == spec.api_key
     assert spec.env["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
     assert "PROMETHEUS_MULTIPROC_DIR" not in spec.env
+    assert "127.0.0.1" in spec.env["NO_PROXY"].split(",")
     assert spec.secrets == (spec.api_key,)
     assert spec.api_key not in spec.files["config"].read_text()
     assert spec.url == "http://127.0.0.1:4321"

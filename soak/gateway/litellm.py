@@ -12,12 +12,14 @@ written on success are the same series (otherwise a stale "complete outage" ling
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from soak.gateway.kinds import GatewayKind, LaunchSpec
 from soak.gateway.selfreport import (
@@ -129,6 +131,7 @@ class LiteLLMKind(GatewayKind):
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # offline: no fetch of the price map
             "LITELLM_DONT_SHOW_FEEDBACK_BOX": "true",
         }
+        env.update(_no_proxy_for(mock_url))
         if self.workers > 1:  # otherwise LiteLLM shares one dir in /tmp across every proxy
             env["PROMETHEUS_MULTIPROC_DIR"] = str(workdir / "prometheus-multiproc")
         argv = (
@@ -202,6 +205,19 @@ def _by_provider(samples: list[MetricSample], name: str) -> dict[str, float]:
         if s.name == name and (provider := provider_of(s.labels.get("api_base"))):
             out[provider] = out.get(provider, 0.0) + s.value
     return out
+
+
+def _no_proxy_for(mock_url: str) -> dict[str, str]:
+    """NO_PROXY extended with the mock's host: an HTTP(S)_PROXY in the environment must not
+    carry the gateway's calls to the mock (httpx honours both spellings)."""
+    host = urlsplit(mock_url).hostname or "127.0.0.1"
+    current = os.environ.get("NO_PROXY") or os.environ.get("no_proxy") or ""
+    hosts = [h for h in current.split(",") if h.strip()]
+    for extra in (host, "127.0.0.1", "localhost"):
+        if extra not in hosts:
+            hosts.append(extra)
+    value = ",".join(hosts)
+    return {"NO_PROXY": value, "no_proxy": value}
 
 
 def _litellm_script() -> str:
