@@ -98,6 +98,30 @@ async def test_constant_rate_sends_each_request_at_its_due_time() -> None:
     assert run.generator.reasons == ()
 
 
+async def test_high_rates_never_send_early_and_batch_sub_millisecond_gaps() -> None:
+    sleeps: list[float] = []
+    async with VirtualTime() as vt:
+
+        async def counting_sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+            await vt.sleep(seconds)
+
+        log: list[tuple[int, float]] = []
+        run = await run_load(
+            LoadSpec(rate=5000, count=100),
+            fake_sender(vt, 0.0, log),
+            clock=vt.clock,
+            sleep=counting_sleep,
+            watch=vt.watch(),
+        )
+    lags = [sent - seq / 5000 for seq, sent in log]
+    assert run.sent == 100
+    assert min(lags) >= -1e-12
+    assert max(lags) < 0.001
+    assert min(s for s in sleeps if s > 0) >= 0.001  # no sub-millisecond (spinning) sleeps
+    assert len(sleeps) < 30
+
+
 async def test_slow_answers_do_not_slow_the_arrivals() -> None:
     async with VirtualTime() as vt:
         log: list[tuple[int, float]] = []

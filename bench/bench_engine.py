@@ -1,0 +1,347 @@
+"""Benchmark the load engine: the highest rate one core holds, next to `hey`, and 1,000 in flight.
+
+1. Rate ladder against nginx (the physical-limit reference: `return 200` of a ~300-byte chat
+   completion carrying a mock marker). nginx is pinned to core 0, the generator to core 1. At
+   each rate the engine (default asyncio loop, and uvloop when importable) and `hey -q` (rate
+   limited, the same total rate) run for a fixed time; a rate is *held* when every request
+   succeeded and successful requests per second over the whole run, drain included, are within
+   1% of the target.
+2. Stress shape against the real mock provider (`python -m soak.mock`, core 0): 1,000 requests
+   per second at 1 s mock latency, i.e. ~1,000 requests in flight; the target is 100% success.
+
+Every load is bounded in time; traffic stays on 127.0.0.1. Run:
+    /work/venv/bin/python bench/bench_engine.py [--quick] [--json-out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from soak.client import ChatClient, make_session
+from soak.engine import LoadSpec, run_load
+from soak.stats import latency_summary, success_ratio, throughput
+
+SERVER_CORE, GENERATOR_CORE = 0, 1
+ANSWER = (
+    '{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"bench",'
+    '"choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, this is a '
+    'benchmark answer. [mock:nginx:0]"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,'
+    '"completion_tokens":9,"total_tokens":21}}'
+)
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  keepalive_requests 10000000;
+  keepalive_timeout 60s;
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location / {{
+      default_type application/json;
+      return 200 '{answer}';
+    }}
+  }}
+}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout:g}s")
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    """End a process we started, by its own handle."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@contextlib.contextmanager
+def nginx() -> Iterator[str]:
+    """nginx from a temporary config on a free port, pinned to the server core."""
+    with tempfile.TemporaryDirectory(prefix="bench-nginx-") as tmp:
+        port = free_port()
+        conf = Path(tmp, "nginx.conf")
+        conf.write_text(NGINX_CONF.format(dir=tmp, port=port, answer=ANSWER))
+        cmd = [
+            "taskset",
+            "-c",
+            str(SERVER_CORE),
+            "nginx",
+            "-p",
+            tmp,
+            "-e",
+            f"{tmp}/error.log",
+            "-c",
+            str(conf),
+        ]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_port(port)
+            yield f"http://127.0.0.1:{port}/v1/chat/completions"
+        finally:
+            stop(proc)
+
+
+@contextlib.contextmanager
+def mock_process(latency: str) -> Iterator[str]:
+    """The real mock provider in its own process, pinned to the server core."""
+    cmd = [
+        "taskset",
+        "-c",
+        str(SERVER_CORE),
+        sys.executable,
+        "-m",
+        "soak.mock",
+        "--port",
+        "0",
+        "--latency",
+        latency,
+        "--log-level",
+        "warning",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        found = re.search(r"http://[\d.]+:\d+", line)
+        if not found:
+            raise RuntimeError(f"mock did not start: {line.strip()!r}")
+        yield f"{found.group(0)}/v1/chat/completions"
+    finally:
+        stop(proc)
+
+
+def loop_factories() -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    loops: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"asyncio": asyncio.new_event_loop}
+    try:
+        import uvloop
+    except ImportError:  # the engine works on the default loop too
+        return loops
+    loops["uvloop"] = uvloop.new_event_loop
+    return loops
+
+
+async def _engine(url: str, spec: LoadSpec, connections: int, timeout: float) -> dict[str, Any]:
+    async with make_session(max_connections=connections, timeout=timeout) as session:
+        client = ChatClient(session, url, model="bench", run_id="bench")
+        run = await run_load(spec, client.send)
+    lat = latency_summary(run.results)
+    health = run.generator
+    assert health is not None
+    return {
+        "sent": run.sent,
+        "drops": run.drops,
+        "ok": sum(r.ok for r in run.results),
+        "success": success_ratio(run),
+        "achieved_rate": run.achieved_rate,
+        "throughput": throughput(run),
+        "elapsed": run.elapsed,
+        "p50_ms": lat.p50 * 1e3 if lat else None,
+        "p99_ms": lat.p99 * 1e3 if lat else None,
+        "max_ms": lat.max * 1e3 if lat else None,
+        "send_lag_p99_ms": health.send_lag_p99 * 1e3,
+        "loop_lag_max_ms": health.loop_lag_max * 1e3,
+        "cpu_ratio": health.cpu_ratio,
+        "trusted": health.trusted,
+        "max_inflight_seen": max_in_flight(run.results),
+    }
+
+
+def max_in_flight(results: list[Any]) -> int:
+    events = sorted([(r.sent, 1) for r in results] + [(r.end, -1) for r in results])
+    level = peak = 0
+    for _, step in events:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+def engine_step(
+    url: str,
+    rate: float,
+    duration: float,
+    loop: str,
+    connections: int = 100,
+    timeout: float = 10.0,
+    max_inflight: int = 2000,
+) -> dict[str, Any]:
+    gc.collect()
+    spec = LoadSpec(rate=rate, duration=duration, max_inflight=max_inflight)
+    with asyncio.Runner(loop_factory=loop_factories()[loop]) as runner:
+        out = runner.run(_engine(url, spec, connections, timeout))
+    expected = round(rate * duration)
+    out["held"] = out["ok"] == expected and out["throughput"] >= 0.99 * rate
+    return out
+
+
+def hey_step(url: str, rate: float, duration: float, workers: int) -> dict[str, Any]:
+    """`hey -z D -c C -q rate/C`: the same total rate from C rate-limited workers."""
+    cmd = [
+        "taskset",
+        "-c",
+        str(GENERATOR_CORE),
+        "hey",
+        "-z",
+        f"{duration:g}s",
+        "-c",
+        str(workers),
+        "-q",
+        f"{rate / workers:g}",
+        "-m",
+        "POST",
+        "-T",
+        "application/json",
+        "-d",
+        '{"model":"bench","messages":[{"role":"user","content":"Hello"}]}',
+        url,
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    ok = sum(int(n) for n in re.findall(r"\[200\]\s+(\d+) responses", out))
+    total = sum(int(n) for n in re.findall(r"\[\d+\]\s+(\d+) responses", out))
+    errors = re.search(r"Error distribution:", out) is not None
+    p50 = re.search(r"50%+ in ([\d.]+) secs", out)
+    p99 = re.search(r"99%+ in ([\d.]+) secs", out)
+    return {
+        "rps": rps,
+        "ok": ok,
+        "total": total,
+        "errors": errors,
+        "p50_ms": float(p50.group(1)) * 1e3 if p50 else None,
+        "p99_ms": float(p99.group(1)) * 1e3 if p99 else None,
+        "held": not errors and ok == total and rps >= 0.99 * rate,
+    }
+
+
+def ladder(url: str, rates: list[float], duration: float, workers: int) -> dict[str, Any]:
+    loops = list(loop_factories())
+    rows: list[dict[str, Any]] = []
+    best: dict[str, float] = {name: 0.0 for name in [*loops, "hey"]}
+    failed: dict[str, int] = {name: 0 for name in best}
+    for rate in rates:
+        row: dict[str, Any] = {"rate": rate}
+        for loop in loops:
+            if failed[loop] < 2:
+                row[loop] = r = engine_step(url, rate, duration, loop)
+                print(
+                    f"rate {rate:6.0f} {loop:8s} held={r['held']!s:5s} thr={r['throughput']:8.1f}"
+                    f" p50={r['p50_ms']:.2f}ms p99={r['p99_ms']:.2f}ms"
+                    f" lag99={r['send_lag_p99_ms']:.2f}ms cpu={r['cpu_ratio']:.2f}"
+                    f" drops={r['drops']}",
+                    flush=True,
+                )
+                best[loop], failed[loop] = _track(best[loop], failed[loop], rate, r["held"])
+        if failed["hey"] < 2:
+            row["hey"] = h = hey_step(url, rate, duration, workers)
+            print(
+                f"rate {rate:6.0f} hey      held={h['held']!s:5s} rps={h['rps']:8.1f}"
+                f" p50={h['p50_ms']}ms p99={h['p99_ms']}ms",
+                flush=True,
+            )
+            best["hey"], failed["hey"] = _track(best["hey"], failed["hey"], rate, h["held"])
+        rows.append(row)
+        if all(n >= 2 for n in failed.values()):
+            break
+    ratios = {loop: best[loop] / best["hey"] if best["hey"] else None for loop in loops}
+    return {"rows": rows, "best": best, "ratio_to_hey": ratios}
+
+
+def _track(best: float, failed: int, rate: float, held: bool) -> tuple[float, int]:
+    return (max(best, rate), 0) if held else (best, failed + 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rates", default="1000,1500,2000,2500,3000,3500,4000,4500,5000")
+    p.add_argument("--duration", type=float, default=5.0)
+    p.add_argument("--hey-workers", type=int, default=50)
+    p.add_argument("--inflight-rate", type=float, default=1000.0)
+    p.add_argument("--inflight-duration", type=float, default=3.0)
+    p.add_argument("--skip-ladder", action="store_true")
+    p.add_argument("--skip-inflight", action="store_true")
+    p.add_argument("--json-out", type=Path)
+    args = p.parse_args(argv)
+    for tool in ("nginx", "hey", "taskset"):
+        if shutil.which(tool) is None:
+            p.error(f"{tool} is not installed (Debian packages nginx, hey, util-linux)")
+    os.sched_setaffinity(0, {GENERATOR_CORE})
+    report: dict[str, Any] = {"loops": list(loop_factories()), "cores": os.cpu_count()}
+    if not args.skip_ladder:
+        rates = [float(r) for r in args.rates.split(",")]
+        with nginx() as url:
+            report["ladder"] = ladder(url, rates, args.duration, args.hey_workers)
+        print(
+            "highest rate held (req/s):",
+            report["ladder"]["best"],
+            "ratio to hey:",
+            report["ladder"]["ratio_to_hey"],
+            flush=True,
+        )
+    if not args.skip_inflight:
+        report["inflight"] = {}
+        with mock_process("1s") as url:
+            for loop in loop_factories():
+                r = engine_step(
+                    url,
+                    args.inflight_rate,
+                    args.inflight_duration,
+                    loop,
+                    connections=1500,
+                    timeout=30.0,
+                    max_inflight=5000,
+                )
+                report["inflight"][loop] = r
+                print(
+                    f"1s mock latency, {args.inflight_rate:g}/s {loop}: success={r['success']:.4f}"
+                    f" sent={r['sent']} in flight max={r['max_inflight_seen']}"
+                    f" p50={r['p50_ms']:.1f}ms p99={r['p99_ms']:.1f}ms max={r['max_ms']:.1f}ms"
+                    f" lag99={r['send_lag_p99_ms']:.2f}ms",
+                    flush=True,
+                )
+    if args.json_out:
+        args.json_out.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
