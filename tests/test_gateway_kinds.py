@@ -275,3 +275,17 @@ async def test_build_managed_generic_needs_a_command(tmp_path: Path) -> None:
     )
     assert gw.process.ready_log is not None and gw.process.ready_url is None
     assert gw.url == f"http://127.0.0.1:{gw.process.argv[2]}"
+
+
+async def test_portkey_install_without_npm_is_one_clear_line(tmp_path: Path) -> None:
+    kind = PortkeyKind(npm="/nonexistent/npm")
+    with pytest.raises(
+        GatewayStartError,
+        match=r"^cannot install the Portkey gateway: '/nonexistent/npm' not found$",
+    ):
+        await kind.install(tmp_path)
+    script = kind.server_script(tmp_path / "portkey-gateway-1.15.2")
+    script.parent.mkdir(parents=True)
+    script.write_text("")
+    await kind.install(tmp_path)  # already there: no npm needed
+    assert kind.package_dir == tmp_path / "portkey-gateway-1.15.2"
