@@ -104,6 +104,12 @@ SCHED_MISSED = MetricSpec("soak_scheduler_missed_runs_total", C, ("plan",),
     "Scheduled runs missed (misfire grace exceeded).")
 SCHED_SKIPPED = MetricSpec("soak_scheduler_skipped_runs_total", C, ("plan",),
     "Scheduled runs skipped because a run was still in progress.")
+PLAN_NEXT_RUN = MetricSpec("soak_plan_next_run_timestamp_seconds", G, ("plan",),
+    "Unix time the plan is next due by its schedule (alerts time a run that did not happen).")
+PLAN_LAST_RUN = MetricSpec("soak_plan_last_run_timestamp_seconds", G, ("plan",),
+    "Unix time the plan's last scheduled run finished.")
+PLAN_RUNS = MetricSpec("soak_plan_runs_total", C, ("plan", "status"),
+    "Scheduled runs finished, by status: passed, failed, aborted, error.")
 RELOAD_OK = MetricSpec("soak_config_last_reload_successful", G, (),
     "1 when the last config (re)load succeeded, else 0.")
 RELOAD_TS = MetricSpec("soak_config_last_reload_success_timestamp_seconds", G, (),
