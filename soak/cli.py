@@ -56,6 +56,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; an unexpected failure is one line on stderr and exit 1, not a traceback."""
+    try:
+        return _main(argv)
+    except Exception as exc:  # the last line of defence: nothing reaches the user as a traceback
+        logging.getLogger("soak").debug("internal error", exc_info=True)
+        print(
+            f"soak: internal error: {type(exc).__name__}: {exc} (rerun with --log-level debug)",
+            file=sys.stderr,
+        )
+        return EXIT_FAIL
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "mock":
         from soak.mock.cli import main as mock_main
