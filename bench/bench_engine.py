@@ -34,7 +34,7 @@ from typing import Any
 
 from soak.client import ChatClient, make_session
 from soak.engine import LoadSpec, run_load
-from soak.stats import latency_summary, success_ratio, throughput
+from soak.stats import latency_summary, overhead_per_request, success_ratio, throughput
 
 SERVER_CORE, GENERATOR_CORE = 0, 1
 ANSWER = (
@@ -166,6 +166,7 @@ async def _engine(url: str, spec: LoadSpec, connections: int, timeout: float) ->
         client = ChatClient(session, url, model="bench", run_id="bench")
         run = await run_load(spec, client.send)
     lat = latency_summary(run.results)
+    over = overhead_per_request(run.results)
     health = run.generator
     assert health is not None
     return {
@@ -179,6 +180,8 @@ async def _engine(url: str, spec: LoadSpec, connections: int, timeout: float) ->
         "p50_ms": lat.p50 * 1e3 if lat else None,
         "p99_ms": lat.p99 * 1e3 if lat else None,
         "max_ms": lat.max * 1e3 if lat else None,
+        "overhead_p50_ms": over.p50 * 1e3 if over else None,
+        "overhead_p99_ms": over.p99 * 1e3 if over else None,
         "send_lag_p99_ms": health.send_lag_p99 * 1e3,
         "loop_lag_max_ms": health.loop_lag_max * 1e3,
         "cpu_ratio": health.cpu_ratio,
@@ -335,7 +338,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"1s mock latency, {args.inflight_rate:g}/s {loop}: success={r['success']:.4f}"
                     f" sent={r['sent']} in flight max={r['max_inflight_seen']}"
                     f" p50={r['p50_ms']:.1f}ms p99={r['p99_ms']:.1f}ms max={r['max_ms']:.1f}ms"
-                    f" lag99={r['send_lag_p99_ms']:.2f}ms",
+                    f" overhead p50={r['overhead_p50_ms']:.1f}ms p99={r['overhead_p99_ms']:.1f}ms"
+                    f" lag99={r['send_lag_p99_ms']:.2f}ms cpu={r['cpu_ratio']:.2f}"
+                    f" loop lag max={r['loop_lag_max_ms']:.1f}ms",
                     flush=True,
                 )
     if args.json_out:

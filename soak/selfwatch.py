@@ -3,8 +3,10 @@
 A Python load generator measures sub-millisecond overhead honestly only well below its own
 saturation point. When it is the bottleneck (a busy CPU, a late event loop, sends running
 behind schedule, or drops at the in-flight cap), the numbers describe the tester, not the
-gateway, and the report must say so. No psutil here: `time.process_time()` is enough for the
-process's own CPU and keeps the dependency with the gateway observer.
+gateway, and the report must say so. A generator can also be starved: other processes on its
+core keep it waiting for a CPU (Linux schedstat run-queue wait), and its sends go out late
+whatever its own load. No psutil here: `time.process_time()` and `/proc/thread-self/schedstat`
+are enough, and keep that dependency with the gateway observer.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ class HealthBounds:
     """Worst lateness of the event loop waking from a short sleep."""
     max_send_lag_p99: float = 0.01
     """99th percentile of (actual send − intended send)."""
+    max_cpu_wait_ratio: float = 0.2
+    """Time the loop's thread was runnable but waiting for a CPU / wall time (Linux): a
+    generator starved by other processes sends late whatever its own load."""
     min_wall_for_cpu: float = 1.0
     """Runs shorter than this are too short for a meaningful CPU ratio; it is not judged."""
 
@@ -43,10 +48,27 @@ class WatchReading:
     loop_lag_max: float
     loop_lag_mean: float
     samples: int
+    cpu_wait: float | None = None
+    """Seconds runnable but not running (None where the OS does not tell)."""
 
     @property
     def cpu_ratio(self) -> float:
         return self.cpu / self.wall if self.wall > 0 else 0.0
+
+    @property
+    def cpu_wait_ratio(self) -> float | None:
+        if self.cpu_wait is None:
+            return None
+        return self.cpu_wait / self.wall if self.wall > 0 else 0.0
+
+
+def thread_cpu_wait() -> float | None:
+    """Seconds the calling thread has waited on a run queue (Linux schedstat), else None."""
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class SelfWatch:
@@ -63,6 +85,7 @@ class SelfWatch:
         clock: Callable[[], float] = time.perf_counter,
         cpu_clock: Callable[[], float] = time.process_time,
         sleep: Callable[[float], object] = asyncio.sleep,
+        wait_clock: Callable[[], float | None] = thread_cpu_wait,
     ) -> None:
         if not interval > 0:
             raise ValueError(f"self-watch interval {interval!r} must be > 0 seconds")
@@ -70,6 +93,8 @@ class SelfWatch:
         self._clock = clock
         self._cpu_clock = cpu_clock
         self._sleep = sleep
+        self._wait_clock = wait_clock
+        self._wait0: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._wall0 = 0.0
         self._cpu0 = 0.0
@@ -83,6 +108,7 @@ class SelfWatch:
             return
         self._wall0 = self._clock()
         self._cpu0 = self._cpu_clock()
+        self._wait0 = self._wait_clock()
         self._task = asyncio.get_running_loop().create_task(self._probe())
 
     async def _probe(self) -> None:
@@ -97,13 +123,15 @@ class SelfWatch:
                 self._lag_max = lag
 
     def reading(self) -> WatchReading:
-        """The figures so far (the watch keeps running)."""
+        """The figures so far (the watch keeps running); call from the loop's thread."""
+        wait = self._wait_clock() if self._wait0 is not None else None
         return WatchReading(
             wall=max(0.0, self._clock() - self._wall0),
             cpu=max(0.0, self._cpu_clock() - self._cpu0),
             loop_lag_max=self._lag_max,
             loop_lag_mean=self._lag_sum / self._samples if self._samples else 0.0,
             samples=self._samples,
+            cpu_wait=None if wait is None or self._wait0 is None else max(0.0, wait - self._wait0),
         )
 
     async def stop(self) -> WatchReading:
@@ -146,6 +174,12 @@ def assess(
     cpu_ratio = reading.cpu_ratio
     if reading.wall >= b.min_wall_for_cpu and cpu_ratio > b.max_cpu_ratio:
         reasons.append(f"generator CPU {cpu_ratio:.0%} of one core > {b.max_cpu_ratio:.0%}")
+    wait_ratio = reading.cpu_wait_ratio
+    if reading.wall >= b.min_wall_for_cpu and wait_ratio and wait_ratio > b.max_cpu_wait_ratio:
+        reasons.append(
+            f"generator waited for a CPU {wait_ratio:.0%} of the time > {b.max_cpu_wait_ratio:.0%}"
+            " (other processes on its core)"
+        )
     if reading.loop_lag_max > b.max_loop_lag:
         reasons.append(
             f"event-loop lag max {reading.loop_lag_max * 1e3:.1f} ms > {b.max_loop_lag * 1e3:g} ms"

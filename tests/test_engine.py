@@ -51,7 +51,9 @@ class VirtualTime:
                     break
 
     def watch(self) -> SelfWatch:
-        return SelfWatch(0.02, clock=self.clock, cpu_clock=lambda: 0.0, sleep=self.sleep)
+        return SelfWatch(
+            0.02, clock=self.clock, cpu_clock=lambda: 0.0, sleep=self.sleep, wait_clock=lambda: None
+        )
 
     async def __aenter__(self) -> VirtualTime:
         self._ticker = asyncio.get_running_loop().create_task(self._tick())

@@ -8,7 +8,14 @@ import time
 import pytest
 
 from soak.results import Outcome, Result
-from soak.selfwatch import HealthBounds, SelfWatch, WatchReading, assess, send_lag_p99
+from soak.selfwatch import (
+    HealthBounds,
+    SelfWatch,
+    WatchReading,
+    assess,
+    send_lag_p99,
+    thread_cpu_wait,
+)
 
 
 async def test_a_blocked_event_loop_shows_as_loop_lag() -> None:
@@ -63,9 +70,16 @@ async def test_injected_clocks_drive_the_reading() -> None:
     assert reading.cpu_ratio == pytest.approx(0.01 / 2 / 0.013, rel=0.01)
 
 
-def reading(cpu_ratio: float = 0.2, lag: float = 0.001, wall: float = 10.0) -> WatchReading:
+def reading(
+    cpu_ratio: float = 0.2, lag: float = 0.001, wall: float = 10.0, wait: float | None = 0.1
+) -> WatchReading:
     return WatchReading(
-        wall=wall, cpu=cpu_ratio * wall, loop_lag_max=lag, loop_lag_mean=lag, samples=100
+        wall=wall,
+        cpu=cpu_ratio * wall,
+        loop_lag_max=lag,
+        loop_lag_mean=lag,
+        samples=100,
+        cpu_wait=wait,
     )
 
 
@@ -85,6 +99,12 @@ def test_healthy_generator_is_trusted() -> None:
         ({"lag": 0.2}, 0.0, 0, "event-loop lag max 200.0 ms > 50 ms"),
         ({}, 0.03, 0, "send lag p99 30.0 ms > 10 ms"),
         ({}, 0.0, 7, "7 requests dropped at the in-flight cap"),
+        (
+            {"wait": 4.0},
+            0.0,
+            0,
+            "generator waited for a CPU 40% of the time > 20% (other processes on its core)",
+        ),
     ],
 )
 def test_each_bound_makes_the_run_untrusted_with_a_reason(kwargs, lag_p99, drops, reason) -> None:
@@ -113,3 +133,23 @@ def test_send_lag_p99_is_nearest_rank() -> None:
 def test_bad_interval_is_rejected() -> None:
     with pytest.raises(ValueError, match="self-watch interval 0 must be > 0"):
         SelfWatch(0)
+
+
+async def test_run_queue_wait_is_read_from_the_loop_thread() -> None:
+    waits = iter([1.0, 1.75])
+    watch = SelfWatch(0.01, wait_clock=lambda: next(waits))
+    watch.start()
+    seen = await watch.stop()
+    assert seen.cpu_wait == pytest.approx(0.75)
+    unknown = SelfWatch(0.01, wait_clock=lambda: None)
+    unknown.start()
+    assert (await unknown.stop()).cpu_wait_ratio is None
+    no_wait = reading(wait=None)
+    assert no_wait.cpu_wait_ratio is None
+    assert assess(no_wait, send_lag_p99=0.0, drops=0).trusted
+
+
+def test_linux_reports_the_thread_run_queue_wait() -> None:
+    wait = thread_cpu_wait()
+    assert wait is not None  # CI and production run on Linux
+    assert wait >= 0.0
