@@ -39,6 +39,12 @@ def test_wheel_maps_mock_under_soak_and_installs_cleanly(tmp_path: Path) -> None
     top_level = {n.split("/", 1)[0] for n in names if "/" in n and ".dist-info" not in n}
     assert top_level == {"soak"}, top_level
     assert "soak/mock/__init__.py" in names
+    # every package in the source tree ships (a subpackage missing from pyproject would not)
+    for init in [*ROOT.glob("soak/**/__init__.py"), *ROOT.glob("mock/**/__init__.py")]:
+        rel = init.relative_to(ROOT).as_posix()
+        shipped = rel if rel.startswith("soak/") else "soak/" + rel
+        assert shipped in names, f"{rel} is not in the wheel: add it to [tool.setuptools] packages"
+    assert "soak/profiles/embedded.yaml" in names
     assert "soak/profiles/quick.yaml" in names
 
     env_dir = tmp_path / "venv"
