@@ -91,52 +91,60 @@ async def _stream(
         f'{json_str(model)},"stop_reason":null,"stop_sequence":null,"usage":{{"input_tokens":'
         f'{input_tokens},"output_tokens":1}}}}}}\n\n'
     )
-    await resp.write(start.encode() + _BLOCK_START)
     digest = hashlib.sha256()
     ttft = 0.0 if is_zero(timing.ttft) else sample(timing.ttft, rng)
     gap_zero = is_zero(timing.inter_token)
     due = ex.t0 + ttft
-    first_chunk_s = service_s = 0.0
+    first_chunk_s: float | None = None
+    service_s = 0.0
     last = n - 1
     if cut and n < 2:
         cut = False
         ex.fault = None
+    buffered = gap_zero and not cut  # no pause between events: same bytes, fewer writes
+    buf = [start.encode() + _BLOCK_START]
     for i, tok in enumerate(answer_tokens(n)):
         if i:
             if not gap_zero:
                 due += sample(timing.inter_token, rng)
                 await ex.wait_until(due)
         elif ttft:
+            await resp.write(buf.pop())  # message_start goes out before the first token
             await ex.wait_until(due)
         if i == last:
             service_s = ex.elapsed()
             tok = f"{tok} {make_marker(prov.name, service_s)}"
         digest.update(tok.encode())
-        await resp.write(_DELTA.format(tok).encode())
-        if i == 0:
+        buf.append(_DELTA.format(tok).encode())
+        if i == last or buffered:
+            continue  # the last delta goes out with the closing events
+        await resp.write(b"".join(buf))
+        buf.clear()
+        if first_chunk_s is None:
             first_chunk_s = ex.elapsed()
-            if cut:
-                ex.finish(
-                    200,
-                    CUT,
-                    first_chunk_s,
-                    first_chunk_s=first_chunk_s,
-                    chunks=1,
-                    tokens=1,
-                    digest=digest.hexdigest(),
-                )
-                abort_connection(request)
-                raise ConnectionAborted
+        if cut:
+            ex.finish(
+                200,
+                CUT,
+                first_chunk_s,
+                first_chunk_s=first_chunk_s,
+                chunks=1,
+                tokens=1,
+                digest=digest.hexdigest(),
+            )
+            abort_connection(request)
+            raise ConnectionAborted
     soak = soak_field(prov.name, max(0, round(service_s * 1e6)), ex.nonce)
     ex.finish(
         200,
         "ok",
         service_s,
-        first_chunk_s=first_chunk_s,
+        first_chunk_s=service_s if first_chunk_s is None else first_chunk_s,
         chunks=n,
         tokens=n,
         digest=digest.hexdigest(),
     )
-    await resp.write(_STOP.format(n, soak).encode())
+    buf.append(_STOP.format(n, soak).encode())
+    await resp.write(b"".join(buf))
     await resp.write_eof()
     return resp

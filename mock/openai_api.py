@@ -98,11 +98,14 @@ async def _chat_stream(
     ttft = 0.0 if is_zero(timing.ttft) else sample(timing.ttft, rng)
     gap_zero = is_zero(timing.inter_token)
     due = ex.t0 + ttft
-    first_chunk_s = service_s = 0.0
+    first_chunk_s: float | None = None
+    service_s = 0.0
     last = n - 1
     if cut and n < 2:
         cut = False
         ex.fault = None
+    buffered = gap_zero and not cut  # no pause between chunks: same bytes, fewer writes
+    buf: list[str] = []
     for i, tok in enumerate(answer_tokens(n)):
         if i:
             if not gap_zero:
@@ -116,25 +119,28 @@ async def _chat_stream(
             tok = f"{tok} {make_marker(prov.name, service_s)}"
             soak = soak_field(prov.name, max(0, round(service_s * 1e6)), ex.nonce)
             delta = f'"delta":{{{role}"content":"{tok}"}},"finish_reason":null}}]'
-            chunk = f"{head}{delta},{soak}}}\n\n"
+            buf.append(f"{head}{delta},{soak}}}\n\n")
         else:
-            chunk = f'{head}"delta":{{{role}"content":"{tok}"}},"finish_reason":null}}]}}\n\n'
+            buf.append(f'{head}"delta":{{{role}"content":"{tok}"}},"finish_reason":null}}]}}\n\n')
         digest.update(tok.encode())
-        await resp.write(chunk.encode())
-        if i == 0:
+        if i == last or buffered:
+            continue  # the last chunk goes out with the tail
+        await resp.write("".join(buf).encode())
+        buf.clear()
+        if first_chunk_s is None:
             first_chunk_s = ex.elapsed()
-            if cut:
-                ex.finish(
-                    200,
-                    CUT,
-                    first_chunk_s,
-                    first_chunk_s=first_chunk_s,
-                    chunks=1,
-                    tokens=1,
-                    digest=digest.hexdigest(),
-                )
-                abort_connection(request)
-                raise ConnectionAborted
+        if cut:
+            ex.finish(
+                200,
+                CUT,
+                first_chunk_s,
+                first_chunk_s=first_chunk_s,
+                chunks=1,
+                tokens=1,
+                digest=digest.hexdigest(),
+            )
+            abort_connection(request)
+            raise ConnectionAborted
     tail = f'{head}"delta":{{}},"finish_reason":"stop"}}]}}\n\n'
     if usage:
         tail += (
@@ -145,12 +151,13 @@ async def _chat_stream(
         200,
         "ok",
         service_s,
-        first_chunk_s=first_chunk_s,
+        first_chunk_s=service_s if first_chunk_s is None else first_chunk_s,
         chunks=n,
         tokens=n,
         digest=digest.hexdigest(),
     )
-    await resp.write(tail.encode() + _DONE)
+    buf.append(tail)
+    await resp.write("".join(buf).encode() + _DONE)
     await resp.write_eof()
     return resp
 

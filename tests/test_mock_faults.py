@@ -210,3 +210,21 @@ async def test_oversized_body_is_413_in_both_dialects(session):
         assert body["type"] == "error" and body["error"]["type"] == "request_too_large"
         async with session.post(f"{mock.url}/v1/chat/completions", json=chat("[soak:r:1]")) as r:
             assert r.status == 200
+
+
+async def test_cut_anthropic_stream_breaks_the_sdk_stream(session):
+    prof = {"faults": {"cut_rate": 1.0}, "stream": {"tokens": 5}}
+    async with await serve({"p": prof}) as mock:
+        client = anthropic.AsyncAnthropic(base_url=f"{mock.url}/p/p", api_key="k", max_retries=0)
+        texts: list[str] = []
+        broken = None
+        msgs = [{"role": "user", "content": "[soak:r:3]"}]
+        try:
+            async with client, client.messages.stream(model="m", max_tokens=9, messages=msgs) as st:
+                texts.extend([t async for t in st.text_stream])
+        except Exception as exc:  # the SDK surfaces its transport's read error as is
+            broken = type(exc).__name__
+        assert broken in {"ReadError", "RemoteProtocolError", "APIConnectionError"}
+        attempt = mock.state.traces.by_nonces(["[soak:r:3]"])["[soak:r:3]"][0]
+        assert (attempt["outcome"], attempt["chunks"]) == ("cut", 1)
+        assert texts in ([], ["lorem"])

@@ -12,7 +12,7 @@ from soak.tracing import find_marker
 
 CONFIG = {
     "defaults": {"stream": {"ttft": "2ms", "inter_token": "1ms", "tokens": 6}, "tokens": 8},
-    "providers": {"primary": {"latency": "5ms"}, "fallback": {}},
+    "providers": {"primary": {"latency": "5ms"}, "fallback": {}, "fast": {"stream": {"tokens": 4}}},
 }
 
 
@@ -173,3 +173,29 @@ async def test_stream_attempt_records_chunks_tokens_and_digest_of_what_was_sent(
     assert 0.002 <= attempt["first_chunk_s"] < attempt["service_s"]
     assert attempt["service_s"] >= 0.007
     assert find_marker(text).service_s == pytest.approx(attempt["service_s"], abs=1e-6)
+
+
+async def test_zero_delay_streams_parse_in_both_sdks(mock):
+    """Without pauses the chunks leave in one write; the bytes and the SDK view are the same."""
+    async with openai.AsyncOpenAI(
+        base_url=f"{mock.url}/p/fast/v1", api_key="k", max_retries=0
+    ) as client:
+        stream = await client.chat.completions.create(
+            model="m", messages=user("[soak:run1:7]"), stream=True
+        )
+        parts = [c.choices[0].delta.content async for c in stream if c.choices]
+    assert [p for p in parts if p][:3] == ["lorem", " ipsum", " dolor"]
+    assert find_marker(parts[-2]).provider == "fast"
+    client = anthropic.AsyncAnthropic(base_url=f"{mock.url}/p/fast", api_key="k", max_retries=0)
+    async with (
+        client,
+        client.messages.stream(model="m", max_tokens=50, messages=user("[soak:run1:8]")) as stream,
+    ):
+        texts = [t async for t in stream.text_stream]
+    assert len(texts) == 4
+    assert find_marker(texts[-1]).provider == "fast"
+    traces = mock.state.traces.by_nonces(["[soak:run1:7]", "[soak:run1:8]"])
+    for nonce in ("[soak:run1:7]", "[soak:run1:8]"):
+        attempt = traces[nonce][0]
+        assert (attempt["chunks"], attempt["outcome"]) == (4, "ok")
+        assert attempt["first_chunk_s"] <= attempt["service_s"]
