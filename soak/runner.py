@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+from soak.client import make_session
 from soak.config_schema import Config
 from soak.mockctl import MockControl, MockControlError
 from soak.phases import PHASES, PhaseContext, Target, run_calibration, run_overhead, run_stress
@@ -65,6 +66,8 @@ async def run_plan(
             return run
         mock = MockControl(stack.mock_url, token=stack.mock_token)
         exits.push_async_callback(mock.close)
+        scrape_session = make_session(2, 10.0)
+        exits.push_async_callback(scrape_session.close)
         exits.push_async_callback(_clear_faults, mock)
         ctx = PhaseContext(
             config=config,
@@ -77,6 +80,9 @@ async def run_plan(
             gateway_pid=stack.gateway_pid,
             restart_gateway=stack.restart_gateway,
             observe=observe,
+            self_report=lambda: stack.kind.self_report(
+                scrape_session, stack.gateway_url, stack.api_key
+            ),
         )
         for name in names:
             if stop.is_set():

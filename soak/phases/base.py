@@ -15,6 +15,7 @@ from typing import Any
 from soak.client import ChatClient, make_session
 from soak.config_schema import Config
 from soak.engine import LoadRun, LoadSpec, run_load
+from soak.gateway.selfreport import SelfReport
 from soak.mockctl import MockControl
 from soak.pacing import expected_count
 from soak.procwatch import ProcessWatch, summarize
@@ -56,6 +57,8 @@ class PhaseContext:
     """Summaries later phases compare against (calibration latency)."""
     observe: Callable[[Result, str], None] | None = None
     """Called with every Result and its phase name (the daemon's metrics); must be cheap."""
+    self_report: Callable[[], Awaitable[SelfReport | None]] | None = None
+    """One scrape of what the gateway says about itself (its kind knows where)."""
 
 
 async def set_mock_latency(ctx: PhaseContext, latency: float) -> None:
@@ -87,7 +90,9 @@ async def measure(
         max_inflight=cfg.engine.max_inflight,
         drain_timeout=timeout + 5.0,
     )
-    pid = ctx.gateway_pid() if target is ctx.gateway else None
+    through_gateway = target is ctx.gateway
+    before = await ctx.self_report() if through_gateway and ctx.self_report else None
+    pid = ctx.gateway_pid() if through_gateway else None
     watch = ProcessWatch(pid) if pid else None
     if watch is not None:
         watch.start()
@@ -133,4 +138,22 @@ async def measure(
     )
     if run.stopped:
         report.notes.append("stopped early: the run was interrupted")
+    if through_gateway and ctx.self_report:
+        reported = gateway_reported(before, await ctx.self_report())
+        if reported:
+            report.params["gateway_reported"] = reported
     return run, report
+
+
+def gateway_reported(before: SelfReport | None, after: SelfReport | None) -> dict[str, Any]:
+    """What the gateway says it added during the phase (its own histogram, this phase's share),
+    shown next to what soak measured; empty when it reports nothing."""
+    if after is None or after.overhead is None:
+        return {}
+    own = after.overhead.minus(before.overhead if before else None)
+    if own.count <= 0:
+        return {}
+    out: dict[str, Any] = {"source": after.source, "requests": own.count, "overhead_mean": own.mean}
+    for q in (0.5, 0.9, 0.99):
+        out[f"overhead_p{round(q * 100)}"] = own.quantile(q)
+    return out
