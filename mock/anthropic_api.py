@@ -53,7 +53,7 @@ async def messages(request: web.Request, ex: Exchange) -> web.StreamResponse:
     prof = ex.prov.profile
     decision = ex.draw_fault(stream)
     if decision is not None and decision.kind != CUT:
-        return await ex.apply_fault(request, decision)
+        return await ex.apply_fault(request, decision, stream)
     input_tokens = (request.content_length or 0) // 4 + 1
     if stream:
         n = completion_tokens(prof.stream_timing().tokens, body, "max_tokens")

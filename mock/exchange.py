@@ -73,6 +73,7 @@ class AnthropicDialect(Dialect):
 OPENAI = Dialect()
 ANTHROPIC = AnthropicDialect()
 _MALFORMED = b'{"id": "mock-malformed", "object": "chat.completion", "choices": [{"index": 0, "mes'
+_MALFORMED_SSE = b"data: " + _MALFORMED + b"\n\ndata: [DONE]\n\n"
 
 
 class BadRequest(Exception):
@@ -130,8 +131,11 @@ class Exchange:
             self.fault = decision.kind
         return decision
 
-    async def apply_fault(self, request: web.Request, d: Decision) -> web.StreamResponse:
-        """Answer with a non-stream fault: an error status, a hang, a reset or broken JSON."""
+    async def apply_fault(
+        self, request: web.Request, d: Decision, stream: bool = False
+    ) -> web.StreamResponse:
+        """Answer with a fault: an error status, a hang, a reset or broken JSON (a stream:
+        an event stream whose data is broken JSON)."""
         if d.kind == ERROR:
             headers = {}
             if d.status == 429:
@@ -146,6 +150,8 @@ class Exchange:
             return self.reset(request)
         if d.kind == MALFORMED:
             self.finish(200, MALFORMED)
+            if stream:
+                return web.Response(body=_MALFORMED_SSE, content_type="text/event-stream")
             return web.Response(body=_MALFORMED, content_type=_JSON)
         raise AssertionError(d.kind)
 

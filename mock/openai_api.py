@@ -48,7 +48,7 @@ async def chat(request: web.Request, ex: Exchange) -> web.StreamResponse:
     prof = ex.prov.profile
     decision = ex.draw_fault(stream)
     if decision is not None and decision.kind != CUT:
-        return await ex.apply_fault(request, decision)
+        return await ex.apply_fault(request, decision, stream)
     prompt_tokens = (request.content_length or 0) // 4 + 1
     if stream:
         timing = prof.stream_timing()

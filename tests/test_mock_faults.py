@@ -146,6 +146,18 @@ async def test_malformed_is_200_with_a_body_that_is_not_json(session):
                 )
 
 
+async def test_malformed_stream_is_an_event_stream_with_broken_data(session):
+    async with await serve({"p": {"faults": {"malformed_rate": 1.0}}}) as mock:
+        url = f"{mock.url}/p/p/v1/chat/completions"
+        async with session.post(url, json=chat("[soak:r:1]", stream=True)) as r:
+            assert r.status == 200
+            assert r.headers["Content-Type"].startswith("text/event-stream")
+            first = (await r.text()).split("\n")[0]
+        assert first.startswith("data: {")
+        with pytest.raises(ValueError):
+            json.loads(first.removeprefix("data: "))
+
+
 async def test_cut_stream_stops_after_the_first_chunk(session):
     prof = {"faults": {"cut_rate": 1.0}, "stream": {"tokens": 5}}
     async with await serve({"p": prof}) as mock:
