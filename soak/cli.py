@@ -1,4 +1,4 @@
-"""Command line: `soak once | check | mock`.
+"""Command line: `soak once | run | check | mock`.
 
 The only place that prints errors and picks exit codes: 0 pass, 1 SLO breach or run failure,
 2 usage or config error. Library code raises `ConfigError` or returns data.
@@ -47,6 +47,18 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
     )
 
+    run = sub.add_parser("run", help="the daemon: phase plans on a schedule, /metrics, history")
+    run.add_argument(
+        "--config",
+        type=Path,
+        help="YAML config (default: the embedded default on a 2-minute schedule)",
+    )
+    run.add_argument("--profile", choices=["quick", "full"], help="built-in profile to layer under")
+    run.add_argument("--listen", help="host:port of the HTTP server (default: server.listen)")
+    run.add_argument("--data-dir", type=Path, help="run history dir (default: server.data_dir)")
+    run.add_argument("--log-format", default="json", choices=["json", "text"])
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
     check = sub.add_parser("check", help="validate a config file and exit (0 valid, 2 invalid)")
     check.add_argument("config", type=Path)
     check.add_argument("--profile", choices=["quick", "full"])
@@ -80,6 +92,8 @@ def _main(argv: list[str] | None) -> int:
         return EXIT_USAGE
     if args.command == "check":
         return _check(args)
+    if args.command == "run":
+        return _run(args)
     return _once(args)
 
 
@@ -118,3 +132,33 @@ def _once(args: argparse.Namespace) -> int:
         print(f"{kind}: {path}")
     print(f"verdict: {'PASS' if run.passed else 'FAIL'}")
     return EXIT_OK if run.passed else EXIT_FAIL
+
+
+def _run(args: argparse.Namespace) -> int:
+    from soak.config import ConfigError
+    from soak.config_daemon import split_listen
+    from soak.daemon import ConfigSource, Daemon, DaemonError
+    from soak.history import HistoryError
+    from soak.logjson import configure
+
+    configure(args.log_format, args.log_level)
+    source = ConfigSource(args.config, args.profile)
+    try:
+        config = source.load()
+        if args.listen is not None:
+            split_listen(args.listen)
+    except (ConfigError, ValueError) as exc:
+        print(f"soak: {'--listen: ' if isinstance(exc, ValueError) else ''}{exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    def listening(host: str, port: int) -> None:
+        print(f"listening on http://{host}:{port}", flush=True)
+
+    try:
+        daemon = Daemon(source, config, listen=args.listen, data_dir=args.data_dir)
+        return asyncio.run(daemon.run(on_listening=listening))
+    except (DaemonError, HistoryError) as exc:
+        print(f"soak: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return EXIT_OK

@@ -1,0 +1,291 @@
+"""`soak run`: the long-running daemon. Composition root: registry, metrics, history,
+scheduler and HTTP server, wired together; each scheduled run is one `run_plan`.
+
+Lifecycle, Prometheus-exporter style: the config is validated then swapped on SIGHUP or
+`POST /-/reload` (a bad file keeps the old config, sets `soak_config_last_reload_successful 0`
+and says why); a reload never interrupts a run, the next run uses the new config. SIGTERM or
+SIGINT: stop firing, tell the run to stop sending, let in-flight requests drain within
+`server.grace` (cancel after that: the run's exit stack still stops the gateway and clears the
+mock's faults), mark the run aborted, checkpoint the history, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from soak.config import ConfigError, describe, load_config
+from soak.config_daemon import PlanConfig, split_listen
+from soak.config_schema import Config
+from soak.history import RunHistory
+from soak.logjson import mask
+from soak.metric_catalogue import buckets_for_slo, check_thresholds_are_buckets
+from soak.metrics import SoakMetrics, register_default_collectors
+from soak.once import new_run_id
+from soak.reports import render_json
+from soak.reports.progress import Progress
+from soak.results import Result
+from soak.runner import run_plan
+from soak.scheduler import PlanScheduler
+from soak.server import Controls, DaemonServer
+from soak.summary import PhaseReport, RunReport
+
+log = logging.getLogger(__name__)
+
+
+class DaemonError(RuntimeError):
+    """The daemon cannot start (address taken, data dir unusable): exit 1."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigSource:
+    """Where the config comes from, so a reload re-reads the same thing."""
+
+    path: Path | None
+    profile: str | None = None
+
+    def load(self) -> Config:
+        return load_config(self.path, profile=self.profile)
+
+
+class _LogLines:
+    """A text stream for `Progress` that turns its lines into INFO log records."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.strip():
+                log.info(line.strip(), extra={"run_id": self.run_id})
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+class _PhaseMetrics:
+    """Feeds one run's results and phase reports into the metrics; tracks the running phase."""
+
+    def __init__(self, metrics: SoakMetrics, target: str) -> None:
+        self.metrics, self.target, self.phase = metrics, target, ""
+
+    def observe(self, result: Result, phase: str) -> None:
+        if phase != self.phase:
+            self.end()
+            self.metrics.set_phase_running(True, target=self.target, phase=phase)
+            self.phase = phase
+        self.metrics.observe(result, target=self.target, phase=phase)
+
+    def phase_done(self, report: PhaseReport) -> None:
+        m, target = self.metrics, self.target
+        m.record_phase(report, target=target, finished_at=time.time())
+        if report.name == self.phase:
+            self.phase = ""
+        proc = report.process
+        if proc is not None and proc.samples:
+            m.set_gateway_process(
+                target=target,
+                rss_bytes=proc.rss_final or proc.rss_peak,
+                cpu_ratio=proc.cpu_avg / 100.0,
+                open_fds=proc.fds_peak,
+                threads=proc.threads_peak,
+            )
+        gen = report.generator
+        if gen is not None:
+            m.set_generator(loop_lag_s=gen.loop_lag_max, cpu_ratio=gen.cpu_ratio)
+
+    def end(self) -> None:
+        if self.phase:
+            self.metrics.set_phase_running(False, target=self.target, phase=self.phase)
+            self.phase = ""
+
+
+def run_status(run: RunReport) -> str:
+    """History status of a finished run."""
+    if run.aborted:
+        return "aborted"
+    if run.error:
+        return "error"
+    return "passed" if run.passed else "failed"
+
+
+class Daemon:
+    """One `soak run` process."""
+
+    def __init__(
+        self,
+        source: ConfigSource,
+        config: Config,
+        *,
+        listen: str | None = None,
+        data_dir: Path | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.source, self.config, self._clock = source, config, clock
+        srv = config.daemon.server
+        self.listen = listen or srv.listen
+        self.host, self.port = split_listen(self.listen)
+        self.registry = CollectorRegistry()
+        register_default_collectors(self.registry)
+        self.metrics = SoakMetrics(self.registry, buckets=buckets_for_slo(describe(config)["slo"]))
+        self.history = RunHistory(data_dir or srv.data_dir, keep=srv.keep_runs)
+        self.scheduler = PlanScheduler(self._execute, self.metrics, clock=clock)
+        self.server = DaemonServer(
+            Controls(
+                registry=self.registry,
+                history=self.history,
+                ready=lambda: self.scheduler.started and not self._stopping,
+                reload=self.reload,
+                reload_token=self._reload_token,
+            )
+        )
+        self._current: tuple[RunReport, asyncio.Event] | None = None
+        self._stopping = False
+        self._shutdown: asyncio.Event | None = None
+
+    def _reload_token(self) -> str | None:
+        token = self.config.daemon.server.reload_token
+        return None if token is None else token.reveal()
+
+    async def run(self, on_listening: Callable[[str, int], None] = lambda _h, _p: None) -> int:
+        """Serve and schedule until SIGTERM / SIGINT; returns the exit code (0)."""
+        self._shutdown = asyncio.Event()
+        aborted = self.history.recover()
+        if aborted:
+            log.warning("%d run(s) left running by a previous daemon marked aborted", aborted)
+        try:
+            port = await self.server.start(self.host, self.port)
+        except OSError as err:
+            self.history.close()
+            raise DaemonError(f"cannot listen on {self.listen}: {err.strerror or err}") from None
+        self.metrics.config_loaded(True, at=self._clock())
+        self.scheduler.start(self.config.daemon.schedule)
+        log.info("listening on http://%s:%d", self.host, port, extra={"listen": self.listen})
+        on_listening(self.host, port)
+        with self._signals():
+            await self._shutdown.wait()
+        await self._stop()
+        return 0
+
+    def request_stop(self) -> None:
+        if self._shutdown is not None:
+            self._shutdown.set()
+
+    async def _stop(self) -> None:
+        self._stopping = True
+        grace = self.config.daemon.server.grace
+        log.info("stopping: draining within %gs", grace)
+        self.scheduler.pause()
+        if self._current is not None:
+            self._current[1].set()  # stop sending; in-flight requests drain
+        # Leave a fifth of the grace for cleanup after a cancelled run (gateway stop, faults).
+        if not await self.scheduler.drain(grace * 0.8):
+            log.warning("run did not drain within %gs: cancelled", grace * 0.8)
+        self.scheduler.shutdown()
+        await self.server.stop()
+        self.history.close()
+        log.info("stopped")
+
+    @contextlib.contextmanager
+    def _signals(self):  # type: ignore[no-untyped-def]
+        loop = asyncio.get_running_loop()
+        handlers = {
+            signal.SIGTERM: self.request_stop,
+            signal.SIGINT: self.request_stop,
+            signal.SIGHUP: lambda: loop.create_task(self.reload()),
+        }
+        installed = []
+        for sig, handler in handlers.items():
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, handler)
+                installed.append(sig)
+        try:
+            yield
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    async def reload(self) -> str | None:
+        """Validate, then swap the config; None on success, else why the old one stays."""
+        try:
+            new = await asyncio.to_thread(self.source.load)
+            check_thresholds_are_buckets(self.metrics.buckets, describe(new)["slo"])
+        except (ConfigError, ValueError) as err:
+            problem = mask(str(err))
+            if isinstance(err, ValueError) and not isinstance(err, ConfigError):
+                problem += " (new SLO thresholds need new histogram buckets: restart the daemon)"
+            self.metrics.config_loaded(False, at=self._clock())
+            log.error("config reload failed, keeping the old config: %s", problem)
+            return problem
+        self.config = new
+        self.scheduler.set_plans(new.daemon.schedule)
+        self.metrics.config_loaded(True, at=self._clock())
+        log.info("config reloaded (%d plan(s))", len(new.daemon.schedule))
+        return None
+
+    async def _execute(self, plan: PlanConfig) -> str:
+        """One scheduled run of `plan` with the config of the moment; returns its status."""
+        config = self.config
+        run = RunReport(
+            run_id=new_run_id(),
+            started_at=time.time(),
+            finished_at=0.0,
+            target=config.gateway.name,
+            kind=config.gateway.kind,
+            profile=config.profile,
+        )
+        ctx = {"run_id": run.run_id, "plan": plan.name}
+        stop = asyncio.Event()
+        self._current = (run, stop)
+        self.history.start(run.run_id, plan.name, run.started_at)
+        log.info("run started: %s", ", ".join(plan.phases), extra=ctx)
+        feed = _PhaseMetrics(self.metrics, config.gateway.name)
+
+        def on_phase(report: PhaseReport) -> None:
+            feed.phase_done(report)
+            self.history.update(run.run_id, render_json(run))
+            log.info("phase %s: %s", report.name, report.status.value,
+                     extra={**ctx, "phase": report.name})  # fmt: skip
+
+        reason = None
+        try:
+            await run_plan(
+                config,
+                run,
+                plan.phases,
+                progress=Progress(stream=_LogLines(run.run_id), tty=False, interval=30.0),
+                stop=stop,
+                on_phase=on_phase,
+                observe=feed.observe,
+            )
+        except asyncio.CancelledError:
+            run.aborted, reason = True, "daemon stopping: the run did not drain in time"
+            raise
+        except Exception as exc:  # a bug in a phase must not kill the daemon
+            run.error = mask(f"{type(exc).__name__}: {exc}".splitlines()[0])
+            log.exception("run failed", extra=ctx)
+        finally:
+            feed.end()
+            run.finished_at = time.time()
+            status = run_status(run)
+            if status == "aborted":
+                reason = reason or ("daemon stopping (SIGTERM)" if self._stopping else "stopped")
+            elif status == "error":
+                reason = run.error
+            self.history.finish(run.run_id, status, finished_at=run.finished_at,
+                                report_json=render_json(run), reason=reason)  # fmt: skip
+            self._current = None
+            log.info("run finished", extra={**ctx, "status": status})
+        return status
