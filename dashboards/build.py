@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -75,11 +76,11 @@ def main(argv: list[str] | None = None) -> int:
             if current == text:
                 continue
             if args.check:
-                stale.append(str(path.relative_to(ROOT)))
+                stale.append(os.path.relpath(path, ROOT))
             else:
                 out.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)
-                print(f"wrote {path.relative_to(ROOT)}")
+                print(f"wrote {os.path.relpath(path, ROOT)}")
     if stale:
         print(f"stale: {', '.join(stale)}; run python dashboards/build.py", file=sys.stderr)
         return 1

@@ -1,0 +1,206 @@
+"""Generated alert rules: structure, promtool check + unit tests, coverage of every alert."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from soak.metrics import BASE_BUCKETS
+from soak.promql import le_matcher
+from soak.rules import (
+    DEFAULT_PHASE_INTERVALS,
+    DEFAULT_SLO,
+    AlertOptions,
+    alert_names,
+    build_prometheus_rule,
+    build_rules,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES_FILE = ROOT / "dashboards" / "generated" / "soak.rules.yml"
+RULE_TESTS = sorted((ROOT / "dashboards" / "tests").glob("*.test.yml"))
+ALERTS_DOC = ROOT / "docs" / "alerts.md"
+
+
+def promtool() -> str:
+    path = shutil.which("promtool") or "/usr/bin/promtool"
+    assert Path(path).exists(), "promtool is required (Debian package prometheus)"
+    return path
+
+
+def alerts(rules: dict) -> list[dict]:
+    return [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
+
+
+@pytest.fixture(scope="module")
+def default_rules() -> dict:
+    return build_rules(DEFAULT_SLO, phases=DEFAULT_PHASE_INTERVALS)
+
+
+def test_every_alert_has_for_severity_and_annotations(default_rules: dict) -> None:
+    for rule in alerts(default_rules):
+        name = rule["alert"]
+        assert re.fullmatch(r"\d+[smh]", rule["for"]) and rule["for"] != "0s", name
+        assert rule["labels"]["severity"] in {"warning", "critical"}, name
+        notes = rule["annotations"]
+        assert notes["summary"] and notes["description"], name
+        assert notes["runbook_url"].endswith(f"docs/alerts.md#{name.lower()}"), name
+
+
+def test_severity_follows_the_tiers(default_rules: dict) -> None:
+    for rule in alerts(default_rules):
+        tier = rule["labels"].get("tier")
+        if tier is not None:
+            expected = {"target": "warning", "acceptable": "critical"}[tier]
+            assert rule["labels"]["severity"] == expected, rule["alert"]
+
+
+def test_no_ratio_divides_by_a_bare_denominator(default_rules: dict) -> None:
+    for group in default_rules["groups"]:
+        for rule in group["rules"]:
+            for division in re.finditer(r"/\s*(\S+)", rule["expr"]):
+                assert division.group(1).startswith("clamp_min("), (rule, division.group(0))
+
+
+def test_ratio_and_latency_alerts_are_traffic_gated(default_rules: dict) -> None:
+    for rule in alerts(default_rules):
+        if rule["alert"] == "SoakGatewayMemoryGrowth":  # a ratio of RSS samples, not traffic
+            continue
+        if "/ clamp_min(" in rule["expr"] or rule["alert"].startswith("SoakErrorBudget"):
+            assert re.search(r"\n(and on \([a-z, ]+\)\n.*>= \d+|.* >= 1)", rule["expr"]), rule
+
+
+def test_burn_rate_windows_and_factors(default_rules: dict) -> None:
+    fast, slow = (r for r in alerts(default_rules) if r["alert"].startswith("SoakErrorBudget"))
+    assert "ratio_rate1h > 0.144" in fast["expr"] and "ratio_rate5m > 0.144" in fast["expr"]
+    assert "ratio_rate6h > 0.06" in slow["expr"] and "ratio_rate30m > 0.06" in slow["expr"]
+    assert "target:soak_requests:rate1h * 3600 >= 100" in fast["expr"]
+    recorded = {r.get("record") for g in default_rules["groups"] for r in g["rules"]}
+    assert {f"target:soak_request_errors:ratio_rate{w}" for w in ("5m", "30m", "1h", "6h")} <= (
+        recorded
+    )
+
+
+def test_staleness_and_daemon_down_are_different_alerts(default_rules: dict) -> None:
+    by_name = {r["alert"]: r for r in alerts(default_rules)}
+    assert "soak_phase_last_run_timestamp_seconds" in by_name["SoakPhaseNotRunning"]["expr"]
+    assert by_name["SoakDaemonDown"]["expr"] == 'up{job="soak"} == 0'
+    assert by_name["SoakDaemonAbsent"]["expr"] == 'absent(up{job="soak"})'
+    assert by_name["SoakPhaseNeverRan"]["expr"].endswith("soak_phase_last_run_timestamp_seconds")
+    schedule = [r for r in default_rules["groups"][0]["rules"] if "schedule" in r["record"]]
+    assert {r["labels"]["phase"]: r["expr"] for r in schedule}["stress"] == "vector(3600)"
+
+
+def test_windows_follow_the_schedule_and_unscheduled_phases_get_no_alerts() -> None:
+    rules = build_rules({}, phases={"overhead": 3600}, options=AlertOptions(job="llm-soak"))
+    exprs = " ".join(r["expr"] for r in alerts(rules))
+    assert "[65m]" in exprs and "[20m]" not in exprs
+    names = alert_names(rules)
+    assert "SoakGatewayOverheadHigh" in names
+    assert not {"SoakStressRequestsFailed", "SoakLatencyHigh", "SoakFailoverSlow"} & set(names)
+    assert 'up{job="llm-soak"} == 0' in exprs
+
+
+def test_thresholds_come_from_the_slo_block() -> None:
+    slo = {"overhead": {"p95": 0.015}, "tiers": {"success_ratio": {"target": 0.999}}}
+    rules = build_rules(slo, phases=DEFAULT_PHASE_INTERVALS)
+    overhead = next(r for r in alerts(rules) if r["labels"].get("statistic") == "p95")
+    assert "le=~`0\\.015`" in overhead["expr"] and "> 0.05" in overhead["expr"]
+    fast = next(r for r in alerts(rules) if r["alert"] == "SoakErrorBudgetFastBurn")
+    assert "> 0.0144" in fast["expr"]
+    # 14.4 x 0.1% = 1.44% errors is still within the 95% acceptable tier: a warning, not a page.
+    assert fast["labels"]["severity"] == "warning"
+
+
+def test_bad_slo_and_missing_buckets_are_one_line_errors() -> None:
+    with pytest.raises(ValueError, match=r"^slo\.overhead\.p95: expected a non-negative number"):
+        build_rules({"overhead": {"p95": "20ms"}}, phases={})
+    with pytest.raises(ValueError, match=r"^phases\.stress: expected an interval"):
+        build_rules({}, phases={"stress": 0})
+    with pytest.raises(ValueError, match=r"slo\.overhead\.p95: threshold 0\.015s is not a bucket"):
+        build_rules({"overhead": {"p95": 0.015}}, phases={}, buckets=BASE_BUCKETS)
+
+
+@pytest.mark.parametrize(
+    ("value", "spellings"),
+    [
+        (1.0, ["1", "1.0"]),
+        (0.005, ["0.005"]),
+        (5e-05, ["5e-05", "0.00005"]),
+        (10.0, ["10", "10.0"]),
+        (1e6, ["1e+06", "1000000", "1000000.0"]),
+    ],
+)
+def test_le_matcher_accepts_every_spelling(value: float, spellings: list[str]) -> None:
+    matcher = le_matcher(value)
+    pattern = re.fullmatch(r"le=~`(.*)`", matcher).group(1)
+    for spelling in spellings:
+        assert re.fullmatch(pattern, spelling), (matcher, spelling)
+    assert not re.fullmatch(pattern, "0.5") and not re.fullmatch(pattern, "+Inf")
+
+
+def test_prometheus_rule_wraps_the_same_groups(default_rules: dict) -> None:
+    obj = build_prometheus_rule(DEFAULT_SLO, phases=DEFAULT_PHASE_INTERVALS, namespace="soak")
+    assert obj["apiVersion"] == "monitoring.coreos.com/v1" and obj["kind"] == "PrometheusRule"
+    assert obj["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert obj["metadata"]["namespace"] == "soak"
+    assert obj["spec"] == default_rules
+    custom = build_prometheus_rule({}, phases={}, labels={"prometheus": "main"})
+    assert "release" not in custom["metadata"]["labels"]
+    assert custom["metadata"]["labels"]["prometheus"] == "main"
+
+
+def test_generated_file_matches_the_defaults(default_rules: dict) -> None:
+    assert yaml.safe_load(RULES_FILE.read_text()) == default_rules
+
+
+def test_promtool_check_rules_accepts_generated_and_custom_rules(tmp_path: Path) -> None:
+    custom = tmp_path / "custom.rules.yml"
+    slo = {"overhead": {"p99": 0.25}, "tiers": {"p50": {"target": 1, "acceptable": 2}}}
+    custom.write_text(yaml.safe_dump(build_rules(slo, phases={"readiness": 300, "overhead": 60})))
+    for path in (RULES_FILE, custom):
+        done = subprocess.run(
+            [promtool(), "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "SUCCESS" in done.stdout
+
+
+def test_promtool_unit_tests_pass() -> None:
+    assert RULE_TESTS, "dashboards/tests/*.test.yml missing"
+    done = subprocess.run(
+        [promtool(), "test", "rules", *map(str, RULE_TESTS)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("SUCCESS") == len(RULE_TESTS)
+
+
+def test_every_alert_rule_is_unit_tested_fired_and_not_fired(default_rules: dict) -> None:
+    fired: dict[str, list[dict]] = {}
+    quiet: set[str] = set()
+    for path in RULE_TESTS:
+        for group in yaml.safe_load(path.read_text())["tests"]:
+            for case in group.get("alert_rule_test", []):
+                if case.get("exp_alerts"):
+                    labels = [a["exp_labels"] for a in case["exp_alerts"]]
+                    fired.setdefault(case["alertname"], []).extend(labels)
+                else:
+                    quiet.add(case["alertname"])
+    for rule in alerts(default_rules):
+        name, static = rule["alert"], rule["labels"]
+        assert any(static.items() <= got.items() for got in fired.get(name, [])), (name, static)
+        assert name in quiet, f"{name} has no not-fired case"
+
+
+def test_runbook_has_a_section_per_alert(default_rules: dict) -> None:
+    headings = set(re.findall(r"^## (Soak\w+)$", ALERTS_DOC.read_text(), flags=re.M))
+    assert set(alert_names(default_rules)) <= headings
