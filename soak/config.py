@@ -35,6 +35,7 @@ from soak.config_schema import (
     StressPhase,
     StressSlo,
 )
+from soak.config_shard import parse_shard
 from soak.config_source import (
     EMBEDDED_LABEL,
     PROFILES,
@@ -85,8 +86,9 @@ def load_config(
     merged["profile"] = name
     root = Section(merged, (), locate)
     root.only(
-        "version", "profile", "gateway", "mock", "request", "phases", "engine", "slo", "report"
-    )
+        "version", "profile", "gateway", "mock", "request", "phases", "engine", "slo", "report",
+        "shard",
+    )  # fmt: skip
     return Config(
         version=version,
         profile=name,
@@ -98,6 +100,7 @@ def load_config(
         engine=_engine(root.section("engine")),
         slo=_slo(root.section("slo")),
         report=ReportConfig(out=Path(root.section("report").string("out"))),
+        shard=parse_shard(root, env),  # this replica's slice of the load (soak.config_shard)
     )
 
 

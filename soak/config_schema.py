@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from soak.config_fields import Secret
+from soak.config_shard import UNSHARDED, ShardConfig
 
 GatewayKind = Literal["openai", "litellm", "portkey"]
 Arrival = Literal["constant", "poisson"]
@@ -187,3 +188,5 @@ class Config:
     engine: EngineConfig
     slo: SloConfig
     report: ReportConfig
+    shard: ShardConfig = UNSHARDED
+    """This replica's slice of the load when N replicas share it (see soak.config_shard)."""

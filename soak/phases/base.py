@@ -69,6 +69,11 @@ async def set_mock_latency(ctx: PhaseContext, latency: float) -> None:
         await ctx.mock.set_profile(provider, profile)
 
 
+def shard_rate(config: Config, rate: float) -> float:
+    """Sharding hook: this replica's share of a phase's `rate` (rate / shard count)."""
+    return config.shard.scale(rate)
+
+
 async def measure(
     ctx: PhaseContext,
     *,
@@ -80,8 +85,12 @@ async def measure(
     timeout: float,
     params: dict[str, Any],
 ) -> tuple[LoadRun, PhaseReport]:
-    """One open-loop load of `rate` for `duration` at `target`, the gateway process watched."""
+    """One open-loop load of `rate` for `duration` at `target`, the gateway process watched.
+
+    `rate` is the whole fleet's: with N shards each replica sends rate/N (`shard_rate`).
+    """
     cfg = ctx.config
+    rate = shard_rate(cfg, rate)
     spec = LoadSpec(
         rate=rate,
         duration=duration,
