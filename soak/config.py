@@ -15,6 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from soak.config_daemon import parse_daemon
 from soak.config_fields import Secret, Section
 from soak.config_schema import (
     ARRIVALS,
@@ -87,7 +88,7 @@ def load_config(
     root = Section(merged, (), locate)
     root.only(
         "version", "profile", "gateway", "mock", "request", "phases", "engine", "slo", "report",
-        "shard",
+        "schedule", "server", "shard",
     )  # fmt: skip
     return Config(
         version=version,
@@ -100,6 +101,7 @@ def load_config(
         engine=_engine(root.section("engine")),
         slo=_slo(root.section("slo")),
         report=ReportConfig(out=Path(root.section("report").string("out"))),
+        daemon=parse_daemon(root, env, base_dir),  # `soak run`'s schedule and server sections
         shard=parse_shard(root, env),  # this replica's slice of the load (soak.config_shard)
     )
 

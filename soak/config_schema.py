@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from soak.config_daemon import DEFAULT_DAEMON, DaemonConfig
 from soak.config_fields import Secret
 from soak.config_shard import UNSHARDED, ShardConfig
 
@@ -188,5 +189,7 @@ class Config:
     engine: EngineConfig
     slo: SloConfig
     report: ReportConfig
+    daemon: DaemonConfig = DEFAULT_DAEMON
+    """`soak run`: the schedule of phase plans and the HTTP server (see soak.config_daemon)."""
     shard: ShardConfig = UNSHARDED
     """This replica's slice of the load when N replicas share it (see soak.config_shard)."""

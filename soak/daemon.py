@@ -142,15 +142,14 @@ class Daemon:
         self.metrics = SoakMetrics(self.registry, buckets=buckets_for_slo(describe(config)["slo"]))
         self.history = RunHistory(data_dir or srv.data_dir, keep=srv.keep_runs)
         self.scheduler = PlanScheduler(self._execute, self.metrics, clock=clock)
-        self.server = DaemonServer(
-            Controls(
-                registry=self.registry,
-                history=self.history,
-                ready=lambda: self.scheduler.started and not self._stopping,
-                reload=self.reload,
-                reload_token=self._reload_token,
-            )
+        self.controls = Controls(
+            registry=self.registry,
+            history=self.history,
+            ready=lambda: self.scheduler.started and not self._stopping,
+            reload=self.reload,
+            reload_token=self._reload_token,
         )
+        self.server = DaemonServer(self.controls)
         self._current: tuple[RunReport, asyncio.Event] | None = None
         self._stopping = False
         self._shutdown: asyncio.Event | None = None

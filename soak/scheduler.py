@@ -118,6 +118,7 @@ class PlanScheduler:
             for spec in (PLAN_NEXT_RUN, PLAN_LAST_RUN):
                 with contextlib.suppress(KeyError):
                     self._metrics[spec].remove(name)
+        self._plans = new
         for plan in new.values():
             trigger = build_trigger(plan, now)
             self._sched.add_job(
@@ -134,7 +135,6 @@ class PlanScheduler:
             )
             self._metrics.init_plan(plan.name)
             self._refresh(plan.name)
-        self._plans = new
 
     def next_run_times(self) -> dict[str, float | None]:
         """Plan → Unix time it is next due (None: no further run)."""

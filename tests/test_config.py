@@ -26,7 +26,7 @@ INVALID = {
     ),
     "invalid-unknown-no-match.yaml": (
         "invalid-unknown-no-match.yaml: colour: unknown key (allowed: version, profile, gateway, "
-        "mock, request, phases, engine, slo, report)"
+        "mock, request, phases, engine, slo, report, schedule, server, shard)"
     ),
     "invalid-duration.yaml": (
         "invalid-duration.yaml: phases.stress.gap: invalid duration '5x' "

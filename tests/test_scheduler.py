@@ -1,0 +1,155 @@
+"""Scheduling: triggers from an injected clock, and the real APScheduler's missed, skipped and
+overlapping runs read back as metric values. Nothing sleeps: the loop is only yielded to."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from soak.config_daemon import PlanConfig
+from soak.metrics import SoakMetrics
+from soak.scheduler import PlanScheduler, build_trigger, cron_problem, first_fire
+
+T0 = datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC).timestamp()
+
+
+async def settle(done: Callable[[], bool], rounds: int = 200) -> None:
+    """Yield to the loop until `done()` (the scheduler works in call_soon callbacks and tasks)."""
+    for _ in range(rounds):
+        if done():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the scheduler did not get there")
+
+
+class Runs:
+    """A plan runner whose runs end only when released; records what ran."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.release = asyncio.Event()
+        self.status = "passed"
+
+    async def __call__(self, plan: PlanConfig) -> str:
+        self.started.append(plan.name)
+        await self.release.wait()
+        return self.status
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)
+
+
+def test_triggers_follow_the_given_now() -> None:
+    now = datetime.fromtimestamp(T0, UTC)
+    cron = PlanConfig(name="c", phases=("overhead",), cron="*/5 * * * *")
+    interval = PlanConfig(name="i", phases=("overhead",), interval=120)
+    eager = PlanConfig(name="e", phases=("overhead",), interval=120, run_on_start=True)
+    assert first_fire(cron, build_trigger(cron, now), now).timestamp() == T0 + 270  # 00:05:00
+    trig = build_trigger(interval, now)
+    first = first_fire(interval, trig, now)
+    assert first.timestamp() == T0 + 120
+    assert trig.get_next_fire_time(first, first).timestamp() == T0 + 240
+    assert first_fire(eager, build_trigger(eager, now), now) == now
+
+
+def test_cron_problem() -> None:
+    assert cron_problem("0 * * * *") is None
+    assert "61" in (cron_problem("61 * * * *") or "")
+    assert cron_problem("daily") is not None
+
+
+async def test_next_fire_times_are_exported_from_the_injected_clock(
+    registry: CollectorRegistry,
+) -> None:
+    metrics = SoakMetrics(registry)
+    sched = PlanScheduler(Runs(), metrics, clock=lambda: T0)
+    plans = [
+        PlanConfig(name="hourly", phases=("overhead",), cron="0 * * * *"),
+        PlanConfig(name="quick", phases=("overhead",), interval=90),
+    ]
+    sched.start(plans, paused=True)
+    try:
+        assert sched.next_run_times() == {"hourly": T0 + 3570, "quick": T0 + 90}
+        assert value(registry, "soak_plan_next_run_timestamp_seconds", plan="hourly") == T0 + 3570
+        assert value(registry, "soak_plan_next_run_timestamp_seconds", plan="quick") == T0 + 90
+        assert value(registry, "soak_scheduler_missed_runs_total", plan="quick") == 0
+        assert value(registry, "soak_scheduler_skipped_runs_total", plan="quick") == 0
+        # A reload that drops a plan removes its series; the kept one is rescheduled.
+        sched.set_plans(plans[1:])
+        assert sched.next_run_times() == {"quick": T0 + 90}
+        assert value(registry, "soak_plan_next_run_timestamp_seconds", plan="hourly") is None
+    finally:
+        sched.shutdown()
+
+
+async def test_a_run_missed_beyond_its_grace_is_counted(registry: CollectorRegistry) -> None:
+    """The clock says the daemon 'started' an hour ago: the first run is an hour late."""
+    metrics = SoakMetrics(registry)
+    runs = Runs()
+    start = time.time() - 3600
+    sched = PlanScheduler(runs, metrics, clock=lambda: start)
+    plan = PlanConfig(
+        name="late", phases=("overhead",), interval=7200, run_on_start=True, misfire_grace_time=60
+    )
+    sched.start([plan])
+    try:
+        await settle(lambda: value(registry, "soak_scheduler_missed_runs_total", plan="late") == 1)
+        assert runs.started == []  # missed, never run
+        assert value(
+            registry, "soak_plan_next_run_timestamp_seconds", plan="late"
+        ) == pytest.approx(start + 7200)
+    finally:
+        sched.shutdown()
+
+
+async def test_overlap_and_own_previous_run_are_skipped(registry: CollectorRegistry) -> None:
+    metrics = SoakMetrics(registry)
+    runs = Runs()
+    sched = PlanScheduler(runs, metrics)
+    long = PlanConfig(name="long", phases=("stress",), interval=3600, run_on_start=True)
+    other = PlanConfig(name="other", phases=("overhead",), interval=3600)
+    sched.start([long, other])
+    try:
+        await settle(lambda: runs.started == ["long"])
+        assert sched.running == "long"
+        sched.run_now("other")  # another plan due while `long` runs: the global lock skips it
+        await settle(
+            lambda: value(registry, "soak_scheduler_skipped_runs_total", plan="other") == 1
+        )
+        sched.run_now("long")  # its own next fire while still running: max_instances=1
+        await settle(lambda: value(registry, "soak_scheduler_skipped_runs_total", plan="long") == 1)
+        assert runs.started == ["long"]
+        assert value(registry, "soak_scheduler_missed_runs_total", plan="long") == 0
+
+        runs.status = "failed"
+        runs.release.set()
+        await settle(lambda: sched.running is None)
+        assert value(registry, "soak_plan_runs_total", plan="long", status="failed") == 1
+        assert value(registry, "soak_plan_last_run_timestamp_seconds", plan="long") > 0
+        sched.run_now("other")  # free again: it runs
+        await settle(lambda: runs.started == ["long", "other"])
+        await settle(lambda: value(registry, "soak_plan_runs_total", plan="other", status="failed"))
+    finally:
+        sched.shutdown()
+
+
+async def test_drain_waits_for_the_run_then_cancels_it(registry: CollectorRegistry) -> None:
+    metrics = SoakMetrics(registry)
+    runs = Runs()
+    sched = PlanScheduler(runs, metrics)
+    sched.start([PlanConfig(name="p", phases=("overhead",), interval=3600, run_on_start=True)])
+    try:
+        await settle(lambda: runs.started == ["p"])
+        sched.pause()
+        assert await sched.drain(0) is False  # did not end by itself: cancelled
+        await settle(lambda: sched.running is None)
+        assert value(registry, "soak_plan_runs_total", plan="p", status="aborted") == 1
+        assert await sched.drain(0) is True  # nothing left to drain
+    finally:
+        sched.shutdown()
