@@ -13,6 +13,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from .anthropic_api import messages
+from .bedrock_api import BEDROCK, converse
 from .control import make_control_app
 from .exchange import ANTHROPIC, MOCK_KEY, OPENAI, served
 from .metrics import MockMetrics
@@ -57,6 +58,9 @@ def make_app(
         r.add_post(f"{prefix}/embeddings", served("embeddings", OPENAI, embeddings, fixed))
         r.add_get(f"{prefix}/models", served("models", OPENAI, models, fixed))
         r.add_post(f"{prefix}/messages", served("messages", ANTHROPIC, messages, fixed))
+    for prefix, fixed in (("", "default"), ("/p/{provider}", None)):
+        path = f"{prefix}/model/{{model_id}}/converse"
+        r.add_post(path, served("converse", BEDROCK, converse, fixed))
     r.add_get("/metrics", _metrics)
     app.add_subapp("/_mock/", make_control_app(state))
     r.add_route("*", "/{tail:.*}", _not_found)

@@ -54,6 +54,10 @@ class Dialect:
         err = {"message": message, "type": etype, "param": None, "code": code}
         return json.dumps({"error": err}).encode()
 
+    def error_headers(self, status: int) -> dict[str, str]:
+        """Extra headers of an error answer on this wire."""
+        return {}
+
 
 class AnthropicDialect(Dialect):
     name = "anthropic"
@@ -173,11 +177,12 @@ class Exchange:
         self, status: int, message: str, outcome: str, headers: dict[str, str] | None = None
     ) -> web.Response:
         self.finish(status, outcome)
+        extra = self.dialect.error_headers(status)
         return web.Response(
             status=status,
             body=self.dialect.error_body(status, message),
             content_type=_JSON,
-            headers=headers,
+            headers={**extra, **headers} if headers else extra,
         )
 
     def finish(
@@ -238,7 +243,8 @@ def served(
         if prov is None:
             mock.metrics.request(UNKNOWN_PROVIDER, endpoint, "not_found")
             body = dialect.error_body(404, f"unknown mock provider {name[:64]!r}")
-            return web.Response(status=404, body=body, content_type=_JSON)
+            headers = dialect.error_headers(404)
+            return web.Response(status=404, body=body, content_type=_JSON, headers=headers)
         ex = Exchange(mock, prov, endpoint, dialect, t0)
         prov.in_flight += 1
         prov.flight_gauge.inc()

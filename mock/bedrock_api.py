@@ -1,0 +1,83 @@
+"""AWS Bedrock Converse wire (non-streamed): `POST /model/{model_id}/converse`.
+
+Lets one mock play the seed scenario's failing Bedrock primary behind a gateway such as
+LiteLLM (`model: bedrock/<id>`, `aws_bedrock_runtime_endpoint: http://127.0.0.1:PORT[/p/NAME]`,
+any fake AWS keys: the SigV4 signature is not checked). The marker goes at the end of the text
+content block, like on the other wires.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+from soak.tracing import make_marker
+
+from .content import answer_tokens, completion_tokens, nonce_of, soak_field, text_of
+from .exchange import BadRequest, Dialect, Exchange
+from .latency import is_zero, sample
+
+_JSON = "application/json"
+
+
+class BedrockDialect(Dialect):
+    """Bedrock errors: `{"message": ...}` and the error type in `x-amzn-ErrorType`."""
+
+    name = "bedrock"
+    _types: ClassVar[dict[int, str]] = {
+        400: "ValidationException",
+        404: "ResourceNotFoundException",
+        413: "ValidationException",
+        429: "ThrottlingException",
+        503: "ServiceUnavailableException",
+        529: "ServiceUnavailableException",
+    }
+
+    def error_body(self, status: int, message: str) -> bytes:
+        return json.dumps({"message": message}).encode()
+
+    def error_headers(self, status: int) -> dict[str, str]:
+        return {"x-amzn-ErrorType": self._types.get(status, "InternalServerException")}
+
+
+BEDROCK = BedrockDialect()
+
+
+def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest(400, "messages: required, a non-empty list")
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict) or not isinstance(msg.get("role"), str):
+            raise BadRequest(400, f"messages[{i}]: expected an object with a role")
+    return messages
+
+
+async def converse(request: web.Request, ex: Exchange) -> web.StreamResponse:
+    body = await ex.read_json(request)
+    msgs = _messages(body)
+    ex.nonce = nonce_of(msgs)
+    decision = ex.draw_fault(False)
+    if decision is not None:
+        return await ex.apply_fault(request, decision)
+    prof = ex.prov.profile
+    config = body.get("inferenceConfig")
+    n = completion_tokens(prof.tokens, config if isinstance(config, dict) else {}, "maxTokens")
+    if not is_zero(prof.latency):
+        await ex.wait_until(ex.t0 + sample(prof.latency, ex.prov.rng))
+    name = ex.prov.name
+    in_tokens = sum(len(text_of(m.get("content"))) for m in msgs) // 4 + 1
+    service_s = ex.elapsed()
+    service_us = max(0, round(service_s * 1e6))
+    text = f"{''.join(answer_tokens(n))} {make_marker(name, service_s)}"
+    out = (
+        f'{{"output":{{"message":{{"role":"assistant","content":[{{"text":"{text}"}}]}}}},'
+        f'"stopReason":"end_turn","usage":{{"inputTokens":{in_tokens},"outputTokens":{n},'
+        f'"totalTokens":{in_tokens + n}}},"metrics":{{"latencyMs":{service_us // 1000}}},'
+        f"{soak_field(name, service_us, ex.nonce)}}}"
+    )
+    ex.finish(200, "ok", service_s)
+    headers = ex.marker_headers(service_us)
+    return web.Response(body=out.encode(), content_type=_JSON, headers=headers)
