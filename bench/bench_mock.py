@@ -232,7 +232,7 @@ async def fire(
 BASELINE = """
 import asyncio, json, sys, time
 import uvloop
-from soak.mock.clock import PreciseSleeper
+from soak.mock.timing import PreciseSleeper
 n, spread = int(sys.argv[1]), float(sys.argv[2])
 async def main():
     sleeper, errors = PreciseSleeper(), []

@@ -17,7 +17,7 @@ from soak.tracing import make_marker
 
 from .content import answer_tokens, completion_tokens, nonce_of, soak_field, text_of
 from .exchange import BadRequest, Dialect, Exchange
-from .latency import is_zero, sample
+from .timing import is_zero, sample
 
 _JSON = "application/json"
 

@@ -32,7 +32,7 @@ from .content import (
 )
 from .exchange import BadRequest, ConnectionAborted, Exchange, abort_connection
 from .faults import CUT
-from .latency import is_zero, sample
+from .timing import is_zero, sample
 
 _JSON = "application/json"
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}

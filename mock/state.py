@@ -6,10 +6,10 @@ import random
 import time
 from typing import Any
 
-from .clock import PreciseSleeper
 from .faults import InjectedFaults
 from .metrics import MockMetrics
 from .profile import MockConfig, Profile
+from .timing import PreciseSleeper
 from .traces import TraceBuffer
 
 

@@ -7,7 +7,6 @@ import statistics
 
 import pytest
 from soak.mock.faults import ERROR, HANG, decide
-from soak.mock.latency import sample
 from soak.mock.profile import (
     Faults,
     Profile,
@@ -17,6 +16,7 @@ from soak.mock.profile import (
     parse_duration,
     parse_profile,
 )
+from soak.mock.timing import sample
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,11 @@
-"""Sleep until a deadline with microsecond accuracy, cheaply, for any number of sleepers.
+"""Timing of answers: latency draws from a profile's models, and exact deadline sleeps.
 
-Event-loop timers are only millisecond-accurate (epoll rounds timeouts up to whole
-milliseconds; libuv keeps time in milliseconds), which alone would add 0–2 ms to every
-configured latency. So each sleeper waits on an ordinary timer until `margin` before its
-deadline and then hands over to one shared poller task that releases sleepers as their
-deadlines pass, yielding to the loop between checks. Only the final `margin` is polled, and
-by one task however many requests are waiting.
+Draws use the provider's seeded RNG, so a run is reproducible. Sleeping is precise: event-loop
+timers are only millisecond-accurate (epoll rounds timeouts up to whole milliseconds; libuv
+keeps time in milliseconds), which alone would add 0–2 ms to every configured latency. So each
+sleeper waits on an ordinary timer until `margin` before its deadline and then hands over to
+one shared poller task that releases sleepers as their deadlines pass, yielding to the loop
+between checks. Only the final `margin` is polled, and by one task however many requests wait.
 """
 
 from __future__ import annotations
@@ -13,9 +13,35 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
+import random
 import time
 
+from .profile import Latency
+
 _monotonic = time.monotonic
+
+
+def sample(latency: Latency, rng: random.Random) -> float:
+    """One latency draw in seconds, never negative. Fixed models do not consume randomness."""
+    model = latency.model
+    p = latency.params
+    if model == "fixed":
+        return p[0]
+    if model == "uniform":
+        return rng.uniform(p[0], p[1])
+    if model == "normal":
+        return max(0.0, rng.gauss(p[0], p[1]))
+    if model == "lognormal":
+        if p[0] <= 0:
+            return 0.0
+        return rng.lognormvariate(math.log(p[0]), p[1])
+    raise ValueError(f"unknown latency model {model!r}")
+
+
+def is_zero(latency: Latency) -> bool:
+    """True when the model always draws 0 (lets the hot path skip sleeping entirely)."""
+    return latency.model == "fixed" and latency.params[0] == 0.0
 
 
 class PreciseSleeper:

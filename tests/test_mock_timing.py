@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from soak.mock.clock import PreciseSleeper
+from soak.mock.timing import PreciseSleeper
 
 
 async def test_sleepers_never_wake_before_their_deadline():
