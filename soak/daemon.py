@@ -140,6 +140,7 @@ class Daemon:
         self.registry = CollectorRegistry()
         register_default_collectors(self.registry)
         self.metrics = SoakMetrics(self.registry, buckets=buckets_for_slo(describe(config)["slo"]))
+        self.metrics.config_loaded(True, at=clock())
         self.history = RunHistory(data_dir or srv.data_dir, keep=srv.keep_runs)
         self.scheduler = PlanScheduler(self._execute, self.metrics, clock=clock)
         self.controls = Controls(
@@ -169,7 +170,6 @@ class Daemon:
         except OSError as err:
             self.history.close()
             raise DaemonError(f"cannot listen on {self.listen}: {err.strerror or err}") from None
-        self.metrics.config_loaded(True, at=self._clock())
         self.scheduler.start(self.config.daemon.schedule)
         log.info("listening on http://%s:%d", self.host, port, extra={"listen": self.listen})
         on_listening(self.host, port)
