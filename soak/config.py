@@ -17,6 +17,13 @@ from typing import Any
 
 from soak.config_daemon import parse_daemon
 from soak.config_fields import Secret, Section
+from soak.config_resilience import (
+    PHASE_KEYS,
+    SLO_KEYS,
+    describe_resilience,
+    resilience_phases,
+    resilience_slos,
+)
 from soak.config_schema import (
     ARRIVALS,
     GATEWAY_KINDS,
@@ -244,7 +251,7 @@ def _request(s: Section) -> RequestConfig:
 
 
 def _phases(s: Section) -> PhasesConfig:
-    s.only("calibration", "overhead", "stress")
+    s.only("calibration", "overhead", "stress", *PHASE_KEYS)
     cal, over, stress = (s.section(name) for name in ("calibration", "overhead", "stress"))
     assert cal is not None and over is not None and stress is not None
     cal.only("rate", "duration", "latency")
@@ -267,6 +274,7 @@ def _phases(s: Section) -> PhasesConfig:
             gap=stress.duration("gap"),
             timeout=stress.duration("timeout", positive=True),
         ),
+        **resilience_phases(s),
     )
 
 
@@ -280,7 +288,7 @@ def _engine(s: Section) -> EngineConfig:
 
 
 def _slo(s: Section) -> SloConfig:
-    s.only("overhead", "stress")
+    s.only("overhead", "stress", *SLO_KEYS)
     over, stress = s.section("overhead"), s.section("stress")
     assert over is not None and stress is not None
     over.only(*SLO_STATS)
@@ -289,6 +297,7 @@ def _slo(s: Section) -> SloConfig:
     return SloConfig(
         overhead=OverheadSlo(**bounds),
         stress=StressSlo(success_ratio=stress.number("success_ratio", at_most=1.0)),
+        **resilience_slos(s),
     )
 
 
@@ -305,6 +314,7 @@ def describe(config: Config) -> dict[str, Any]:
         "env": {k: "***" for k in m.env},
     }  # fmt: skip
     phases = config.phases
+    more_phases, more_slo = describe_resilience(config)
     return {
         "version": config.version,
         "profile": config.profile,
@@ -328,9 +338,11 @@ def describe(config: Config) -> dict[str, Any]:
             "calibration": asdict(phases.calibration),
             "overhead": asdict(phases.overhead),
             "stress": asdict(phases.stress),
+            **more_phases,
         },
         "engine": asdict(config.engine),
-        "slo": {"overhead": asdict(config.slo.overhead), "stress": asdict(config.slo.stress)},
+        "slo": {"overhead": asdict(config.slo.overhead), "stress": asdict(config.slo.stress),
+                **more_slo},
         "report": {"out": str(config.report.out)},
     }  # fmt: skip
 

@@ -129,10 +129,81 @@ class StressPhase:
 
 
 @dataclass(frozen=True, slots=True)
+class SustainedPhase:
+    """The seed's 1000 requests per minute, held for `duration`."""
+
+    rate: float
+    duration: float
+    latency: float
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPhase:
+    """One load of `duration`: healthy for `lead`, the primary faulted for `fault`, then healthy
+    again while the primary's breaker should close."""
+
+    rate: float
+    duration: float
+    latency: float
+    lead: float
+    """Healthy seconds before the fault (the breaker reads CLOSED first)."""
+    fault: float
+    """Seconds the primary answers every request with HTTP 500."""
+    window: float
+    """Sliding window of the observed breaker (seconds of client requests)."""
+    closed_share: float
+    """Share of requests still trying the primary at or above which it reads CLOSED."""
+    scrape_interval: float
+    """How often the gateway's self-reported breaker state is read."""
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverPhase:
+    """`requests` requests at `rate` while the primary fails every request."""
+
+    requests: int
+    rate: float
+    latency: float
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryPhase:
+    """`requests` requests with ~`concurrency` in flight: open loop at concurrency / latency."""
+
+    requests: int
+    concurrency: int
+    latency: float
+    warmup: float
+    """Seconds of RSS samples left out of the trend (start-up allocations are no leak)."""
+
+    @property
+    def rate(self) -> float:
+        return self.concurrency / self.latency
+
+    @property
+    def duration(self) -> float:
+        return self.requests / self.rate
+
+
+@dataclass(frozen=True, slots=True)
+class ReadinessPhase:
+    """The seed's combined production run at a fixed rate."""
+
+    rate: float
+    duration: float
+    latency: float
+
+
+@dataclass(frozen=True, slots=True)
 class PhasesConfig:
     calibration: CalibrationPhase
     overhead: OverheadPhase
     stress: StressPhase
+    sustained: SustainedPhase
+    breaker: BreakerPhase
+    failover: FailoverPhase
+    memory: MemoryPhase
+    readiness: ReadinessPhase
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,9 +234,75 @@ class StressSlo:
 
 
 @dataclass(frozen=True, slots=True)
+class SustainedSlo:
+    completed_ratio: float
+    """Successful requests / scheduled requests (the seed's 900 of 1000)."""
+    throughput_ratio: float
+    """Achieved throughput / target rate."""
+    p95: float
+    success_ratio: float
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSlo:
+    success_ratio: float
+    """Clients must not see the fault: share of successful requests over the whole phase."""
+    open_within: float
+    """Seconds from the fault's start by which the primary must read OPEN."""
+    recover_within: float
+    """Seconds from the fault's end by which the primary must read CLOSED again."""
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverSlo:
+    failed_over_ratio: float
+    mean: float
+    max: float
+
+
+@dataclass(frozen=True, slots=True)
+class MemorySlo:
+    growth: float
+    """(final − initial) / initial RSS must stay below this (1.0 = +100%)."""
+    peak_ratio: float
+    """peak / initial RSS must stay below this."""
+    slope_mb_per_min: float
+    """RSS trend after the warm-up (least squares) must stay below this many MB per minute."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadinessSlo:
+    success_ratio: float
+    throughput_ratio: float
+    p95: float
+    p99: float
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """The seed's performance table: at or better than `target`, than `acceptable`, else warning."""
+
+    target: float
+    acceptable: float
+
+
+TIER_METRICS = (
+    "success_ratio", "throughput", "p50", "p95", "p99", "memory_growth", "failover_time",
+)  # fmt: skip
+HIGHER_IS_BETTER = frozenset({"success_ratio", "throughput"})
+
+
+@dataclass(frozen=True, slots=True)
 class SloConfig:
     overhead: OverheadSlo
     stress: StressSlo
+    sustained: SustainedSlo
+    breaker: BreakerSlo
+    failover: FailoverSlo
+    memory: MemorySlo
+    readiness: ReadinessSlo
+    tiers: Mapping[str, Tier]
+    """Metric (`TIER_METRICS`) → its tier bounds; shown per check, never failing one."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,20 @@ INVALID = {
         "(a ratio: 1.0 is 100%)"
     ),
     "invalid-rounds.yaml": "invalid-rounds.yaml: phases.stress.rounds: must be at least 1, got 0",
+    "invalid-breaker-fault.yaml": (
+        "invalid-breaker-fault.yaml: phases.breaker.fault: lead + fault (20s) must end before "
+        "duration (20s) (the load must go on after the fault so the breaker can be seen to close)"
+    ),
+    "invalid-tier-order.yaml": (
+        "invalid-tier-order.yaml: slo.tiers.p95.acceptable: must not be below target (5) "
+        "(target is the better)"
+    ),
+    "invalid-memory-concurrency.yaml": (
+        "invalid-memory-concurrency.yaml: phases.memory.concurrency: must be at least 1, got 0"
+    ),
+    "invalid-unknown-resilience.yaml": (
+        "invalid-unknown-resilience.yaml: slo.failover.maximum: unknown key (did you mean 'max'?)"
+    ),
     "invalid-kind.yaml": (
         "invalid-kind.yaml: gateway.kind: unknown value 'kong' (use openai, litellm or portkey)"
     ),
@@ -189,6 +203,37 @@ def test_complete_file_sets_every_field(in_data: Path) -> None:
     assert (c.engine.arrival, c.engine.max_inflight, c.engine.seed) == ("poisson", 2000, 7)
     assert c.slo.stress.success_ratio == 0.99
     assert str(c.report.out) == "out/soak"
+    p, slo = c.phases, c.slo
+    assert (p.sustained.rate, p.sustained.duration, p.sustained.latency) == (16.667, 60.0, 1.0)
+    b = p.breaker
+    assert (b.rate, b.duration, b.latency, b.lead, b.fault) == (8.0, 40.0, 0.2, 4.0, 12.0)
+    assert (b.window, b.closed_share, b.scrape_interval) == (2.0, 0.8, 0.5)
+    assert (p.failover.requests, p.failover.rate, p.failover.latency) == (12, 1.5, 0.3)
+    m = p.memory
+    assert (m.requests, m.concurrency, m.latency, m.warmup) == (400, 40, 2.0, 8.0)
+    assert (m.rate, m.duration) == (20.0, 20.0)
+    assert (p.readiness.rate, p.readiness.duration, p.readiness.latency) == (12.0, 120.0, 0.15)
+    s = slo.sustained
+    assert (s.completed_ratio, s.throughput_ratio, s.p95, s.success_ratio) == (0.85, 0.75, 8, 0.6)
+    assert (slo.breaker.success_ratio, slo.breaker.open_within, slo.breaker.recover_within) == (
+        0.98,
+        7.0,
+        20.0,
+    )
+    assert (slo.failover.failed_over_ratio, slo.failover.mean, slo.failover.max) == (0.7, 4, 9)
+    assert (slo.memory.growth, slo.memory.peak_ratio, slo.memory.slope_mb_per_min) == (
+        0.8,
+        1.5,
+        12.5,
+    )
+    r = slo.readiness
+    assert (r.success_ratio, r.throughput_ratio, r.p95, r.p99) == (0.97, 0.85, 4.0, 8.0)
+    tiers = {k: (t.target, t.acceptable) for k, t in slo.tiers.items()}
+    assert tiers == {
+        "success_ratio": (0.999, 0.99), "throughput": (25.0, 18.0), "p50": (0.5, 1.0),
+        "p95": (2.0, 4.0), "p99": (4.0, 8.0), "memory_growth": (0.1, 0.3),
+        "failover_time": (0.5, 3.0),
+    }  # fmt: skip
 
 
 def test_embedded_default_is_managed_litellm_on_quick_without_env() -> None:
@@ -227,7 +272,31 @@ def test_quick_and_full_profiles_carry_their_numbers(in_data: Path) -> None:
         30.0,
     )
     assert (f.stress.timeout, full.engine.max_inflight) == (30.0, 12000)
+    assert (q.sustained.rate, q.sustained.duration, f.sustained.duration) == (20.0, 20.0, 60.0)
+    assert f.sustained.rate * 60 == pytest.approx(1000.0, abs=0.1)  # 1000 requests per minute
+    assert (q.breaker.duration, q.breaker.lead, q.breaker.fault) == (30.0, 3.0, 10.0)
+    assert (q.failover.requests, f.failover.requests) == (20, 10)
+    assert (q.memory.requests, q.memory.concurrency, q.memory.rate) == (200, 10, 10.0)
+    assert (f.memory.requests, f.memory.concurrency) == (500, 50)  # the seed's 500 at 50
+    assert (q.readiness.rate, q.readiness.duration, f.readiness.duration) == (10.0, 20.0, 120.0)
+    quick_seconds = (
+        sum(getattr(q, n).duration for n in ("calibration", "overhead", "sustained", "breaker"))
+        + q.stress.rounds * q.stress.duration + q.stress.gap
+        + q.failover.requests / q.failover.rate + q.memory.duration + q.readiness.duration
+    )  # fmt: skip
+    assert quick_seconds <= 180  # load time of the whole quick suite, gateway start excluded
     for c in (quick, full):  # the seed's thresholds in both profiles
+        su, fo, me, re = c.slo.sustained, c.slo.failover, c.slo.memory, c.slo.readiness
+        assert (su.completed_ratio, su.throughput_ratio, su.p95, su.success_ratio) == (
+            0.9,
+            0.8,
+            10.0,
+            0.7,
+        )
+        assert (fo.failed_over_ratio, fo.mean, fo.max) == (0.8, 5.0, 10.0)
+        assert (me.growth, me.peak_ratio) == (1.0, 2.0)
+        assert (re.success_ratio, re.throughput_ratio, re.p95, re.p99) == (0.95, 0.9, 5.0, 10.0)
+        assert (c.slo.tiers["p99"].target, c.slo.tiers["p99"].acceptable) == (5.0, 10.0)
         o = c.slo.overhead
         assert (o.mean, o.p50, o.p90, o.p95, o.p99) == (0.005, 0.005, 0.01, 0.02, 0.1)
         assert c.slo.stress.success_ratio == 1.0
