@@ -17,7 +17,19 @@ from pathlib import Path
 from soak.client import make_session
 from soak.config_schema import Config
 from soak.mockctl import MockControl, MockControlError
-from soak.phases import PHASES, PhaseContext, Target, run_calibration, run_overhead, run_stress
+from soak.phases import (
+    PHASES,
+    PhaseContext,
+    Target,
+    run_breaker,
+    run_calibration,
+    run_failover,
+    run_memory,
+    run_overhead,
+    run_readiness,
+    run_stress,
+    run_sustained,
+)
 from soak.reports.progress import Progress
 from soak.results import Result
 from soak.stack import Stack, StackError, start_stack
@@ -28,6 +40,11 @@ RUNNERS: dict[str, Runner] = {
     "calibration": run_calibration,
     "overhead": run_overhead,
     "stress": run_stress,
+    "sustained": run_sustained,
+    "breaker": run_breaker,
+    "failover": run_failover,
+    "memory": run_memory,
+    "readiness": run_readiness,
 }
 """Phase name → coroutine running it; `PHASES` gives the order."""
 

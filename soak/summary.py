@@ -108,6 +108,9 @@ class PhaseReport:
     """The phase's settings as run (rate, duration, mock latency, concurrency)."""
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    """Phase-specific results in plain JSON data: breaker timelines (observed and reported),
+    failover figures, the memory trend, the readiness verdict and tiers (see docs/reports.md)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

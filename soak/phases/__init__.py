@@ -4,10 +4,36 @@ The order and names are fixed here; the numbers come from the config.
 """
 
 from soak.phases.base import PhaseContext, Target
+from soak.phases.breaker import run_breaker
+from soak.phases.failover import run_failover
+from soak.phases.memory import run_memory
 from soak.phases.overhead import run_calibration, run_overhead
+from soak.phases.readiness import run_readiness
 from soak.phases.stress import run_stress
+from soak.phases.sustained import run_sustained
 
-PHASES = ("calibration", "overhead", "stress")
+PHASES = (
+    "calibration",
+    "overhead",
+    "stress",
+    "sustained",
+    "breaker",
+    "failover",
+    "memory",
+    "readiness",
+)
 """Phases `soak once` runs, in order."""
 
-__all__ = ["PHASES", "PhaseContext", "Target", "run_calibration", "run_overhead", "run_stress"]
+__all__ = [
+    "PHASES",
+    "PhaseContext",
+    "Target",
+    "run_breaker",
+    "run_calibration",
+    "run_failover",
+    "run_memory",
+    "run_overhead",
+    "run_readiness",
+    "run_stress",
+    "run_sustained",
+]
