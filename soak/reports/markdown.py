@@ -32,6 +32,7 @@ from soak.reports.formatting import (
     status_word,
     untrusted_phases,
 )
+from soak.reports.resilience_md import SECTIONS as RESILIENCE_SECTIONS
 from soak.results import Outcome
 from soak.summary import LatencySummary, PhaseReport, RunReport
 
@@ -131,6 +132,8 @@ def _overhead(run: RunReport) -> list[str]:
             (PER_REQUEST, "Overhead per request (ours, gated)"),
             (PERCENTILE_DIFF, "Overhead percentile diff (seed, calibration subtracted)"),
         ):
+            if key == PERCENTILE_DIFF and key not in p.distributions and p.kind != "overhead":
+                continue  # only the overhead phase has a calibration to subtract
             rows.append([prefix + label, *_run_cells(p), *_stats(p.distributions.get(key), "µs")])
     lines = ["## Processing Overhead (µs)", ""]
     if rows:
@@ -280,6 +283,13 @@ METHOD = """## Method
   compare with the seed's published figures.
 - **Stress**: the configured rate at a long mock latency (~rate × latency requests in flight),
   in rounds separated by an idle gap; every round must succeed.
+- **Breaker, observed**: in a sliding window of client requests, the share that still attempted
+  the faulted provider (the mock's traces): all → CLOSED, none → OPEN, a trickle of probes →
+  HALF_OPEN. *Reported*: the gateway's own state (LiteLLM's `litellm_deployment_state`).
+- **Failover time**: per request, from its first attempt at the primary to the end of the
+  fallback's successful answer, both on the mock's clock (docs/resilience.md).
+- **Memory trend**: least-squares slope of the gateway's RSS after the warm-up, so a slow leak
+  fails even when growth and peak ratios pass.
 - **Open loop**: requests are due on a fixed schedule whatever the gateway does; latency counts
   from the intended start, so queueing in the tester or the gateway is never hidden. Requests
   over the in-flight cap are dropped and counted, never queued.
@@ -303,6 +313,7 @@ def render_markdown(run: RunReport) -> str:
     for section in (
         _overhead,
         _stress,
+        *RESILIENCE_SECTIONS,
         _other_latencies,
         _process,
         _checks,

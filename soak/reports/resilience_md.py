@@ -1,0 +1,232 @@
+"""Markdown sections of the resilience phases, laid out like the seed's expected output.
+
+Sustained load results, the circuit breaker observed vs reported (timelines, transitions,
+time-to-open and time-to-recover), failover times, memory, and the production readiness
+criteria with ✓/✗, tiers and the overall READY / NOT READY line. Each reads only
+`PhaseReport` fields and its plain `details`, so a report parsed back from JSON renders the same;
+anything missing shows as "—".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from soak.reports.formatting import (
+    NA,
+    check_parts,
+    fmt_auto,
+    fmt_cpu,
+    fmt_mb,
+    fmt_num,
+    fmt_pct,
+    fmt_time,
+    is_number,
+    md_table,
+    one_line,
+    status_word,
+)
+from soak.summary import PhaseReport, RunReport
+
+Section = Callable[[RunReport], list[str]]
+
+
+def _of(run: RunReport, kind: str) -> list[PhaseReport]:
+    return [p for p in run.phases if p.kind == kind]
+
+
+def _secs(value: Any) -> str:
+    return f"{float(value):.2f} s" if is_number(value) else NA
+
+
+def _lat(phase: PhaseReport, stat: str) -> str:
+    s = phase.latency
+    return fmt_time(s.get(stat), "ms") if s is not None and s.count else NA
+
+
+def _run_block(p: PhaseReport) -> list[tuple[str, str]]:
+    """The seed's "Results" lines shared by sustained and readiness."""
+    failed = sum(n for k, n in p.outcomes.items() if k != "ok") + p.drops
+    rows = [
+        ("Status", status_word(p.status)),
+        ("Duration", _secs(p.duration_s)),
+        ("Requests sent", str(p.sent)),
+        ("Requests completed", str(p.completed)),
+        ("Requests failed", str(failed)),
+        ("Success rate", fmt_pct(p.success_ratio)),
+        ("Throughput", f"{fmt_num(p.throughput, 2)} requests/second"),
+        ("Latency (mean)", _lat(p, "mean")),
+        ("Latency (p50)", _lat(p, "p50")),
+        ("Latency (p95)", _lat(p, "p95")),
+        ("Latency (p99)", _lat(p, "p99")),
+    ]
+    proc = p.process
+    if proc is not None and proc.samples:
+        rows += [
+            ("Memory (mean)", fmt_mb(proc.rss_avg)),
+            ("Memory (max)", fmt_mb(proc.rss_peak)),
+            ("CPU (mean)", fmt_cpu(proc.cpu_avg)),
+            ("CPU (max)", fmt_cpu(proc.cpu_peak)),
+        ]
+    return rows
+
+
+def _kv(title: str, rows: Sequence[tuple[str, str]]) -> list[str]:
+    return [title, "", md_table(("Metric", "Value"), rows), ""]
+
+
+def sustained_section(run: RunReport) -> list[str]:
+    lines: list[str] = []
+    for p in _of(run, "sustained"):
+        lines += _kv(f"## Sustained Load Results ({one_line(p.name)})", _run_block(p))
+    return lines
+
+
+def _timeline(points: Any) -> str:
+    if not isinstance(points, list) or not points:
+        return NA
+    return " → ".join(f"{s} @{float(t):.1f}s" for t, s in points if is_number(t))
+
+
+def breaker_section(run: RunReport) -> list[str]:
+    lines: list[str] = []
+    for p in _of(run, "breaker"):
+        d = p.details
+        start, end = d.get("fault_start"), d.get("fault_end")
+        lines += [f"## Circuit Breaker ({one_line(p.name)}) — {status_word(p.status)}", ""]
+        lines.append(
+            f"Fault on `{one_line(p.params.get('provider', NA))}` (HTTP 500 to every request) "
+            f"from {_secs(start)} to {_secs(end)} after the phase start; times below are "
+            "seconds from the phase start."
+        )
+        lines.append("")
+        rows = []
+        for provider, obs in sorted((d.get("observed") or {}).items()):
+            rows.append(
+                [
+                    provider,
+                    "observed (mock traces)",
+                    obs.get("final") or NA,
+                    _timeline(obs.get("timeline")),
+                    obs.get("transitions", NA),
+                    _secs(obs.get("time_to_open")),
+                    _secs(obs.get("time_to_recover")),
+                ]
+            )
+        reported = d.get("reported")
+        if isinstance(reported, dict):
+            for provider, rep in sorted(reported.items()):
+                rows.append(
+                    [
+                        provider,
+                        "reported (gateway)",
+                        rep.get("final") or NA,
+                        _timeline(rep.get("timeline")),
+                        rep.get("transitions", NA),
+                        NA,
+                        NA,
+                    ]
+                )
+        else:
+            rows.append(
+                ["all", "reported (gateway)", str(reported or "not reported"), NA, NA, NA, NA]
+            )
+        heads = ("Provider", "Source", "Final state", "Timeline", "Transitions")
+        lines += [md_table((*heads, "Time to open", "Time to recover"), rows), ""]
+        errors = d.get("client_errors") or {}
+        lines.append(
+            f"Requests completed: {p.completed} of {p.sent}; client-visible errors before / "
+            f"during / after the fault: {errors.get('before', NA)} / {errors.get('during', NA)}"
+            f" / {errors.get('after', NA)}."
+        )
+        lines.append("")
+    return lines
+
+
+def failover_section(run: RunReport) -> list[str]:
+    lines: list[str] = []
+    for p in _of(run, "failover"):
+        d = p.details
+        rows = [
+            ("Mean failover time", fmt_auto(d.get("mean"))),
+            ("Min failover time", fmt_auto(d.get("min"))),
+            ("Max failover time", fmt_auto(d.get("max"))),
+            ("Successful failovers", f"{d.get('failed_over', NA)}/{d.get('requests', NA)}"),
+            ("Timed (tried the primary first)", str(d.get("timed", NA))),
+            ("Straight to the fallback (breaker open)", str(d.get("direct", NA))),
+            ("Served by the primary", str(d.get("served_by_primary", NA))),
+            ("Client-visible errors", str(d.get("client_errors", NA))),
+        ]
+        title = f"## Failover Time Results ({one_line(p.name)}) — {status_word(p.status)}"
+        lines += _kv(title, rows)
+    return lines
+
+
+def memory_section(run: RunReport) -> list[str]:
+    lines: list[str] = []
+    for p in _of(run, "memory"):
+        d = p.details
+        growth = d.get("growth")
+        increase = (
+            d["final"] - d["initial"]
+            if is_number(d.get("final")) and is_number(d.get("initial"))
+            else None
+        )
+        slope = d.get("slope_mb_per_min")
+        rows = [
+            ("Requests completed", f"{p.completed}/{p.sent}"),
+            ("Samples (1 Hz)", str(d.get("samples", NA))),
+            ("Initial memory", fmt_mb(d.get("initial"))),
+            ("Peak memory", fmt_mb(d.get("peak"))),
+            ("Final memory", fmt_mb(d.get("final"))),
+            ("Mean memory", fmt_mb(d.get("mean"))),
+            ("Memory increase", f"{fmt_mb(increase)} ({fmt_pct(growth, 1)})"),
+            ("Peak / initial", f"{fmt_num(d.get('peak_ratio'), 2)}x"),
+            ("Trend after warm-up", f"{fmt_num(slope, 2)} MB/min" if is_number(slope) else NA),
+        ]
+        lines += _kv(
+            f"## Memory Usage Results ({one_line(p.name)}) — {status_word(p.status)}", rows
+        )
+    return lines
+
+
+def readiness_section(run: RunReport) -> list[str]:
+    lines: list[str] = []
+    for p in _of(run, "readiness"):
+        lines += _kv(f"## Production Readiness Results ({one_line(p.name)})", _run_block(p))
+        rows = []
+        for c in p.checks:
+            value, threshold, unit = check_parts(c)
+            unit_text = "" if unit == "%" else f" {unit}"
+            mark = "✓" if c.passed else "✗"
+            criterion = f"{c.name} {c.op} {threshold}{unit_text}"
+            rows.append((mark, criterion, f"{value}{unit_text}", c.tier or NA))
+        p50 = (p.details.get("tiers") or {}).get("p50") or {}
+        if p50:
+            rows.append(
+                (
+                    "·",
+                    "latency p50 (graded, no gate)",
+                    fmt_time(p50.get("value"), "ms"),
+                    p50.get("tier") or NA,
+                )
+            )
+        lines += ["### Production Readiness Criteria", ""]
+        lines += [md_table(("", "Criterion", "Value", "Tier"), rows), ""]
+        verdict = p.details.get("verdict")
+        if verdict == "READY":
+            lines.append("**Overall: ✓ READY FOR PRODUCTION**")
+        else:
+            lines.append(f"**Overall: ✗ {verdict or 'NOT READY'}**")
+        lines.append("")
+    return lines
+
+
+SECTIONS: tuple[Section, ...] = (
+    sustained_section,
+    breaker_section,
+    failover_section,
+    memory_section,
+    readiness_section,
+)
+"""In the phase order; markdown.py renders them after the stress rounds."""
