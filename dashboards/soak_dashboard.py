@@ -57,7 +57,7 @@ def _rows(slo: Mapping[str, Any]) -> list[tuple[str, list[tuple[int, int, Any]]]
     """Rows of (width, height, panel); build() lays them out on the 24-column grid."""
     tiers, over = slo.get("tiers", {}), slo.get("overhead", {})
     p95, p99 = tiers.get("p95", {}), tiers.get("p99", {})
-    ok_tier, fo_tier = tiers.get("success_ratio", {}), tiers.get("failover", {})
+    ok_tier, fo_tier = tiers.get("success_ratio", {}), tiers.get("failover_time", {})
     verdict = _mapping((1, "PASS", GREEN), (0, "FAIL", RED), (-1, "ERROR", ORANGE))
     breaker = _mapping((0, "closed", GREEN), (1, "half-open", YELLOW), (2, "open", RED))
     lat_lines = [(p95.get("target"), YELLOW), (p99.get("target"), ORANGE)]

@@ -171,7 +171,7 @@ seeds' default thresholds."""
 
 _STAT_RE = re.compile(r"^(mean|max|p\d{1,2}(\.\d+)?)$")
 _SECTION_METRIC = {"overhead": OVERHEAD.name, "failover": FAILOVER.name, "ttft": TTFT.name}
-_TIER_METRIC = {"failover": FAILOVER.name} | dict.fromkeys(
+_TIER_METRIC = {"failover_time": FAILOVER.name, "failover": FAILOVER.name} | dict.fromkeys(
     ("p50", "p90", "p95", "p99"), REQUEST_DURATION.name
 )
 
@@ -186,7 +186,7 @@ def slo_thresholds(slo: Mapping[str, object]) -> dict[str, dict[str, float]]:
     """Latency thresholds of an SLO block per histogram: {metric: {"slo.overhead.p95": 0.02}}.
 
     `overhead`, `failover`, `ttft` sections go to their histograms, any other section's
-    mean/max/pNN to request latency; `tiers.{p50..p99,failover}.{target,acceptable}` likewise.
+    mean/max/pNN to request latency; `tiers.{p50..p99,failover_time}.{target,acceptable}` too.
     """
     found: dict[str, dict[str, float]] = {}
     for section, body in slo.items():

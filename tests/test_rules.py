@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from soak.config import describe, load_config
 from soak.metrics import BASE_BUCKETS
 from soak.promql import le_matcher
 from soak.rules import (
@@ -153,6 +154,14 @@ def test_prometheus_rule_wraps_the_same_groups(default_rules: dict) -> None:
     custom = build_prometheus_rule({}, phases={}, labels={"prometheus": "main"})
     assert "release" not in custom["metadata"]["labels"]
     assert custom["metadata"]["labels"]["prometheus"] == "main"
+
+
+def test_defaults_match_the_default_config() -> None:
+    """DEFAULT_SLO mirrors the built-in config; the committed files are built from the latter."""
+    config_slo = describe(load_config(None, env={}))["slo"]
+    for section, values in DEFAULT_SLO.items():
+        for key, value in values.items():
+            assert config_slo[section][key] == value, f"slo.{section}.{key}"
 
 
 def test_generated_file_matches_the_defaults(default_rules: dict) -> None:
