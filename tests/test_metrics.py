@@ -291,3 +291,11 @@ def test_default_buckets_hold_the_seed_thresholds() -> None:
     check_thresholds_are_buckets(BASE_BUCKETS, seeds)
     assert BASE_BUCKETS["soak_gateway_overhead_seconds"][0] == 5e-05
     assert BASE_BUCKETS["soak_request_duration_seconds"][-1] >= 300
+
+
+def test_metric_catalogue_document_lists_every_metric() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "metrics.md").read_text()
+    missing = [spec.name for spec in CATALOGUE if f"`{spec.name}`" not in doc]
+    assert missing == []
