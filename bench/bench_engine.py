@@ -18,10 +18,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import gc
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -199,6 +201,38 @@ def max_in_flight(results: list[Any]) -> int:
     return peak
 
 
+def core_busy(core: int) -> float:
+    """CPU seconds core `core` has run processes or been stolen by the hypervisor (/proc/stat
+    user, nice, system, steal). Interrupt time is left out: loopback traffic's softirq work
+    lands on the sending core without belonging to any process."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{core} "):
+                v = [int(x) for x in line.split()[1:]]
+                return (v[0] + v[1] + v[2] + v[7]) / os.sysconf("SC_CLK_TCK")
+    raise RuntimeError(f"no cpu{core} in /proc/stat")
+
+
+class Contention:
+    """Share of a step's wall time the generator core spent on other processes than ours."""
+
+    def __init__(self, own_cpu: Callable[[], float]) -> None:
+        self._own_cpu = own_cpu
+        self._t0 = time.perf_counter()
+        self._busy0 = core_busy(GENERATOR_CORE)
+        self._own0 = own_cpu()
+
+    def ratio(self) -> float:
+        wall = time.perf_counter() - self._t0
+        others = core_busy(GENERATOR_CORE) - self._busy0 - (self._own_cpu() - self._own0)
+        return max(0.0, others / wall) if wall > 0 else 0.0
+
+
+def children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def engine_step(
     url: str,
     rate: float,
@@ -210,35 +244,25 @@ def engine_step(
 ) -> dict[str, Any]:
     gc.collect()
     spec = LoadSpec(rate=rate, duration=duration, max_inflight=max_inflight)
+    contention = Contention(time.process_time)
     with asyncio.Runner(loop_factory=loop_factories()[loop]) as runner:
         out = runner.run(_engine(url, spec, connections, timeout))
+    out["contention"] = contention.ratio()
     expected = round(rate * duration)
     out["held"] = out["ok"] == expected and out["throughput"] >= 0.99 * rate
+    out["clean"] = out["held"] and out["send_lag_p99_ms"] <= 10.0
     return out
 
 
 def hey_step(url: str, rate: float, duration: float, workers: int) -> dict[str, Any]:
     """`hey -z D -c C -q rate/C`: the same total rate from C rate-limited workers."""
-    cmd = [
-        "taskset",
-        "-c",
-        str(GENERATOR_CORE),
-        "hey",
-        "-z",
-        f"{duration:g}s",
-        "-c",
-        str(workers),
-        "-q",
-        f"{rate / workers:g}",
-        "-m",
-        "POST",
-        "-T",
-        "application/json",
-        "-d",
-        '{"model":"bench","messages":[{"role":"user","content":"Hello"}]}',
-        url,
-    ]
+    body = '{"model":"bench","messages":[{"role":"user","content":"Hello"}]}'
+    cmd = ["taskset", "-c", str(GENERATOR_CORE), "hey", "-z", f"{duration:g}s", "-c",
+           str(workers), "-q", f"{rate / workers:g}", "-m", "POST", "-T", "application/json",
+           "-d", body, url]  # fmt: skip
+    contention = Contention(children_cpu)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
+    ratio = contention.ratio()
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     ok = sum(int(n) for n in re.findall(r"\[200\]\s+(\d+) responses", out))
     total = sum(int(n) for n in re.findall(r"\[\d+\]\s+(\d+) responses", out))
@@ -252,45 +276,62 @@ def hey_step(url: str, rate: float, duration: float, workers: int) -> dict[str, 
         "errors": errors,
         "p50_ms": float(p50.group(1)) * 1e3 if p50 else None,
         "p99_ms": float(p99.group(1)) * 1e3 if p99 else None,
+        "contention": ratio,
         "held": not errors and ok == total and rps >= 0.99 * rate,
     }
 
 
+MAX_CONTENTION = 0.1
+"""A step in which other processes took more than this share of the generator's core measured
+them, not the generator: it is retried (the machine is shared with other work)."""
+
+
+def retried(step: Callable[[], dict[str, Any]], label: str, tries: int = 3) -> dict[str, Any]:
+    for attempt in range(1, tries + 1):
+        r = step()
+        r["attempts"] = attempt
+        if r["held"] or r["contention"] <= MAX_CONTENTION:
+            return r
+        print(f"{label} contended ({r['contention']:.0%} of the core to others), retry", flush=True)
+    return r
+
+
 def ladder(url: str, rates: list[float], duration: float, workers: int) -> dict[str, Any]:
+    """Every rate for every generator; the best held rate of each and the ratios to hey."""
     loops = list(loop_factories())
     rows: list[dict[str, Any]] = []
     best: dict[str, float] = {name: 0.0 for name in [*loops, "hey"]}
-    failed: dict[str, int] = {name: 0 for name in best}
+    clean: dict[str, float] = {name: 0.0 for name in loops}
     for rate in rates:
         row: dict[str, Any] = {"rate": rate}
         for loop in loops:
-            if failed[loop] < 2:
-                row[loop] = r = engine_step(url, rate, duration, loop)
-                print(
-                    f"rate {rate:6.0f} {loop:8s} held={r['held']!s:5s} thr={r['throughput']:8.1f}"
-                    f" p50={r['p50_ms']:.2f}ms p99={r['p99_ms']:.2f}ms"
-                    f" lag99={r['send_lag_p99_ms']:.2f}ms cpu={r['cpu_ratio']:.2f}"
-                    f" drops={r['drops']}",
-                    flush=True,
-                )
-                best[loop], failed[loop] = _track(best[loop], failed[loop], rate, r["held"])
-        if failed["hey"] < 2:
-            row["hey"] = h = hey_step(url, rate, duration, workers)
+            label = f"rate {rate:6.0f} {loop:8s}"
+            row[loop] = r = retried(
+                functools.partial(engine_step, url, rate, duration, loop), label
+            )
             print(
-                f"rate {rate:6.0f} hey      held={h['held']!s:5s} rps={h['rps']:8.1f}"
-                f" p50={h['p50_ms']}ms p99={h['p99_ms']}ms",
+                f"{label} held={r['held']!s:5s} thr={r['throughput']:8.1f}"
+                f" p50={r['p50_ms']:.2f}ms p99={r['p99_ms']:.2f}ms"
+                f" lag99={r['send_lag_p99_ms']:.2f}ms cpu={r['cpu_ratio']:.2f}"
+                f" others={r['contention']:.2f} drops={r['drops']}",
                 flush=True,
             )
-            best["hey"], failed["hey"] = _track(best["hey"], failed["hey"], rate, h["held"])
+            if r["held"]:
+                best[loop] = max(best[loop], rate)
+            if r["clean"]:
+                clean[loop] = max(clean[loop], rate)
+        label = f"rate {rate:6.0f} hey     "
+        row["hey"] = h = retried(functools.partial(hey_step, url, rate, duration, workers), label)
+        print(
+            f"{label} held={h['held']!s:5s} rps={h['rps']:8.1f}"
+            f" p50={h['p50_ms']}ms p99={h['p99_ms']}ms others={h['contention']:.2f}",
+            flush=True,
+        )
+        if h["held"]:
+            best["hey"] = max(best["hey"], rate)
         rows.append(row)
-        if all(n >= 2 for n in failed.values()):
-            break
     ratios = {loop: best[loop] / best["hey"] if best["hey"] else None for loop in loops}
-    return {"rows": rows, "best": best, "ratio_to_hey": ratios}
-
-
-def _track(best: float, failed: int, rate: float, held: bool) -> tuple[float, int]:
-    return (max(best, rate), 0) if held else (best, failed + 1)
+    return {"rows": rows, "best": best, "best_clean": clean, "ratio_to_hey": ratios}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -316,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             "highest rate held (req/s):",
             report["ladder"]["best"],
+            "with send-lag p99 <= 10 ms:",
+            report["ladder"]["best_clean"],
             "ratio to hey:",
             report["ladder"]["ratio_to_hey"],
             flush=True,
@@ -340,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
                     f" p50={r['p50_ms']:.1f}ms p99={r['p99_ms']:.1f}ms max={r['max_ms']:.1f}ms"
                     f" overhead p50={r['overhead_p50_ms']:.1f}ms p99={r['overhead_p99_ms']:.1f}ms"
                     f" lag99={r['send_lag_p99_ms']:.2f}ms cpu={r['cpu_ratio']:.2f}"
-                    f" loop lag max={r['loop_lag_max_ms']:.1f}ms",
+                    f" loop lag max={r['loop_lag_max_ms']:.1f}ms others={r['contention']:.2f}",
                     flush=True,
                 )
     if args.json_out:
