@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError
 from yarl import URL
 
 from soak.results import Outcome, Result
@@ -155,6 +156,8 @@ class ChatClient:
             end, outcome = clock(), Outcome.TIMEOUT
         except aiohttp.ClientConnectorError:
             end, outcome = clock(), Outcome.CONNECT
+        except (ValueError, HttpProcessingError):  # an SSE line beyond the line limit, ...
+            end, outcome = clock(), Outcome.BAD_RESPONSE
         except (aiohttp.ClientError, OSError):
             # reset or broken off: before any answer it is a connection failure, after the
             # status line the answer was cut short

@@ -85,6 +85,8 @@ class LoadRun:
     """In-flight requests cancelled at the drain timeout (recorded as timeouts)."""
     send_errors: int = 0
     """`send` raised instead of returning a Result (a sender bug; recorded as bad_response)."""
+    callback_errors: int = 0
+    """`on_result` raised (a bug in the callback; the result itself is kept)."""
     first_error: str | None = None
     stopped: bool = False
     """The run was stopped early by its `stop` event."""
@@ -158,7 +160,12 @@ async def run_load(
             if result is not None:
                 append(result)
                 if on_result is not None:
-                    on_result(result)
+                    try:
+                        on_result(result)
+                    except Exception as exc:  # a progress/metrics bug must not cost results
+                        run.callback_errors += 1
+                        if run.first_error is None:
+                            run.first_error = f"on_result {type(exc).__name__}: {exc}"
             if not inflight:
                 idle.set()
 

@@ -268,6 +268,17 @@ async def test_on_result_sees_every_result_once() -> None:
     assert sorted(seen) == list(range(10))
 
 
+async def test_a_failing_callback_keeps_every_result_and_is_reported() -> None:
+    def broken(result: Result) -> None:
+        raise KeyError("progress")
+
+    async with VirtualTime() as vt:
+        run = await run_virtual(vt, LoadSpec(rate=20, count=4), fake_sender(vt), on_result=broken)
+    assert len(run.results) == 4
+    assert run.callback_errors == 4
+    assert run.first_error == "on_result KeyError: 'progress'"
+
+
 async def test_cancelling_the_run_cancels_in_flight_requests() -> None:
     async with VirtualTime() as vt:
         started = asyncio.Event()
