@@ -390,3 +390,104 @@ def test_run_that_never_started_a_phase_still_fails_in_every_report(tmp_path: Pa
     suite = ET.parse(paths["junit"]).getroot().find("testsuite")
     assert (suite.get("tests"), suite.get("errors")) == ("1", "1")
     assert parse_json(paths["json"].read_text(encoding="utf-8")) == run
+
+
+def resilience_run() -> RunReport:
+    """One phase of each resilience kind with known details."""
+    sustained = phase("sustained", "sustained", Status.PASSED, throughput=16.38, sent=1000,
+                      completed=987, success_ratio=0.987, outcomes={"ok": 987, "http_5xx": 13},
+                      latency=lat(1.234), process=GATEWAY)  # fmt: skip
+    breaker = phase("breaker", "breaker", Status.PASSED, params={"provider": "bedrock"},
+                    details={
+                        "fault_start": 3.0, "fault_end": 13.0,
+                        "observed": {
+                            "bedrock": {"timeline": [[1.2, "CLOSED"], [3.2, "OPEN"],
+                                                     [13.3, "CLOSED"]],
+                                        "transitions": 2, "time_to_open": 0.2,
+                                        "time_to_recover": 0.31, "final": "CLOSED"},
+                            "openai": {"timeline": [[3.0, "CLOSED"]], "transitions": 0,
+                                       "time_to_open": None, "time_to_recover": None,
+                                       "final": "CLOSED"},
+                        },
+                        "reported": "not reported",
+                        "client_errors": {"before": 0, "during": 1, "after": 0},
+                    })  # fmt: skip
+    failover = phase("failover", "failover", Status.PASSED, details={
+        "requests": 10, "failed_over": 10, "timed": 4, "direct": 6, "served_by_primary": 0,
+        "client_errors": 0, "untraced": 0, "mean": 0.063, "min": 0.045, "max": 0.127,
+    })  # fmt: skip
+    memory = phase("memory", "memory", Status.FAILED, details={
+        "samples": 21, "initial": 156.25 * MB, "peak": 205.75 * MB, "final": 201.5 * MB,
+        "mean": 192.5 * MB, "growth": 0.2896, "peak_ratio": 1.3168, "slope_mb_per_min": 42.0,
+    }, checks=[Check("RSS slope after warm-up", 42.0, "<", 15.0, "MB/min", False)])  # fmt: skip
+    ready_checks = [
+        Check("success ratio", 0.9783, ">=", 0.95, "ratio", True, "acceptable"),
+        Check("throughput", 9.95, ">=", 9.0, "req/s", True, "warning"),
+        Check("latency p95", 2.345, "<", 5.0, "s", True, "acceptable"),
+        Check("latency p99", 3.456, "<", 10.0, "s", True, "target"),
+    ]
+    readiness = phase("readiness", "readiness", Status.PASSED, throughput=9.95,
+                      latency=lat(1.123), checks=ready_checks,
+                      details={"verdict": "READY",
+                               "tiers": {"p50": {"value": 1.123, "tier": "acceptable"}}},
+                      )  # fmt: skip
+    return RunReport("r1", T0, T0 + 300, "litellm", "litellm", "full",
+                     [sustained, breaker, failover, memory, readiness])  # fmt: skip
+
+
+def test_markdown_renders_the_seeds_resilience_blocks() -> None:
+    md = render_markdown(resilience_run())
+    assert "## Sustained Load Results (sustained)" in md
+    assert "| Requests completed | 987 |" in md and "| Requests failed | 13 |" in md
+    assert "| Throughput | 16.38 requests/second |" in md
+    assert "| Latency (p95) | 1258.68 ms |" in md and "| Memory (max) | 210.0 MB |" in md
+    assert "## Circuit Breaker (breaker) — PASS" in md
+    assert "from 3.00 s to 13.00 s" in md and "Fault on `bedrock`" in md
+    assert (
+        "| bedrock | observed (mock traces) | CLOSED | CLOSED @1.2s → OPEN @3.2s → "
+        "CLOSED @13.3s | 2 | 0.20 s | 0.31 s |"
+    ) in md
+    assert "| all | reported (gateway) | not reported |" in md
+    assert "before / during / after the fault: 0 / 1 / 0." in md
+    assert "| Mean failover time | 63.00 ms |" in md and "| Max failover time | 127.00 ms |" in md
+    assert "| Successful failovers | 10/10 |" in md
+    assert "| Initial memory | 156.2 MB |" in md and "| Peak memory | 205.8 MB |" in md
+    assert "| Memory increase | 45.2 MB (29.0%) |" in md
+    assert "| Trend after warm-up | 42.00 MB/min |" in md
+    assert "## Memory Usage Results (memory) — FAIL" in md
+    assert "| ✓ | success ratio >= 95.00 | 97.83 | acceptable |" in md
+    assert "| ✓ | throughput >= 9 req/s | 9.95 req/s | warning |" in md
+    assert "| ✓ | latency p95 < 5.00 s | 2.35 s | acceptable |" in md
+    assert "| · | latency p50 (graded, no gate) | 1123.00 ms | acceptable |" in md
+    assert "**Overall: ✓ READY FOR PRODUCTION**" in md
+
+
+def test_markdown_not_ready_and_reported_breaker_states() -> None:
+    run = resilience_run()
+    ready = run.phases[-1]
+    ready.status, ready.details["verdict"] = Status.FAILED, "NOT READY"
+    ready.checks[0] = Check("success ratio", 0.9, ">=", 0.95, "ratio", False, "warning")
+    run.phases[1].details["reported"] = {
+        "bedrock": {"timeline": [[2.3, "CLOSED"], [3.3, "OPEN"], [14.6, "CLOSED"]],
+                    "transitions": 2, "final": "CLOSED"},
+    }  # fmt: skip
+    md = render_markdown(run)
+    assert "**Overall: ✗ NOT READY**" in md
+    assert "| ✗ | success ratio >= 95.00 | 90.00 | warning |" in md
+    assert (
+        "| bedrock | reported (gateway) | CLOSED | CLOSED @2.3s → OPEN @3.3s → CLOSED @14.6s" in md
+    )
+
+
+def test_resilience_details_round_trip_through_json_and_junit() -> None:
+    run = resilience_run()
+    back = parse_json(render_json(run))
+    assert back.phases[1].details == run.phases[1].details
+    assert back.phases[-1].details["verdict"] == "READY"
+    assert render_markdown(back) == render_markdown(run)
+    suite = ET.fromstring(render_junit(run)).find("testsuite")
+    assert suite is not None
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert set(cases) >= {"sustained", "breaker", "failover", "memory", "readiness"}
+    failure = cases["memory"].find("failure")
+    assert failure is not None and "RSS slope after warm-up" in failure.get("message", "")
