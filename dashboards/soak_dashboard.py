@@ -102,10 +102,10 @@ def _rows(slo: Mapping[str, Any]) -> list[tuple[str, list[tuple[int, int, Any]]]
                 steps=_steps(GREEN, *over_lines))),
             (12, 8, _series("Overhead of the last run, per replica (exact)", _targets(
                 ('soak_phase_last_overhead_seconds{target=~"$target", phase="overhead", '
-                 'quantile=~"0.5|0.9|0.95|0.99"}', "{{instance}} q{{quantile}}"),
+                 'statistic=~"p50|p90|p95|p99"}', "{{instance}} {{statistic}}"),
                 ('soak_phase_last_overhead_percentile_diff_seconds{target=~"$target", '
-                 'phase="overhead", quantile=~"0.5|0.9|0.95|0.99"}',
-                 "{{instance}} q{{quantile}} seed method")), "s",
+                 'phase="overhead", statistic=~"p50|p90|p95|p99"}',
+                 "{{instance}} {{statistic}} seed method")), "s",
                 steps=_steps(GREEN, *over_lines), drawStyle="points")),
         ]),
         ("Success and throughput", [

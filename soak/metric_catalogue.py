@@ -2,7 +2,7 @@
 histogram bounds, which must hold every latency threshold of the SLO block.
 
 Units are base units (seconds, bytes, ratios 0..1); counters end in `_total`; labels are
-bounded names only (target, phase, outcome, provider, source, plan, quantile). Bounds include
+bounded names only (target, phase, outcome, provider, source, plan, statistic). Bounds include
 the SLO thresholds (`buckets_for_slo`) so an alert counts "requests slower than the threshold"
 exactly with `le` = threshold instead of estimating a quantile between buckets. A threshold
 that is not a bound is a config error (`check_thresholds_are_buckets`). `soak.metrics` creates
@@ -35,7 +35,7 @@ class MetricSpec:
 
 
 # fmt: off
-TP, TPQ = ("target", "phase"), ("target", "phase", "quantile")
+TP, TPQ = ("target", "phase"), ("target", "phase", "statistic")
 TPS = ("target", "provider", "source")
 C, G, H = "counter", "gauge", "histogram"
 REQUEST_DURATION = MetricSpec("soak_request_duration_seconds", H, TP,
@@ -69,13 +69,9 @@ LAST_THROUGHPUT = MetricSpec("soak_phase_last_throughput_requests_per_second", G
 LAST_TARGET_RATE = MetricSpec("soak_phase_last_target_requests_per_second", G, TP,
     "Intended arrival rate of the last run (additive across replicas).")
 LAST_LATENCY = MetricSpec("soak_phase_last_latency_seconds", G, TPQ,
-    "Exact latency percentiles of the last run (per-run summary: never average replicas).")
-LAST_LATENCY_MEAN = MetricSpec("soak_phase_last_latency_mean_seconds", G, TP,
-    "Mean latency of the last run.")
+    "Exact latency statistics of the last run (per-run summary: never average replicas).")
 LAST_OVERHEAD = MetricSpec("soak_phase_last_overhead_seconds", G, TPQ,
-    "Exact per-request overhead percentiles of the last run (per-run: never average replicas).")
-LAST_OVERHEAD_MEAN = MetricSpec("soak_phase_last_overhead_mean_seconds", G, TP,
-    "Mean per-request overhead of the last run.")
+    "Exact per-request overhead statistics of the last run (per-run: never average replicas).")
 LAST_OVERHEAD_DIFF = MetricSpec("soak_phase_last_overhead_percentile_diff_seconds", G, TPQ,
     "The seeds' overhead: percentile(through gateway) - percentile(direct calibration), last run.")
 LAST_MEMORY_GROWTH = MetricSpec("soak_phase_last_gateway_memory_growth_ratio", G, TP,

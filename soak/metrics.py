@@ -3,7 +3,7 @@
 All metrics live on a registry the caller passes (never the global one). Units are base units
 (seconds, bytes, ratios 0..1); counters end in `_total`; label values are bounded: target and
 phase names from the config, the `Outcome` vocabulary, provider names, breaker sources,
-scheduler plan names and quantiles. Never a URL, prompt, nonce or error text.
+scheduler plan names and statistics. Never a URL, prompt, nonce or error text.
 
 Histogram bounds include every latency threshold of the SLO block (`buckets_for_slo`), so an
 alert counts "requests slower than the threshold" exactly with `le` = threshold instead of
@@ -47,11 +47,9 @@ from soak.metric_catalogue import (
     GW_THREADS,
     LAST_DURATION,
     LAST_LATENCY,
-    LAST_LATENCY_MEAN,
     LAST_MEMORY_GROWTH,
     LAST_OVERHEAD,
     LAST_OVERHEAD_DIFF,
-    LAST_OVERHEAD_MEAN,
     LAST_RUN,
     LAST_SUCCESS,
     LAST_TARGET_RATE,
@@ -97,9 +95,9 @@ __all__ = [
 LABEL_VALUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 """Allowed target / phase / provider / plan label values: short config names only."""
 
-QUANTILES = (("0", "min"), ("0.5", "p50"), ("0.9", "p90"), ("0.95", "p95"), ("0.99", "p99"))
-QUANTILES += (("1", "max"),)
-"""`quantile` label value → `LatencySummary` field, for the per-run summary gauges."""
+STATISTICS = ("min", "mean", "p50", "p90", "p95", "p99", "max")
+"""`statistic` label values of the per-run summary gauges (`LatencySummary` fields). Not
+`quantile`: that label belongs to summary-typed metrics (promtool check metrics)."""
 
 VERDICTS = {Status.PASSED: 1, Status.BASELINE: 1, Status.FAILED: 0, Status.ERROR: -1}
 """`soak_phase_last_verdict`: 1 passed (or baseline, nothing to fail), 0 failed, -1 error.
@@ -239,9 +237,9 @@ class SoakMetrics:
         if report.drops:
             self[GEN_DROPS].labels(*labels).inc(report.drops)
         dist = report.distributions
-        self._summary(LAST_LATENCY, LAST_LATENCY_MEAN, labels, report.latency)
-        self._summary(LAST_OVERHEAD, LAST_OVERHEAD_MEAN, labels, dist.get("overhead_per_request"))
-        self._summary(LAST_OVERHEAD_DIFF, None, labels, dist.get("overhead_percentile_diff"))
+        self._summary(LAST_LATENCY, labels, report.latency)
+        self._summary(LAST_OVERHEAD, labels, dist.get("overhead_per_request"))
+        self._summary(LAST_OVERHEAD_DIFF, labels, dist.get("overhead_percentile_diff"))
         proc = report.process
         if proc is not None and proc.rss_initial > 0 and proc.rss_final > 0:
             self[LAST_MEMORY_GROWTH].labels(*labels).set(proc.rss_final / proc.rss_initial - 1)
@@ -249,18 +247,12 @@ class SoakMetrics:
             self[GEN_TRUSTED].labels(*labels).set(1 if report.generator.trusted else 0)
 
     def _summary(
-        self,
-        spec: MetricSpec,
-        mean: MetricSpec | None,
-        labels: tuple[str, str],
-        summary: LatencySummary | None,
+        self, spec: MetricSpec, labels: tuple[str, str], summary: LatencySummary | None
     ) -> None:
         if summary is None or not summary.count:
             return
-        for quantile, stat in QUANTILES:
-            self[spec].labels(*labels, quantile).set(getattr(summary, stat))
-        if mean is not None:
-            self[mean].labels(*labels).set(summary.mean)
+        for stat in STATISTICS:
+            self[spec].labels(*labels, stat).set(getattr(summary, stat))
 
     def set_breaker_state(
         self, state: BreakerState, *, target: str, provider: str, source: str

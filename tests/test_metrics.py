@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from soak.metrics import (
     BASE_BUCKETS,
@@ -26,7 +31,7 @@ from soak.summary import (
     Status,
 )
 
-ALLOWED_LABELS = {"target", "phase", "outcome", "provider", "source", "plan", "quantile", "le"}
+ALLOWED_LABELS = {"target", "phase", "outcome", "provider", "source", "plan", "statistic", "le"}
 ALLOWED_LABELS |= {"version", "python"}  # soak_build_info only
 
 
@@ -122,12 +127,12 @@ def test_record_phase_sets_last_run_gauges(registry: CollectorRegistry) -> None:
     assert get("soak_phase_last_success_ratio", running) == 0.97
     assert get("soak_phase_last_throughput_requests_per_second", running) == 9.5
     assert get("soak_phase_last_target_requests_per_second", running) == 10
-    assert get("soak_phase_last_latency_seconds", {**running, "quantile": "0.95"}) == 3.0
-    assert get("soak_phase_last_latency_seconds", {**running, "quantile": "1"}) == 5.0
-    assert get("soak_phase_last_latency_mean_seconds", running) == 1.0
-    assert get("soak_phase_last_overhead_seconds", {**running, "quantile": "0.99"}) == 0.008
-    assert get("soak_phase_last_overhead_mean_seconds", running) == 0.002
-    q50 = {**running, "quantile": "0.5"}
+    assert get("soak_phase_last_latency_seconds", {**running, "statistic": "p95"}) == 3.0
+    assert get("soak_phase_last_latency_seconds", {**running, "statistic": "max"}) == 5.0
+    assert get("soak_phase_last_latency_seconds", {**running, "statistic": "mean"}) == 1.0
+    assert get("soak_phase_last_overhead_seconds", {**running, "statistic": "p99"}) == 0.008
+    assert get("soak_phase_last_overhead_seconds", {**running, "statistic": "mean"}) == 0.002
+    q50 = {**running, "statistic": "p50"}
     assert get("soak_phase_last_overhead_percentile_diff_seconds", q50) == 0.003
     assert get("soak_phase_last_gateway_memory_growth_ratio", running) == pytest.approx(0.25)
     assert get("soak_generator_trusted", running) == 0
@@ -200,7 +205,7 @@ def test_process_generator_scheduler_and_reload(registry: CollectorRegistry) -> 
     assert (
         get(
             "soak_build_info",
-            {"version": "0.1.0", "python": __import__("platform").python_version()},
+            {"version": "0.1.0", "python": platform.python_version()},
         )
         == 1
     )
@@ -243,8 +248,8 @@ def test_default_collectors_land_on_the_given_registry(registry: CollectorRegist
     assert registry.get_sample_value("process_resident_memory_bytes") > 0
     assert registry.get_sample_value("python_info", {
         "implementation": "CPython", "major": "3", "minor": "11",
-        "patchlevel": __import__("platform").python_version_tuple()[2], "version":
-        __import__("platform").python_version()}) == 1  # fmt: skip
+        "patchlevel": platform.python_version_tuple()[2], "version":
+        platform.python_version()}) == 1  # fmt: skip
 
 
 def test_buckets_with_adds_thresholds_once() -> None:
@@ -294,8 +299,28 @@ def test_default_buckets_hold_the_seed_thresholds() -> None:
 
 
 def test_metric_catalogue_document_lists_every_metric() -> None:
-    from pathlib import Path
-
     doc = (Path(__file__).resolve().parent.parent / "docs" / "metrics.md").read_text()
     missing = [spec.name for spec in CATALOGUE if f"`{spec.name}`" not in doc]
     assert missing == []
+
+
+def test_exposition_passes_promtool_lint(registry: CollectorRegistry) -> None:
+    """Every metric family, filled in, passes `promtool check metrics` (naming, units, labels)."""
+    m = SoakMetrics(registry)
+    m.observe(result(1, 0.2, tokens_out=3, first_token=100.05), target="gw", phase="overhead")
+    m.record_phase(PhaseReport(name="overhead", kind="overhead", status=Status.PASSED,
+                               latency=summary(0.1), drops=1,
+                               distributions={"overhead_per_request": summary(0.001)},
+                               generator=GeneratorHealth(0.001, 0.01, 0.2, 1, True)),
+                   target="gw", finished_at=10.0)  # fmt: skip
+    m.observe_failover(0.3, target="gw", phase="failover")
+    m.set_breaker_state(BreakerState.OPEN, target="gw", provider="primary", source="reported")
+    m.set_gateway_process(target="gw", rss_bytes=1e8, cpu_ratio=0.5, open_fds=10, threads=4)
+    m.set_generator(loop_lag_s=0.001, cpu_ratio=0.1)
+    m.init_plan("hourly")
+    m.config_loaded(True, at=1.0)
+    promtool = shutil.which("promtool") or "/usr/bin/promtool"
+    assert Path(promtool).exists(), "promtool is required (Debian package prometheus)"
+    done = subprocess.run([promtool, "check", "metrics"], input=generate_latest(registry),
+                          capture_output=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
