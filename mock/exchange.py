@@ -25,7 +25,6 @@ from soak.tracing import PROVIDER_HEADER, SERVICE_HEADER
 from .faults import ERROR, HANG, MALFORMED, RESET, Decision, decide
 from .metrics import UNKNOWN_PROVIDER
 from .state import MockState, ProviderState
-from .traces import Attempt
 
 log = logging.getLogger("soak.mock")
 MOCK_KEY = web.AppKey("soak_mock_state", MockState)
@@ -186,9 +185,16 @@ class Exchange:
         )
 
     def finish(
-        self, status: int, outcome: str, service_s: float | None = None, **extra: Any
+        self,
+        status: int,
+        outcome: str,
+        service_s: float | None = None,
+        stream: tuple[float, int, int, str] | None = None,
     ) -> None:
-        """Record the attempt and count it; only the first call per request counts."""
+        """Record the attempt and count it; only the first call per request counts.
+
+        `stream` is (first_chunk_s, chunks, tokens, digest) for a streamed answer.
+        """
         if self.done:
             return
         self.done = True
@@ -197,19 +203,20 @@ class Exchange:
         key = (self.endpoint, outcome)
         prov.counts[key] = prov.counts.get(key, 0) + 1
         mock.metrics.request(prov.name, self.endpoint, outcome)
-        mock.traces.add(
-            Attempt(
-                prov.name,
-                self.endpoint,
-                self.nonce,
-                self.arrival,
-                self.elapsed() if service_s is None else service_s,
-                status,
-                outcome,
-                self.fault,
-                **extra,
-            )
+        service = self.elapsed() if service_s is None else service_s
+        record = (
+            prov.name,
+            self.endpoint,
+            self.nonce,
+            self.arrival,
+            service,
+            status,
+            outcome,
+            self.fault,
         )
+        if stream is not None:
+            record += stream
+        mock.traces.add(record)
 
 
 class ConnectionAborted(Exception):

@@ -134,10 +134,7 @@ async def _chat_stream(
                 200,
                 CUT,
                 first_chunk_s,
-                first_chunk_s=first_chunk_s,
-                chunks=1,
-                tokens=1,
-                digest=digest.hexdigest(),
+                stream=(first_chunk_s, 1, 1, digest.hexdigest()),
             )
             abort_connection(request)
             raise ConnectionAborted
@@ -151,10 +148,7 @@ async def _chat_stream(
         200,
         "ok",
         service_s,
-        first_chunk_s=service_s if first_chunk_s is None else first_chunk_s,
-        chunks=n,
-        tokens=n,
-        digest=digest.hexdigest(),
+        stream=(service_s if first_chunk_s is None else first_chunk_s, n, n, digest.hexdigest()),
     )
     buf.append(tail)
     await resp.write("".join(buf).encode() + _DONE)

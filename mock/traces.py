@@ -4,38 +4,29 @@ Every request the mock answers (or fails on purpose) is one attempt. The tester 
 the fact and in batch, which providers saw a nonce and how long each took: that is how it
 observes failover and breakers from outside any gateway. Memory is bounded by `capacity`;
 the oldest attempts fall out first.
+
+Attempts are plain tuples of numbers and strings, and the index holds tuples of them: the
+garbage collector untracks such tuples, so a full ring (100,000 attempts by default) adds
+next to nothing to the collector's pauses, which would otherwise show up as mock latency.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import asdict, dataclass
 from typing import Any
 
+FIELDS = ("provider", "endpoint", "nonce", "arrival", "service_s", "status", "outcome", "fault")
+STREAM_FIELDS = ("first_chunk_s", "chunks", "tokens", "digest")
+_PROVIDER, _NONCE, _ARRIVAL = 0, 2, 3
 
-@dataclass(slots=True)
-class Attempt:
-    """One attempt as the mock saw it. `arrival` is unix seconds on the mock's wall clock."""
+Attempt = tuple[Any, ...]
+"""`FIELDS` (then `STREAM_FIELDS` for streams) in order; `arrival` is unix seconds."""
 
-    provider: str
-    endpoint: str
-    nonce: str | None
-    arrival: float
-    service_s: float
-    status: int
-    outcome: str
-    fault: str | None = None
-    first_chunk_s: float | None = None
-    chunks: int | None = None
-    tokens: int | None = None
-    digest: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        if self.chunks is None:  # stream-only fields stay out of non-stream attempts
-            for key in ("first_chunk_s", "chunks", "tokens", "digest"):
-                del out[key]
-        return out
+def attempt_dict(attempt: Attempt) -> dict[str, Any]:
+    """The control API's view of one attempt (stream fields only for streams)."""
+    names = FIELDS + STREAM_FIELDS if len(attempt) > len(FIELDS) else FIELDS
+    return dict(zip(names, attempt, strict=True))
 
 
 class TraceBuffer:
@@ -44,7 +35,7 @@ class TraceBuffer:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._ring: deque[Attempt] = deque()
-        self._by_nonce: dict[str, deque[Attempt]] = {}
+        self._by_nonce: dict[str, tuple[Attempt, ...]] = {}
         self.recorded = 0
 
     def __len__(self) -> int:
@@ -52,30 +43,32 @@ class TraceBuffer:
 
     def add(self, attempt: Attempt) -> None:
         ring = self._ring
+        index = self._by_nonce
         if len(ring) >= self.capacity:
             old = ring.popleft()
-            if old.nonce is not None:
-                same = self._by_nonce.get(old.nonce)
-                if same:
-                    same.popleft()
-                    if not same:
-                        del self._by_nonce[old.nonce]
+            nonce = old[_NONCE]
+            if nonce is not None:
+                rest = index.get(nonce, ())[1:]
+                if rest:
+                    index[nonce] = rest
+                else:
+                    index.pop(nonce, None)
         ring.append(attempt)
         self.recorded += 1
-        if attempt.nonce is not None:
-            same = self._by_nonce.get(attempt.nonce)
-            if same is None:
-                self._by_nonce[attempt.nonce] = deque((attempt,))
-            else:
-                same.append(attempt)
+        nonce = attempt[_NONCE]
+        if nonce is not None:
+            same = index.get(nonce)
+            index[nonce] = (attempt,) if same is None else (*same, attempt)
 
     def by_nonces(self, nonces: list[str]) -> dict[str, list[dict[str, Any]]]:
         """Attempts per nonce in arrival order; unknown nonces map to an empty list."""
-        out = {}
-        for nonce in nonces:
-            found = self._by_nonce.get(nonce, ())
-            out[nonce] = [a.to_dict() for a in sorted(found, key=lambda a: a.arrival)]
-        return out
+        index = self._by_nonce
+        return {
+            nonce: [
+                attempt_dict(a) for a in sorted(index.get(nonce, ()), key=lambda a: a[_ARRIVAL])
+            ]
+            for nonce in nonces
+        }
 
     def query(
         self, provider: str | None = None, since: float | None = None, limit: int | None = None
@@ -88,9 +81,10 @@ class TraceBuffer:
         found = [
             a
             for a in self._ring
-            if (provider is None or a.provider == provider) and (since is None or a.arrival > since)
+            if (provider is None or a[_PROVIDER] == provider)
+            and (since is None or a[_ARRIVAL] > since)
         ]
-        found.sort(key=lambda a: a.arrival)
+        found.sort(key=lambda a: a[_ARRIVAL])
         if limit is not None:
             found = found[:limit]
-        return [a.to_dict() for a in found]
+        return [attempt_dict(a) for a in found]
