@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import shutil
+import socket
 import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry, start_http_server
 
 from soak.config import describe, load_config
-from soak.metrics import BASE_BUCKETS
+from soak.metrics import BASE_BUCKETS, SoakMetrics, register_default_collectors
 from soak.promql import le_matcher
+from soak.results import Outcome, Result
 from soak.rules import (
     DEFAULT_PHASE_INTERVALS,
     DEFAULT_SLO,
@@ -213,3 +222,78 @@ def test_every_alert_rule_is_unit_tested_fired_and_not_fired(default_rules: dict
 def test_runbook_has_a_section_per_alert(default_rules: dict) -> None:
     headings = set(re.findall(r"^## (Soak\w+)$", ALERTS_DOC.read_text(), flags=re.M))
     assert set(alert_names(default_rules)) <= headings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _api(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+
+
+@pytest.mark.integration
+def test_rules_evaluate_on_real_exposition_in_prometheus(tmp_path: Path) -> None:
+    """A real Prometheus scrapes SoakMetrics and evaluates the generated rules: every rule is
+    healthy, and the overhead alerts go pending exactly for the breached statistics, which
+    proves the `le` matchers match prometheus_client's spelling of the bounds."""
+    prometheus = shutil.which("prometheus") or "/usr/bin/prometheus"
+    assert Path(prometheus).exists(), "prometheus is required (Debian package prometheus)"
+    registry = CollectorRegistry()
+    metrics = SoakMetrics(registry)
+    register_default_collectors(registry)
+    server, _ = start_http_server(0, addr="127.0.0.1", registry=registry)
+    stop = threading.Event()
+
+    def feed() -> None:  # 30 ms of overhead per request: above 5/5/10/20 ms, below 100 ms
+        seq = 0
+        while not stop.wait(0.05):
+            for _ in range(25):
+                seq += 1
+                done = Result(seq, 0.0, 0.0, 0.13, Outcome.OK, provider="primary", service_s=0.1)
+                metrics.observe(done, target="gw", phase="overhead")
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    port = _free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(RULES_FILE)],
+        "scrape_configs": [{"job_name": "soak", "static_configs": [
+            {"targets": [f"127.0.0.1:{server.server_port}"]}]}],
+    }))  # fmt: skip
+    log = (tmp_path / "prometheus.log").open("wb")
+    proc = subprocess.Popen(
+        [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+        stdout=subprocess.DEVNULL, stderr=log,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}/api/v1"
+    query = 'ALERTS{alertname="SoakGatewayOverheadHigh", alertstate="pending"}'
+    pending: set[str] = set()
+    try:
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline and len(pending) < 4:
+            time.sleep(1)
+            with contextlib.suppress(OSError):
+                result = _api(f"{base}/query?query={urllib.parse.quote(query)}")["data"]
+                pending = {a["metric"]["statistic"] for a in result["result"]}
+        rules = _api(f"{base}/rules")["data"]["groups"]
+    finally:
+        stop.set()
+        proc.terminate()
+        proc.wait(timeout=15)
+        log.close()
+        server.shutdown()
+        server.server_close()
+    assert pending == {"mean", "p50", "p90", "p95"}  # p99 < 100 ms holds: no alert
+    unhealthy = [(r["name"], r.get("lastError")) for g in rules for r in g["rules"]
+                 if r["health"] != "ok"]  # fmt: skip
+    assert unhealthy == []
+    assert sum(len(g["rules"]) for g in rules) == len(
+        [r for g in yaml.safe_load(RULES_FILE.read_text())["groups"] for r in g["rules"]]
+    )
