@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -28,7 +29,7 @@ from soak.config_schema import Config
 from soak.history import RunHistory
 from soak.logjson import mask
 from soak.metric_catalogue import buckets_for_slo, check_thresholds_are_buckets
-from soak.metrics import SoakMetrics, register_default_collectors
+from soak.metrics import BREAKER_SOURCES, BreakerState, SoakMetrics, register_default_collectors
 from soak.once import new_run_id
 from soak.reports import render_json
 from soak.reports.progress import Progress
@@ -39,6 +40,10 @@ from soak.server import Controls, DaemonServer
 from soak.summary import PhaseReport, RunReport
 
 log = logging.getLogger(__name__)
+
+
+_BREAKER_STATES = {s.name: s for s in BreakerState}
+"""Timeline state names of a breaker phase's details (CLOSED, HALF_OPEN, OPEN) → gauge value."""
 
 
 class DaemonError(RuntimeError):
@@ -105,6 +110,23 @@ class _PhaseMetrics:
         gen = report.generator
         if gen is not None:
             m.set_generator(loop_lag_s=gen.loop_lag_max, cpu_ratio=gen.cpu_ratio)
+        self._breakers(getattr(report, "details", None) or {})
+
+    def _breakers(self, details: dict[str, Any]) -> None:
+        """Replay a breaker phase's timelines (observed and reported) into the state gauges,
+        so each state change counts one transition."""
+        for source in BREAKER_SOURCES:
+            per_provider = details.get(source)
+            if not isinstance(per_provider, dict):
+                continue  # absent, or "not reported" by this gateway kind
+            for provider, obs in per_provider.items():
+                timeline = obs.get("timeline") if isinstance(obs, dict) else None
+                for _t, name in timeline or ():
+                    state = _BREAKER_STATES.get(name)
+                    if state is not None:
+                        self.metrics.set_breaker_state(
+                            state, target=self.target, provider=provider, source=source
+                        )
 
     def end(self) -> None:
         if self.phase:
