@@ -21,6 +21,8 @@ from .openai_api import chat, embeddings, models
 from .profile import MockConfig
 from .state import MockState
 
+SHUTDOWN_S = 2.0
+"""How long `stop()` lets in-flight requests finish (a hung one would otherwise hold it)."""
 BACKLOG = 4096
 """Listen backlog: a burst of 1,000 new connections must not overflow the accept queue."""
 
@@ -89,7 +91,10 @@ class MockServer:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Listen on `host:port` (0: a free port); returns the port."""
-        runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None)
+        self.state.stopping.clear()
+        runner = web.AppRunner(
+            self.app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_S
+        )
         await runner.setup()
         site = web.TCPSite(runner, host, port, backlog=BACKLOG)
         try:
@@ -104,6 +109,7 @@ class MockServer:
 
     async def stop(self) -> None:
         """Stop listening, clear injected faults (their timers) and close connections."""
+        self.state.stopping.set()
         for prov in self.state.providers.values():
             prov.faults.clear()
         if self._runner is not None:

@@ -33,7 +33,6 @@ HANG_LIMIT = 600.0
 
 _monotonic = time.monotonic
 _wall = time.time
-_sleep = asyncio.sleep
 _JSON = "application/json"
 
 
@@ -147,7 +146,8 @@ class Exchange:
             msg = f"injected fault: {d.status} from mock provider {self.prov.name}"
             return self.error(d.status, msg, f"http_{d.status}", headers)
         if d.kind == HANG:
-            await _sleep(HANG_LIMIT)
+            with contextlib.suppress(TimeoutError):  # until the client or the server gives up
+                await asyncio.wait_for(self.mock.stopping.wait(), HANG_LIMIT)
             return self.reset(request)
         if d.kind == RESET:
             return self.reset(request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from typing import Any
@@ -58,6 +59,8 @@ class MockState:
         }
         self.started = time.time()
         self.sleeper = PreciseSleeper()
+        self.stopping = asyncio.Event()
+        """Set when the server stops: hung requests give up at once."""
 
     def stats(self) -> dict[str, Any]:
         return {

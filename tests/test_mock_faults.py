@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import aiohttp
 import anthropic
@@ -112,6 +113,21 @@ async def test_hang_is_recorded_when_the_client_gives_up(session):
         assert found[0]["outcome"] == "hang"
         assert found[0]["service_s"] >= 0.25
         assert mock.state.providers["p"].in_flight == 0
+
+
+async def test_stop_does_not_wait_for_hung_requests(session):
+    mock = await serve({"p": {"faults": {"hang_rate": 1.0}}})
+    await mock.start()
+    url = f"{mock.url}/p/p/v1/chat/completions"
+    pending = asyncio.ensure_future(session.post(url, json=chat("[soak:r:5]")))
+    while mock.state.providers["p"].in_flight == 0:
+        await asyncio.sleep(0.01)
+    t0 = time.monotonic()
+    await mock.stop()
+    assert time.monotonic() - t0 < 5
+    with pytest.raises(aiohttp.ClientError):
+        await pending
+    assert mock.state.providers["p"].in_flight == 0
 
 
 async def test_reset_closes_the_connection_without_an_answer(session):
