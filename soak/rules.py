@@ -331,6 +331,18 @@ def _recording(phases: Mapping[str, float], opts: AlertOptions) -> list[dict[str
     return rules
 
 
+def schedule_intervals(plans: Iterable[tuple[Iterable[str], float]]) -> dict[str, float]:
+    """{phase: seconds} from (phases of a plan, longest gap between its runs) pairs.
+
+    A phase in several plans gets the shortest gap: it must run at least that often.
+    """
+    intervals: dict[str, float] = {}
+    for phases, gap in plans:
+        for phase in phases:
+            intervals[phase] = min(gap, intervals.get(phase, gap))
+    return intervals
+
+
 def build_rules(
     slo: Mapping[str, Any],
     *,

@@ -61,16 +61,28 @@ def test_build_check_passes() -> None:
         assert (ROOT / "deploy" / "generated" / name).read_text() == (GENERATED / name).read_text()
 
 
-def test_check_fails_on_stale_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_fails_on_stale_files(tmp_path: Path) -> None:
     spec = importlib.util.spec_from_file_location("soak_build", ROOT / "dashboards" / "build.py")
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
-    monkeypatch.setattr(build, "OUT_DIRS", (tmp_path,))
-    assert build.main(["--check"]) == 1  # nothing written yet
-    assert build.main([]) == 0
-    assert build.main(["--check"]) == 0
-    (tmp_path / "soak.rules.yml").write_text("groups: []\n")
-    assert build.main(["--check"]) == 1
+    out = ["--out-root", str(tmp_path)]
+    assert build.main(["--check", *out]) == 1  # nothing written yet
+    assert build.main(out) == 0
+    assert build.main(["--check", *out]) == 0
+    (tmp_path / "deploy" / "generated" / "soak.rules.yml").write_text("groups: []\n")
+    assert build.main(["--check", *out]) == 1
+
+
+def test_schedule_gaps_come_from_cron_and_interval_plans() -> None:
+    spec = importlib.util.spec_from_file_location("soak_build", ROOT / "dashboards" / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    from soak.config_daemon import PlanConfig
+
+    assert build.longest_gap(PlanConfig(name="q", phases=("a",), cron="*/15 * * * *")) == 900
+    weekdays = PlanConfig(name="w", phases=("a",), cron="0 9 * * 1-5")
+    assert build.longest_gap(weekdays) == 3 * 86400  # Friday 09:00 to Monday 09:00
+    assert build.longest_gap(PlanConfig(name="i", phases=("a",), interval=120, jitter=10)) == 130
 
 
 def test_every_soak_metric_in_promql_exists_in_the_catalogue(dashboard: dict, rules: dict) -> None:
