@@ -456,7 +456,8 @@ def test_markdown_renders_the_seeds_resilience_blocks() -> None:
     assert "| Trend after warm-up | 42.00 MB/min |" in md
     assert "## Memory Usage Results (memory) — FAIL" in md
     assert "| ✓ | success ratio >= 95.00 | 97.83 | acceptable |" in md
-    assert "| ✓ | throughput >= 9 req/s | 9.95 req/s | warning |" in md
+    assert "| ✓ | throughput >= 9.00 req/s | 9.95 req/s | warning |" in md
+    assert "- FAIL memory: RSS slope after warm-up = 42.00 MB/min (limit < 15.00 MB/min)" in md
     assert "| ✓ | latency p95 < 5.00 s | 2.35 s | acceptable |" in md
     assert "| · | latency p50 (graded, no gate) | 1123.00 ms | acceptable |" in md
     assert "**Overall: ✓ READY FOR PRODUCTION**" in md

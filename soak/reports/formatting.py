@@ -104,6 +104,10 @@ def stat_value(summary: LatencySummary | None, stat: str) -> float | None:
         return None
 
 
+_TWO_DECIMALS = frozenset({"req/s", "x", "MB/min"})
+"""Units of rates and ratios that read best with two decimals (9.98 req/s, 1.31x)."""
+
+
 def check_parts(check: Check) -> tuple[str, str, str]:
     """(value, threshold, unit) of a check in one display unit, so the two compare at a glance."""
     unit = check.unit or ""
@@ -118,6 +122,8 @@ def check_parts(check: Check) -> tuple[str, str, str]:
         return fmt_pct(check.value).rstrip("%"), fmt_pct(check.threshold).rstrip("%"), "%"
     if unit == "bytes":
         return fmt_mb(check.value)[:-3], fmt_mb(check.threshold)[:-3], "MB"
+    if unit in _TWO_DECIMALS:
+        return fmt_num(check.value, 2), fmt_num(check.threshold, 2), unit
     return _plain(check.value), _plain(check.threshold), unit
 
 
