@@ -60,6 +60,16 @@ def num(x: float) -> str:
     return format(float(x), ".12g")
 
 
+def percent_text(ratio: float) -> str:
+    """A ratio for annotation text: 0.05 → "5%"."""
+    return f"{ratio * 100:.4g}%"
+
+
+def seconds_text(value: float) -> str:
+    """Seconds for annotation text: 0.02 → "20ms", 5 → "5s"."""
+    return f"{value * 1000:.4g}ms" if value < 1 else f"{value:.4g}s"
+
+
 def duration(seconds: float) -> str:
     """Seconds as a Prometheus duration: 1d, 1h, 20m, 90s."""
     s = round(seconds)

@@ -21,6 +21,8 @@ from typing import Any
 
 from soak.metrics import check_thresholds_are_buckets
 from soak.promql import agg, count_above, duration, gated, num, ratio, seconds
+from soak.promql import percent_text as _pct
+from soak.promql import seconds_text as _ms
 
 DEFAULT_SLO: dict[str, dict[str, Any]] = {
     "overhead": {"mean": 0.005, "p50": 0.005, "p90": 0.010, "p95": 0.020, "p99": 0.100},
@@ -74,14 +76,6 @@ class AlertOptions:
     breaker_open_for: str = "15m"
 
 
-def _pct(r: float) -> str:
-    return f"{r * 100:.4g}%"
-
-
-def _ms(s: float) -> str:
-    return f"{s * 1000:.4g}ms" if s < 1 else f"{s:.4g}s"
-
-
 def merge_slo(slo: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The config's SLO block layered over DEFAULT_SLO (section by section, tier by tier)."""
     merged = {k: dict(v) for k, v in DEFAULT_SLO.items()}
@@ -95,18 +89,13 @@ def merge_slo(slo: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
                 into.setdefault(str(key), {}).update(value)
             elif value is not None:
                 into[str(key)] = value
-    for path, value in _leaves(merged):
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ValueError(f"slo.{path}: expected a non-negative number, got {value!r}")
+    for section, body in merged.items():
+        for key, value in body.items():
+            for sub, v in value.items() if isinstance(value, Mapping) else [(None, value)]:
+                if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+                    path = ".".join(str(p) for p in (section, key, sub) if p is not None)
+                    raise ValueError(f"slo.{path}: expected a non-negative number, got {v!r}")
     return merged
-
-
-def _leaves(tree: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            yield from _leaves(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
 
 
 class _Rules:
