@@ -147,8 +147,10 @@ def _rows(slo: Mapping[str, Any]) -> list[tuple[str, list[tuple[int, int, Any]]]
                 (f"soak_gateway_resident_memory_bytes{{{TSEL}}}", "{{instance}} RSS"),
                 (f"predict_linear(soak_gateway_resident_memory_bytes{{{TSEL}}}[1h], 6 * 3600)",
                  "{{instance}} trend +6h")), "bytes")),
-            (8, 8, _series("Gateway CPU", _targets(
-                (f"soak_gateway_cpu_ratio{{{TSEL}}}", "{{instance}}")), "percentunit")),
+            (8, 8, _series("Gateway CPU and 1h average", _targets(
+                (f"soak_gateway_cpu_ratio{{{TSEL}}}", "{{instance}}"),
+                (f"avg_over_time(soak_gateway_cpu_ratio{{{TSEL}}}[1h])",
+                 "{{instance}} 1h average")), "percentunit")),
             (8, 8, _series("Gateway fds and threads", _targets(
                 (f"soak_gateway_open_fds{{{TSEL}}}", "{{instance}} fds"),
                 (f"soak_gateway_threads{{{TSEL}}}", "{{instance}} threads")), "short")),
@@ -170,6 +172,25 @@ def _rows(slo: Mapping[str, Any]) -> list[tuple[str, list[tuple[int, int, Any]]]
             (6, 6, _series("Dropped requests", _targets(
                 ("sum by (phase) (increase(soak_generator_dropped_requests_total"
                  f"{{{SEL}}}[$__rate_interval]))", "{{phase}}")), "short")),
+        ]),
+        ("Scheduler and config", [
+            (6, 6, g.Stat(title="Next scheduled run in", dataSource=DS, format="s",
+                          targets=[_q("min by (plan) (soak_plan_next_run_timestamp_seconds)"
+                                      " - time()", "{{plan}}")],
+                          reduceCalc="lastNotNull", graphMode="none")),
+            (6, 6, _series("Plan runs by status", _targets(
+                ("sum by (plan, status) (increase(soak_plan_runs_total[$__rate_interval]))",
+                 "{{plan}} {{status}}")), "short", drawStyle="bars")),
+            (6, 6, _series("Missed and skipped runs", _targets(
+                ("sum by (plan) (increase(soak_scheduler_missed_runs_total[$__rate_interval]))",
+                 "{{plan}} missed"),
+                ("sum by (plan) (increase(soak_scheduler_skipped_runs_total[$__rate_interval]))",
+                 "{{plan}} skipped")), "short", drawStyle="bars")),
+            (6, 6, g.Stat(title="Config reload", dataSource=DS,
+                          mappings=_mapping((1, "OK", GREEN), (0, "FAILED", RED)),
+                          targets=[_q("min(soak_config_last_reload_successful)", "reload")],
+                          reduceCalc="lastNotNull", graphMode="none", colorMode="background",
+                          thresholds=_steps(RED, (1, GREEN)))),
         ]),
     ]  # fmt: skip
 
