@@ -70,8 +70,9 @@ class AlertOptions:
     """Minimum requests in a window before a ratio or latency alert may fire."""
     judged_phases: tuple[str, ...] = ("sustained", "readiness")
     """Phases held to the success and latency tiers (normal traffic)."""
-    burn_excluded: tuple[str, ...] = ("stress", "breaker", "failover", "capacity")
-    """Phases whose errors are provoked on purpose: left out of the error budget."""
+    burn_excluded: tuple[str, ...] = ("calibration", "stress", "breaker", "failover", "capacity")
+    """Left out of the error budget: calibration bypasses the gateway; the others provoke
+    errors on purpose."""
     memory_window: str = "6h"
     breaker_open_for: str = "15m"
 
