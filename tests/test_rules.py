@@ -201,7 +201,11 @@ def test_deployed_rules_are_the_unit_tested_rules_for_the_deployed_schedule() ->
 
 def test_promtool_check_rules_accepts_generated_and_custom_rules(tmp_path: Path) -> None:
     custom = tmp_path / "custom.rules.yml"
-    slo = {"overhead": {"p99": 0.25}, "tiers": {"p50": {"target": 1, "acceptable": 2}}}
+    # 5e-05 makes the le matcher escape "-" for RE2 (le=~`0\.00005|5e\-05`).
+    slo = {
+        "overhead": {"p50": 5e-05, "p99": 0.25},
+        "tiers": {"p50": {"target": 1, "acceptable": 2}},
+    }
     custom.write_text(yaml.safe_dump(build_rules(slo, phases={"readiness": 300, "overhead": 60})))
     for path in (RULES_FILE, REFERENCE_FILE, custom):
         done = subprocess.run(
