@@ -167,5 +167,8 @@ async def test_each_shard_sends_its_share_to_the_real_mock(tmp_path):
             finally:
                 await ctx.mock.close()
             assert report.params["rate"] == 20.0
+            assert f"shard {index} of 2: this replica sent 1/2 of the configured rate" in (
+                " ".join(report.notes)
+            )
             sent.append(len(run.results))
     assert sent == [20, 20]

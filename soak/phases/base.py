@@ -147,6 +147,11 @@ async def measure(
     )
     if run.stopped:
         report.notes.append("stopped early: the run was interrupted")
+    if cfg.shard.count > 1:
+        report.notes.append(
+            f"shard {cfg.shard.index} of {cfg.shard.count}: this replica sent 1/{cfg.shard.count}"
+            " of the configured rate; Prometheus sums the replicas"
+        )
     if through_gateway and ctx.self_report:
         reported = gateway_reported(before, await ctx.self_report())
         if reported:
