@@ -25,6 +25,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -348,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     for tool in ("nginx", "hey", "taskset"):
         if shutil.which(tool) is None:
             p.error(f"{tool} is not installed (Debian packages nginx, hey, util-linux)")
+    # SIGTERM unwinds like Ctrl-C, so the nginx / mock processes we started are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.sched_setaffinity(0, {GENERATOR_CORE})
     report: dict[str, Any] = {"loops": list(loop_factories()), "cores": os.cpu_count()}
     if not args.skip_ladder:
