@@ -46,7 +46,9 @@ async def test_busy_process_shows_a_high_cpu_ratio() -> None:
     while time.perf_counter() < end:
         pass
     reading = await watch.stop()
-    assert reading.cpu_ratio > 0.3  # a shared machine may deschedule us; idle is ~0.01
+    # a busy thread is either running or waiting for a core others took (shared CI machines)
+    assert reading.cpu_wait is not None
+    assert (reading.cpu + reading.cpu_wait) / reading.wall > 0.8
     assert reading.wall >= 0.2
 
 
