@@ -215,17 +215,21 @@ def test_promtool_check_rules_accepts_generated_and_custom_rules(tmp_path: Path)
         assert "SUCCESS" in done.stdout
 
 
-def test_promtool_unit_tests_pass() -> None:
-    assert RULE_TESTS, "dashboards/tests/*.test.yml missing"
+@pytest.mark.parametrize("test_file", [p.name for p in RULE_TESTS])
+def test_promtool_unit_tests_pass(test_file: str) -> None:
     done = subprocess.run(
-        [promtool(), "test", "rules", *map(str, RULE_TESTS)],
+        [promtool(), "test", "rules", test_file],
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=ROOT,
+        cwd=ROOT / "dashboards" / "tests",
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("SUCCESS") == len(RULE_TESTS)
+    assert "SUCCESS" in done.stdout
+
+
+def test_rule_unit_test_files_exist() -> None:
+    assert len(RULE_TESTS) >= 5, "dashboards/tests/*.test.yml missing"
 
 
 def test_every_alert_rule_is_unit_tested_fired_and_not_fired(default_rules: dict) -> None:
