@@ -97,6 +97,20 @@ def soak_containers(directory: str, command: str) -> list[dict[str, Any]]:
     ]
 
 
+def test_kubectl_embeds_a_kustomize_that_reads_these_files():
+    """`labels:` and components need kustomize v4+; Debian's kubernetes-client 1.20 has v2."""
+    out = subprocess.run(
+        [tool("kubectl", "kubectl"), "version", "--client"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    found = re.search(r"Kustomize Version: v(\d+)\.", out.stdout)
+    assert found, out.stdout + out.stderr
+    assert int(found[1]) >= 5, f"kubectl's kustomize is too old: {out.stdout}"
+
+
 def test_every_kustomization_is_rendered_here():
     found = set()
     for path in DEPLOY.rglob("kustomization.yaml"):

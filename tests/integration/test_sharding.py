@@ -34,6 +34,12 @@ PROMETHEUS = "/usr/bin/prometheus"
 RATE, DURATION = 20.0, 12.0
 """The fleet's rate (req/s) and the phase's length: 240 requests in all, 120 per shard."""
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+RULES = Path(__file__).resolve().parents[2] / "deploy" / "generated" / "soak.rules.yml"
+"""The committed rules: their recording rules must add the shards up too."""
+RECORDED = (
+    "target_phase_outcome:soak_requests:rate5m",
+    "target_phase_le:soak_request_duration_seconds_bucket:rate5m",
+)
 
 
 def free_port() -> int:
@@ -170,6 +176,7 @@ def test_two_shards_add_up_to_one_unsharded_daemon(tmp_path, procs):
         yaml.safe_dump(
             {
                 "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(RULES)],
                 "scrape_configs": [
                     {
                         "job_name": "soak",
@@ -264,6 +271,15 @@ def test_two_shards_add_up_to_one_unsharded_daemon(tmp_path, procs):
         )[""]
         for t in ("sharded", "single")
     }
+    # The committed recording rules (sum by target, phase, ...) see the two shards as one.
+    rules = RULES.read_text()
+    for record in RECORDED:
+        assert f"record: {record}" in rules, record
+        recorded = query(prom, f'sum by (target) ({record}{{phase="overhead"}})')
+        assert recorded["sharded"] == pytest.approx(recorded["single"], rel=0.15), (
+            record,
+            recorded,
+        )
     assert 0.04 <= p50["sharded"] <= 0.25 and 0.04 <= p50["single"] <= 0.25, p50
     assert p50["sharded"] == pytest.approx(p50["single"], rel=0.2), p50
 
