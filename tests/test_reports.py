@@ -461,6 +461,8 @@ def test_markdown_renders_the_seeds_resilience_blocks() -> None:
     assert "| ✓ | latency p95 < 5.00 s | 2.35 s | acceptable |" in md
     assert "| · | latency p50 (graded, no gate) | 1123.00 ms | acceptable |" in md
     assert "**Overall: ✓ READY FOR PRODUCTION**" in md
+    assert "| readiness | readiness | PASS | 10.0s | 500 sent · 100.00% ok · 9.9 rps" in md
+    assert "p99 1.16 s · READY |" in md  # the verdict table and JUnit carry the verdict too
 
 
 def test_markdown_not_ready_and_reported_breaker_states() -> None:
