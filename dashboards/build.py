@@ -21,6 +21,7 @@ import itertools
 import json
 import os
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,6 @@ from soak.rules import (  # noqa: E402
     build_prometheus_rule,
     build_rules,
     merge_slo,
-    schedule_intervals,
 )
 from soak.scheduler import build_trigger  # noqa: E402
 
@@ -78,6 +78,18 @@ def longest_gap(plan: PlanConfig, fires: int = 200) -> float:
         previous, now = fire, fire + timedelta(microseconds=1)
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
     return max(gaps, default=float(plan.interval or 0)) + plan.jitter
+
+
+def schedule_intervals(plans: Iterable[tuple[Iterable[str], float]]) -> dict[str, float]:
+    """{phase: seconds} from (phases of a plan, longest gap between its runs) pairs.
+
+    A phase in several plans gets the shortest gap: it must run at least that often.
+    """
+    intervals: dict[str, float] = {}
+    for phases, gap in plans:
+        for phase in phases:
+            intervals[phase] = min(gap, intervals.get(phase, gap))
+    return intervals
 
 
 def render(config: Path = CONFIG, runbook_base: str = DEFAULT_RUNBOOK_BASE) -> dict[str, str]:

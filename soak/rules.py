@@ -122,19 +122,26 @@ def _latency(
     r: _Rules, name: str, metric: str, phase: str, window: str, stat: str, limit: float,
     minimum: float, severity: str, what: str, **labels: str,
 ) -> None:  # fmt: skip
-    """Mean via _sum/_count; a percentile via the exact share of observations above `limit`."""
+    """Mean via _sum/_count; a percentile via the exact share of observations above `limit`;
+    max: any observation above it."""
     sel = f'phase="{phase}"'
     above, count = count_above(metric, sel, limit, window)
     if stat == "mean":
         expr = f"{ratio(agg('increase', f'{metric}_sum', sel, window), count)}\n> {num(limit)}"
         desc = (f"Mean {what} over the last {window} of the {phase} phase is "
                 f"{{{{ $value | humanizeDuration }}}} (threshold {_ms(limit)}).")  # fmt: skip
-    else:
+    elif stat == "max":
+        expr = f"{above}\n> 0"
+        desc = (f"{{{{ $value | humanize }}}} {phase}-phase requests in the last {window} had "
+                f"{what} above the {_ms(limit)} maximum.")  # fmt: skip
+    elif re.fullmatch(r"p\d+(\.\d+)?", stat) and 0 < float(stat[1:]) < 100:
         allowed = round(1 - float(stat[1:]) / 100, 6)
         expr = f"{ratio(above, count)}\n> {num(allowed)}"
         desc = (f"{{{{ $value | humanizePercentage }}}} of {phase}-phase requests in the last "
                 f"{window} had {what} above {_ms(limit)}; {stat} < {_ms(limit)} allows at most "
                 f"{_pct(allowed)}.")  # fmt: skip
+    else:
+        raise ValueError(f"slo: statistic {stat!r} must be mean, max or pNN (0 < NN < 100)")
     summary = f"{what.capitalize()} {stat} above {_ms(limit)} on {TARGET} ({phase})"
     r.alert(name, gated(expr, count, minimum), "5m", severity, summary, desc,
             statistic=stat, phase=phase, **labels)  # fmt: skip
@@ -319,18 +326,6 @@ def _recording(phases: Mapping[str, float], opts: AlertOptions) -> list[dict[str
         rules.append({"record": f"target:soak_request_errors:ratio_rate{w}",
                       "expr": ratio(errors, total)})  # fmt: skip
     return rules
-
-
-def schedule_intervals(plans: Iterable[tuple[Iterable[str], float]]) -> dict[str, float]:
-    """{phase: seconds} from (phases of a plan, longest gap between its runs) pairs.
-
-    A phase in several plans gets the shortest gap: it must run at least that often.
-    """
-    intervals: dict[str, float] = {}
-    for phases, gap in plans:
-        for phase in phases:
-            intervals[phase] = min(gap, intervals.get(phase, gap))
-    return intervals
 
 
 def build_rules(

@@ -133,6 +133,8 @@ def test_thresholds_come_from_the_slo_block() -> None:
 def test_bad_slo_and_missing_buckets_are_one_line_errors() -> None:
     with pytest.raises(ValueError, match=r"^slo\.overhead\.p95: expected a non-negative number"):
         build_rules({"overhead": {"p95": "20ms"}}, phases={})
+    with pytest.raises(ValueError, match=r"^slo: statistic 'p100' must be mean, max or pNN"):
+        build_rules({"overhead": {"p100": 0.5}}, phases={"overhead": 60})
     with pytest.raises(ValueError, match=r"^phases\.stress: expected an interval"):
         build_rules({}, phases={"stress": 0})
     with pytest.raises(ValueError, match=r"slo\.overhead\.p95: threshold 0\.015s is not a bucket"):
@@ -203,7 +205,7 @@ def test_promtool_check_rules_accepts_generated_and_custom_rules(tmp_path: Path)
     custom = tmp_path / "custom.rules.yml"
     # 5e-05 makes the le matcher escape "-" for RE2 (le=~`0\.00005|5e\-05`).
     slo = {
-        "overhead": {"p50": 5e-05, "p99": 0.25},
+        "overhead": {"p50": 5e-05, "p99": 0.25, "max": 1.0},
         "tiers": {"p50": {"target": 1, "acceptable": 2}},
     }
     custom.write_text(yaml.safe_dump(build_rules(slo, phases={"readiness": 300, "overhead": 60})))
