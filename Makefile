@@ -17,7 +17,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 once: $(VENV)/.installed
-	$(BIN)/soak once
+	@$(BIN)/soak once || { code=$$?; echo "soak once exited $$code (1: an SLO was breached or the run failed," \
+	  "2: usage or config error); the reports say which: soak-results/report.md" >&2; exit $$code; }
 
 system-deps:
 	./scripts/install-system-deps.sh
