@@ -3,7 +3,9 @@ daemon sends, and one real Prometheus adds them up (`sum by (le)`, `sum by (targ
 
 All three daemons run the same overhead phase at the same time against one mock provider on
 loopback (the mock plays the gateway: only the counting matters here); the sharded pair is
-target "sharded", the single daemon target "single". Prometheus scrapes all three every second.
+target "sharded", the single daemon target "single". Shard 0 is told its index by
+SOAK_SHARD_INDEX, shard 1 finds it in HOSTNAME (`llm-soak-1`) as a StatefulSet pod does.
+Prometheus scrapes all three every second and evaluates the committed rules.
 
 Needs the `prometheus` Debian package (/usr/bin/prometheus).
 """
@@ -76,7 +78,11 @@ class Processes:
         self.tmp, self.procs = tmp, []
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("SOAK_SHARD_")}
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("SOAK_SHARD_") and k != "HOSTNAME"
+        }
         base["NO_PROXY"] = "127.0.0.1,localhost"
         with (self.tmp / f"{name}.log").open("wb") as log:  # the child keeps its own copy
             proc = subprocess.Popen(
@@ -197,7 +203,7 @@ def test_two_shards_add_up_to_one_unsharded_daemon(tmp_path, procs):
 
     shard_env = {
         "shard0": {"SOAK_SHARD_INDEX": "0", "SOAK_SHARD_COUNT": "2"},
-        "shard1": {"SOAK_SHARD_INDEX": "1", "SOAK_SHARD_COUNT": "2"},
+        "shard1": {"HOSTNAME": "llm-soak-1", "SOAK_SHARD_COUNT": "2"},  # a StatefulSet pod
         "single": {},
     }
     for name, port in ports.items():
