@@ -53,15 +53,13 @@ def tool(name: str, package: str) -> str:
     return path
 
 
+def run(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, env=env)
+
+
 @cache
 def render(directory: str) -> tuple[dict[str, Any], ...]:
-    out = subprocess.run(
-        [tool("kubectl", "kubectl"), "kustomize", str(ROOT / directory)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    out = run(tool("kubectl", "kubectl"), "kustomize", str(ROOT / directory))
     assert out.returncode == 0, out.stderr
     return tuple(d for d in yaml.safe_load_all(out.stdout) if d)
 
@@ -99,13 +97,7 @@ def soak_containers(directory: str, command: str) -> list[dict[str, Any]]:
 
 def test_kubectl_embeds_a_kustomize_that_reads_these_files():
     """`labels:` and components need kustomize v4+; Debian's kubernetes-client 1.20 has v2."""
-    out = subprocess.run(
-        [tool("kubectl", "kubectl"), "version", "--client"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    out = run(tool("kubectl", "kubectl"), "version", "--client")
     found = re.search(r"Kustomize Version: v(\d+)\.", out.stdout)
     assert found, out.stdout + out.stderr
     assert int(found[1]) >= 5, f"kubectl's kustomize is too old: {out.stdout}"
@@ -150,25 +142,19 @@ def test_prometheus_rule_groups_pass_promtool(directory, tmp_path):
     assert rule["spec"]["groups"] == plain["groups"]
     path = tmp_path / "rules.yml"
     path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
-    out = subprocess.run(
-        [tool("promtool", "prometheus"), "check", "rules", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    out = run(tool("promtool", "prometheus"), "check", "rules", str(path))
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SUCCESS" in out.stdout
 
 
 @pytest.mark.parametrize("config", CONFIGS)
 def test_deploy_configs_pass_soak_check(config):
-    out = subprocess.run(
-        [sys.executable, "-m", "soak", "check", str(ROOT / config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    out = run(
+        sys.executable,
+        "-m",
+        "soak",
+        "check",
+        str(ROOT / config),
         env={"PATH": "/usr/bin:/bin", **SECRET_ENV},
     )
     assert out.returncode == 0, out.stderr
@@ -400,21 +386,9 @@ def test_image_tag_in_deploy_matches_the_package_version():
 def test_alertmanager_example_routes_by_severity(labels, receiver):
     config = DEPLOY / "alertmanager" / "alertmanager.yml"
     amtool = tool("amtool", "prometheus-alertmanager")
-    check = subprocess.run(
-        [amtool, "check-config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    check = run(amtool, "check-config", str(config))
     assert check.returncode == 0, check.stdout + check.stderr
-    out = subprocess.run(
-        [amtool, "config", "routes", "test", f"--config.file={config}", *labels.split()],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    out = run(amtool, "config", "routes", "test", f"--config.file={config}", *labels.split())
     assert out.stdout.strip() == receiver, out.stdout + out.stderr
 
 
