@@ -71,7 +71,7 @@ async def test_openai_json_ok_with_marker_and_overhead(mock, session) -> None:
     assert r.nonce == "[soak:t1:7]"
     assert r.provider == "default"
     assert r.service_s is not None
-    assert 0.019 <= r.service_s < 0.2
+    assert 0.019 <= r.service_s < 1.0
     assert r.overhead is not None
     assert r.overhead >= 0
     assert r.overhead == pytest.approx(r.service_latency - r.service_s)
@@ -101,13 +101,13 @@ async def test_openai_stream_has_ttft_tokens_and_marker(mock, session) -> None:
     assert r.outcome is Outcome.OK
     assert r.first_token is not None
     assert r.ttft is not None
-    assert 0.045 <= r.ttft < 0.5
+    assert 0.045 <= r.ttft <= r.service_latency
     assert r.first_byte is not None
     assert r.first_byte <= r.first_token <= r.end
-    assert r.end - r.first_token >= 0.02  # 5 more tokens 5 ms apart
     assert r.tokens_out == 6
     assert r.provider == "default"
     assert r.service_s is not None
+    assert r.service_s >= 0.07  # 50 ms to the first token + 5 gaps of 5 ms, on the mock's clock
     assert r.overhead is not None
     assert r.overhead >= 0
 
@@ -173,7 +173,7 @@ async def test_hang_is_a_timeout_at_the_client_timeout(mock, session) -> None:
     client = ChatClient(session, url(mock, "hang"), model="m", run_id="t7", timeout=0.3)
     r = await client.send(1, 0.0)
     assert r.outcome is Outcome.TIMEOUT
-    assert 0.29 <= r.service_latency < 1.0
+    assert 0.29 <= r.service_latency < 2.0
 
 
 async def test_reset_is_a_connection_failure(mock, session) -> None:
