@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from soak.breaker import (
@@ -114,7 +115,18 @@ async def run_breaker(ctx: PhaseContext) -> PhaseReport:
     marks: dict[str, float] = {}
     reported: list[tuple[float, dict[str, int] | None]] = []
 
+    loading = asyncio.Event()
+    forward = ctx.observe
+
+    def first_result(result: Result, name: str) -> None:
+        loading.set()
+        if forward is not None:
+            forward(result, name)
+
     async def fault_window() -> None:
+        # the lead counts from the load's first answer, not from a slow pre-phase scrape
+        while not (loading.is_set() or ctx.stop.is_set()):
+            await asyncio.sleep(0.02)
         await _pause(ctx, phase.lead)
         if ctx.stop.is_set():
             return
@@ -132,11 +144,10 @@ async def run_breaker(ctx: PhaseContext) -> PhaseReport:
             reported.append((time.time(), dict(report.breaker) if report else None))
             await asyncio.sleep(phase.scrape_interval)
 
-    started = time.time()
     tasks = [asyncio.create_task(fault_window()), asyncio.create_task(sample_reported())]
     try:
         run, report = await measure(
-            ctx,
+            replace(ctx, observe=first_result),
             name="breaker",
             kind="breaker",
             target=ctx.gateway,
@@ -160,6 +171,7 @@ async def run_breaker(ctx: PhaseContext) -> PhaseReport:
     if "fault_start" in marks and "fault_end" not in marks:
         marks["fault_end"] = time.time()
     requests, trails = await client_trails(ctx, run.results)
+    started = min((r.t for r in requests), default=report.started_at)  # the first send
     start, end = marks.get("fault_start"), marks.get("fault_end")
     rule = WindowRule(window=phase.window, high=phase.closed_share)
     obs = observe(primary, requests, trails, fault_start=start, fault_end=end, rule=rule)

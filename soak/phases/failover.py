@@ -18,6 +18,10 @@ from soak.stats import summarize
 from soak.summary import PhaseReport
 from soak.verdicts import at_least, below, settle
 
+MAX_LISTED = 1000
+"""Failover times listed one by one in `details["times"]` (for histograms); the rest are in the
+summary only."""
+
 
 async def run_failover(ctx: PhaseContext) -> PhaseReport:
     phase, slo = ctx.config.phases.failover, ctx.config.slo.failover
@@ -52,6 +56,7 @@ async def run_failover(ctx: PhaseContext) -> PhaseReport:
         mean=stats.mean,
         min=stats.min,
         max=stats.max,
+        times=[round(t, 6) for t in stats.timed[:MAX_LISTED]],
     )
     tiers = ctx.config.slo.tiers
     report.checks += [
