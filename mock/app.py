@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from .anthropic_api import messages
 from .bedrock_api import BEDROCK, converse
+from .bedrock_stream import SIGV4_KEY, SigV4Log, converse_stream, signed
 from .control import make_control_app
 from .exchange import ANTHROPIC, MOCK_KEY, OPENAI, served
 from .metrics import MockMetrics
@@ -54,6 +55,7 @@ def make_app(
     state = MockState(config, MockMetrics(registry))
     app = web.Application(client_max_size=config.max_body)
     app[MOCK_KEY] = state
+    app[SIGV4_KEY] = SigV4Log()
     r = app.router
     for prefix, fixed in (("/v1", "default"), ("/p/{provider}/v1", None)):
         r.add_post(f"{prefix}/chat/completions", served("chat", OPENAI, chat, fixed))
@@ -62,7 +64,9 @@ def make_app(
         r.add_post(f"{prefix}/messages", served("messages", ANTHROPIC, messages, fixed))
     for prefix, fixed in (("", "default"), ("/p/{provider}", None)):
         path = f"{prefix}/model/{{model_id}}/converse"
-        r.add_post(path, served("converse", BEDROCK, converse, fixed))
+        r.add_post(path, served("converse", BEDROCK, signed(converse), fixed))
+        stream = served("converse_stream", BEDROCK, signed(converse_stream), fixed)
+        r.add_post(f"{path}-stream", stream)
     r.add_get("/metrics", _metrics)
     app.add_subapp("/_mock/", make_control_app(state))
     r.add_route("*", "/{tail:.*}", _not_found)

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from soak.config_capacity import capacity_phase, capacity_slo, describe_capacity
 from soak.config_daemon import parse_daemon
 from soak.config_fields import Secret, Section
 from soak.config_resilience import (
@@ -115,8 +116,11 @@ def load_config(
 
 def _gateway(s: Section, env: Mapping[str, str], base_dir: Path) -> GatewayConfig:
     s.only("name", "kind", "url", "chat_path", "model", "api_key_env", "api_key_file",
-           "generate_key", "headers", "timeout", "managed")  # fmt: skip
+           "generate_key", "headers", "timeout", "managed", "primary_api")  # fmt: skip
     kind = s.choice("kind", GATEWAY_KINDS, "openai")
+    primary_api = s.choice("primary_api", ("openai", "bedrock"), "openai")
+    if primary_api != "openai" and kind != "litellm":
+        s.fail("primary_api", "only for kind litellm", "soak writes the routes of LiteLLM only")
     managed_section = s.section("managed", optional=True)
     managed = _managed(managed_section, env) if managed_section is not None else None
     url = s.url("url", None)
@@ -158,6 +162,7 @@ def _gateway(s: Section, env: Mapping[str, str], base_dir: Path) -> GatewayConfi
         headers=_secret_map(headers, env, _HEADER, "an HTTP header name"),
         timeout=s.duration("timeout", "30s", positive=True),
         managed=managed,
+        primary_api=primary_api,
     )
 
 
@@ -251,7 +256,7 @@ def _request(s: Section) -> RequestConfig:
 
 
 def _phases(s: Section) -> PhasesConfig:
-    s.only("calibration", "overhead", "stress", *PHASE_KEYS)
+    s.only("calibration", "overhead", "stress", *PHASE_KEYS, "capacity")
     cal, over, stress = (s.section(name) for name in ("calibration", "overhead", "stress"))
     assert cal is not None and over is not None and stress is not None
     cal.only("rate", "duration", "latency")
@@ -275,6 +280,7 @@ def _phases(s: Section) -> PhasesConfig:
             timeout=stress.duration("timeout", positive=True),
         ),
         **resilience_phases(s),
+        capacity=capacity_phase(s),
     )
 
 
@@ -288,7 +294,7 @@ def _engine(s: Section) -> EngineConfig:
 
 
 def _slo(s: Section) -> SloConfig:
-    s.only("overhead", "stress", *SLO_KEYS)
+    s.only("overhead", "stress", *SLO_KEYS, "capacity")
     over, stress = s.section("overhead"), s.section("stress")
     assert over is not None and stress is not None
     over.only(*SLO_STATS)
@@ -298,6 +304,7 @@ def _slo(s: Section) -> SloConfig:
         overhead=OverheadSlo(**bounds),
         stress=StressSlo(success_ratio=stress.number("success_ratio", at_most=1.0)),
         **resilience_slos(s),
+        capacity=capacity_slo(s),
     )
 
 
@@ -315,6 +322,9 @@ def describe(config: Config) -> dict[str, Any]:
     }  # fmt: skip
     phases = config.phases
     more_phases, more_slo = describe_resilience(config)
+    more_phases["capacity"], more_slo["capacity"] = describe_capacity(
+        config.phases.capacity, config.slo.capacity
+    )
     return {
         "version": config.version,
         "profile": config.profile,
@@ -324,7 +334,7 @@ def describe(config: Config) -> dict[str, Any]:
             "model": gw.model, "api_key": hidden(gw.api_key), "api_key_env": gw.api_key_env,
             "api_key_file": None if gw.api_key_file is None else str(gw.api_key_file),
             "generate_key": gw.generate_key, "headers": {k: "***" for k in gw.headers},
-            "timeout": gw.timeout, "managed": managed,
+            "timeout": gw.timeout, "managed": managed, "primary_api": gw.primary_api,
         },
         "mock": {
             "url": mock.url, "port": mock.port, "managed": mock.managed,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from soak.config_capacity import DEFAULT_CAPACITY, DEFAULT_CAPACITY_SLO, CapacityPhase, CapacitySlo
 from soak.config_daemon import DEFAULT_DAEMON, DaemonConfig
 from soak.config_fields import Secret
 from soak.config_shard import UNSHARDED, ShardConfig
@@ -63,6 +64,8 @@ class GatewayConfig:
     timeout: float
     """Per-request client timeout."""
     managed: ManagedConfig | None
+    primary_api: str = "openai"
+    """litellm only: the wire of the primary deployment soak writes (`openai` or `bedrock`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +207,7 @@ class PhasesConfig:
     failover: FailoverPhase
     memory: MemoryPhase
     readiness: ReadinessPhase
+    capacity: CapacityPhase = DEFAULT_CAPACITY
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +307,7 @@ class SloConfig:
     readiness: ReadinessSlo
     tiers: Mapping[str, Tier]
     """Metric (`TIER_METRICS`) → its tier bounds; shown per check, never failing one."""
+    capacity: CapacitySlo = DEFAULT_CAPACITY_SLO
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,7 +82,7 @@ async def start_stack(config: Config, workdir: Path, exits: AsyncExitStack) -> S
         mock_url = config.mock.url
 
     gw = config.gateway
-    kind = get_kind(gw.kind)
+    kind = get_kind(gw.kind, **({"primary_api": gw.primary_api} if gw.kind == "litellm" else {}))
     api_key = gw.api_key.reveal() if gw.api_key else None
     if gw.managed is None:
         assert gw.url is not None  # validated: an unmanaged gateway has a URL

@@ -86,6 +86,10 @@ class GatewayKind:
         """The provider the gateway says served a response, from its response headers."""
         return None
 
+    def retries(self, headers: Mapping[str, str]) -> int | None:
+        """Extra attempts the gateway says it made for a response (None: it does not say)."""
+        return None
+
     async def scrape(self, session: Any, base_url: str, api_key: str | None) -> str | None:
         """The gateway's metrics page, or None when it has none (non-2xx, refused, timeout).
 

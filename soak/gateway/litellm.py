@@ -37,6 +37,11 @@ LITELLM_DEFAULT_ALLOWED_FAILS = 3
 """LiteLLM treats this router value as "not set" and falls back to its rate-based cooldown,
 which never cools down a single-deployment group."""
 
+PRIMARY_APIS = ("openai", "bedrock")
+BEDROCK_MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"
+"""The Bedrock model id the primary deployment names (the mock serves any id)."""
+BEDROCK_REGION = "us-east-1"
+_DEPLOYMENT_PREFIX = "soak-deployment-"
 _PROVIDER_IN_URL = re.compile(r"/p/([A-Za-z0-9_.-]{1,64})(?:/|$)")
 _STATE = {0: CLOSED, 1: HALF_OPEN, 2: OPEN}
 
@@ -64,6 +69,7 @@ class LiteLLMKind(GatewayKind):
         request_timeout: float = 30.0,
         workers: int = 1,
         executable: str | None = None,
+        primary_api: str = "openai",
     ) -> None:
         if allowed_fails < 0 or allowed_fails == LITELLM_DEFAULT_ALLOWED_FAILS:
             raise ValueError(
@@ -71,6 +77,11 @@ class LiteLLMKind(GatewayKind):
                 f"single-deployment group (LiteLLM reads {LITELLM_DEFAULT_ALLOWED_FAILS} as unset);"
                 " use another value >= 0"
             )
+        if primary_api not in PRIMARY_APIS:
+            raise ValueError(
+                f"litellm primary_api: unknown API {primary_api!r} (use openai or bedrock)"
+            )
+        self.primary_api = primary_api
         self.allowed_fails = allowed_fails
         self.cooldown_time = cooldown_time
         self.request_timeout = request_timeout
@@ -90,11 +101,14 @@ class LiteLLMKind(GatewayKind):
                     "api_base": f"{base}/p/{provider}/v1",
                     "api_key": "mock",
                 },
-                "model_info": {"id": f"soak-deployment-{provider}"},
+                "model_info": {"id": f"{_DEPLOYMENT_PREFIX}{provider}"},
             }
 
+        first = deployment(model, primary)
+        if self.primary_api == "bedrock":  # the seed's topology: a Bedrock primary, SigV4-signed
+            first["litellm_params"] = bedrock_params(f"{base}/p/{primary}")
         return {
-            "model_list": [deployment(model, primary), deployment(fallback_group, fallback)],
+            "model_list": [first, deployment(fallback_group, fallback)],
             "litellm_settings": {
                 "callbacks": ["prometheus"],
                 "num_retries": 0,
@@ -156,9 +170,23 @@ class LiteLLMKind(GatewayKind):
         return (self.executable,)
 
     def served_by(self, headers: Mapping[str, str], *, primary: str, fallback: str) -> str | None:
-        """From `x-litellm-model-api-base`, the deployment that answered."""
+        """The deployment that answered: `x-litellm-model-api-base` (OpenAI deployments), else
+        `x-litellm-model-id` of a deployment soak wrote (Bedrock ones send no api base)."""
         lowered = {k.lower(): v for k, v in headers.items()}
-        return provider_of(lowered.get("x-litellm-model-api-base"))
+        provider = provider_of(lowered.get("x-litellm-model-api-base"))
+        if provider is None:
+            model_id = lowered.get("x-litellm-model-id", "")
+            if model_id.startswith(_DEPLOYMENT_PREFIX):
+                provider = model_id[len(_DEPLOYMENT_PREFIX) :] or None
+        return provider
+
+    def retries(self, headers: Mapping[str, str]) -> int | None:
+        """Retries plus fallbacks LiteLLM says it made for this response."""
+        lowered = {k.lower(): v for k, v in headers.items()}
+        found = [lowered.get(f"x-litellm-attempted-{n}") for n in ("retries", "fallbacks")]
+        if all(v is None for v in found):
+            return None
+        return sum(int(v) for v in found if v is not None and v.isdigit())
 
     def parse_self_report(self, text: str) -> SelfReport:
         samples = parse_samples(text)
@@ -173,6 +201,18 @@ class LiteLLMKind(GatewayKind):
             rss_bytes=total(samples, "process_resident_memory_bytes"),
             cpu_seconds=total(samples, "process_cpu_seconds_total"),
         )
+
+
+def bedrock_params(endpoint: str) -> dict[str, Any]:
+    """A Bedrock Converse deployment at `endpoint` (the mock's `/p/<provider>`) with fake AWS
+    credentials: LiteLLM signs with SigV4 (the mock checks the header's shape, not the key)."""
+    return {
+        "model": f"bedrock/{BEDROCK_MODEL_ID}",
+        "aws_bedrock_runtime_endpoint": endpoint,
+        "aws_access_key_id": "AKIASOAKMOCK00000000",
+        "aws_secret_access_key": "soak-mock-not-a-secret",
+        "aws_region_name": BEDROCK_REGION,
+    }
 
 
 def deployment_states(samples: list[MetricSample]) -> dict[str, int]:

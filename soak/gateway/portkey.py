@@ -123,3 +123,9 @@ class PortkeyKind(GatewayKind):
         targets = (primary, fallback)
         index = int(match.group(1))
         return targets[index] if index < len(targets) else None
+
+    def retries(self, headers: Mapping[str, str]) -> int | None:
+        """`x-portkey-retry-attempt-count`: retries Portkey made on the target that answered."""
+        lowered = {k.lower(): v for k, v in headers.items()}
+        value = lowered.get("x-portkey-retry-attempt-count", "")
+        return int(value) if value.lstrip("-").isdigit() else None

@@ -1,0 +1,97 @@
+"""The seed's topology through the real LiteLLM proxy: a Bedrock primary, an OpenAI fallback.
+
+LiteLLM signs its Converse calls with SigV4 (fake keys); the mock parses the Authorization
+header's shape and counts it. Tracing works across the translation (nonce in the user text,
+marker back in the chat completion), JSON and streamed (AWS event-stream), and a failing
+Bedrock primary fails over to the OpenAI fallback, which LiteLLM names in its response header.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+from soak.mock.app import MockServer
+from soak.mock.bedrock_stream import SIGV4_KEY
+from soak.mock.profile import MockConfig, Profile
+
+from soak.client import ChatClient
+from soak.gateway.litellm import BEDROCK_REGION, LiteLLMKind
+from soak.gateway.managed import build_managed
+from soak.results import Outcome
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+NAMES = {"primary": "primary", "fallback": "fallback"}
+
+
+async def _traces(session: aiohttp.ClientSession, mock_url: str, nonces: list[str]) -> dict:
+    async with session.post(f"{mock_url}/_mock/traces/query", json={"nonces": nonces}) as resp:
+        assert resp.status == 200
+        return (await resp.json())["traces"]
+
+
+async def test_bedrock_primary_signed_traced_streamed_and_failing_over(tmp_path: Path) -> None:
+    profiles = {name: Profile() for name in ("default", "primary", "fallback")}
+    kind = LiteLLMKind(primary_api="bedrock", cooldown_time=3.0, request_timeout=10)
+    async with MockServer(MockConfig(providers=profiles)) as mock:
+        gw = await build_managed(
+            kind, None, workdir=tmp_path, mock_url=mock.url, model="soak-primary", **NAMES
+        )
+        async with gw.process, aiohttp.ClientSession() as session:
+            headers = kind.request_headers(gw.api_key, mock_url=mock.url, **NAMES)
+            url = f"{gw.url}/v1/chat/completions"
+            client = ChatClient(
+                session, url, model="soak-primary", headers=headers, run_id="br", timeout=20
+            )
+
+            # 1. The Bedrock primary serves: signed, traced, marker back, provider recorded.
+            first = await client.send(1, time.perf_counter())
+            assert first.outcome is Outcome.OK, first
+            assert first.provider == "primary" and first.overhead is not None
+            trace = await _traces(session, mock.url, [first.nonce or ""])
+            assert [(a["provider"], a["endpoint"]) for a in trace[first.nonce]] == [
+                ("primary", "converse")
+            ]
+            sigv4 = mock.app[SIGV4_KEY]
+            assert sigv4.counts["valid"] >= 1 and sigv4.counts["malformed"] == 0
+            scope = sigv4.last_scope
+            assert (scope["region"], scope["service"]) == (BEDROCK_REGION, "bedrock")
+            assert {"host", "x-amz-date"} <= set(scope["signed"])
+            assert len(scope["date"]) == 8
+
+            # 2. Streamed: LiteLLM calls converse-stream and decodes the event stream.
+            streamed = ChatClient(
+                session, url, model="soak-primary", headers=headers, run_id="br", stream=True
+            )
+            chunked = await streamed.send(2, time.perf_counter())
+            assert chunked.outcome is Outcome.OK, chunked
+            assert chunked.provider == "primary" and chunked.ttft is not None
+            trace = await _traces(session, mock.url, [chunked.nonce or ""])
+            assert [a["endpoint"] for a in trace[chunked.nonce]] == ["converse_stream"]
+
+            # 3. LiteLLM names the deployment that answered.
+            body = {"model": "soak-primary", "messages": [{"role": "user", "content": "hi"}]}
+            async with session.post(url, headers=headers, json=body) as resp:
+                assert resp.status == 200
+                assert kind.served_by(resp.headers, **NAMES) == "primary"
+
+            # 4. The Bedrock primary fails: the OpenAI fallback serves every client request.
+            fault = {"faults": {"error_rate": 1.0, "status_mix": {"500": 1}}, "ttl": 60}
+            async with session.post(
+                f"{mock.url}/_mock/providers/primary/faults", json=fault
+            ) as resp:
+                assert resp.status == 200
+            failed_over = [await client.send(seq, time.perf_counter()) for seq in range(3, 9)]
+            assert all(r.outcome is Outcome.OK for r in failed_over), failed_over
+            assert {r.provider for r in failed_over} == {"fallback"}
+            traces = await _traces(session, mock.url, [r.nonce or "" for r in failed_over])
+            first_trail = traces[failed_over[0].nonce]
+            assert [(a["provider"], a["status"]) for a in first_trail] == [
+                ("primary", 500),
+                ("fallback", 200),
+            ]
+            async with session.post(url, headers=headers, json=body) as resp:
+                assert resp.status == 200
+                assert kind.served_by(resp.headers, **NAMES) == "fallback"
