@@ -200,6 +200,7 @@ class Daemon:
         self._current: tuple[RunReport, asyncio.Event] | None = None
         self._stopping = False
         self._shutdown: asyncio.Event | None = None
+        self._tasks: set[asyncio.Task[str | None]] = set()
 
     def _reload_token(self) -> str | None:
         token = self.config.daemon.server.reload_token
@@ -249,7 +250,7 @@ class Daemon:
         handlers = {
             signal.SIGTERM: self.request_stop,
             signal.SIGINT: self.request_stop,
-            signal.SIGHUP: lambda: loop.create_task(self.reload()),
+            signal.SIGHUP: self._reload_soon,
         }
         installed = []
         for sig, handler in handlers.items():
@@ -261,6 +262,11 @@ class Daemon:
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
+
+    def _reload_soon(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._tasks.add(task)  # a strong reference until it is done
+        task.add_done_callback(self._tasks.discard)
 
     async def reload(self) -> str | None:
         """Validate, then swap the config; None on success, else why the old one stays."""
