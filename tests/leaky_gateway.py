@@ -2,7 +2,8 @@
 
 Forwards every request to `--upstream` (e.g. the mock's `/p/primary`) and, with `--leak-kb N`,
 keeps N KB of touched memory per request forever: the memory phase must fail it, and must pass
-the same gateway with `--leak-kb 0`. Prints `leaky gateway listening` once ready.
+the same gateway with `--leak-kb 0`. Serves its own RSS at `/metrics`, as a gateway soak does
+not start would. Prints `leaky gateway listening` once ready.
 Run: python tests/leaky_gateway.py --port P --upstream URL [--leak-kb 200].
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 
 import aiohttp
@@ -41,6 +43,18 @@ async def health(_request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+async def metrics(_request: web.Request) -> web.Response:
+    """Prometheus text with this process's RSS, as client libraries export it."""
+    with open("/proc/self/statm") as statm:
+        rss = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    text = (
+        "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+        "# TYPE process_resident_memory_bytes gauge\n"
+        f"process_resident_memory_bytes {float(rss)}\n"
+    )
+    return web.Response(text=text, content_type="text/plain")
+
+
 async def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
@@ -52,6 +66,7 @@ async def main(argv: list[str]) -> None:
     app[LEAK] = opts.leak_kb * 1024
     app[HELD] = []
     app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
     app.router.add_route("*", "/{tail:.*}", forward)
 
     async def session_ctx(app: web.Application):  # type: ignore[no-untyped-def]

@@ -10,6 +10,9 @@ after the warm-up, so a slow leak fails even when both ratios pass.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -57,20 +60,66 @@ def memory_trend(samples: Sequence[Sample], warmup: float) -> MemoryTrend | None
     )
 
 
+class ReportedRss:
+    """RSS from the gateway's own metrics (`process_resident_memory_bytes`) at 1 Hz, for a
+    gateway soak did not start and cannot watch by PID; the same interface as ProcessWatch."""
+
+    def __init__(self, ctx: PhaseContext, interval: float = 1.0) -> None:
+        self.ctx, self.interval = ctx, interval
+        self.samples: list[Sample] = []
+        self.vanished = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def first(self) -> bool:
+        """Take the initial sample; False when the gateway reports no RSS."""
+        await self._sample()
+        return bool(self.samples)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _sample(self) -> None:
+        report = await self.ctx.self_report() if self.ctx.self_report else None
+        if report is not None and report.rss_bytes:
+            self.samples.append(Sample(time.monotonic(), None, int(report.rss_bytes), 0, 0, 0))
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            await self._sample()
+
+    async def stop(self) -> list[Sample]:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        return list(self.samples)
+
+
+async def _watcher(ctx: PhaseContext) -> tuple[ProcessWatch | ReportedRss | None, str]:
+    """The RSS source: the gateway's process tree by PID, else its own metrics, else none."""
+    pid = ctx.gateway_pid()
+    if pid is not None:
+        return ProcessWatch(pid, interval=1.0), "process tree (psutil, by PID)"
+    reported = ReportedRss(ctx)
+    if await reported.first():
+        return reported, "gateway metrics (process_resident_memory_bytes)"
+    return None, ""
+
+
 async def run_memory(ctx: PhaseContext) -> PhaseReport:
     phase, slo = ctx.config.phases.memory, ctx.config.slo.memory
-    pid = ctx.gateway_pid()
-    if pid is None:
+    await set_mock_latency(ctx, phase.latency)
+    watch, source = await _watcher(ctx)
+    if watch is None:
         return PhaseReport(
             name="memory",
             kind="memory",
             status=Status.SKIPPED,
-            error="the gateway's process is unknown: give gateway.managed so soak starts it "
-            "and watches its RSS",
+            error="the gateway's memory is unknown: give gateway.managed so soak starts it and "
+            "watches its process, or have it serve process_resident_memory_bytes on its metrics",
         )
-    await set_mock_latency(ctx, phase.latency)
-    watch = ProcessWatch(pid, interval=1.0)
-    watch.start()  # first sample now, before the load: the initial RSS
+    watch.start()  # ProcessWatch samples at once: the initial RSS, before the load
     try:
         _, report = await measure(
             ctx,
@@ -94,7 +143,7 @@ async def run_memory(ctx: PhaseContext) -> PhaseReport:
         report.error = "no RSS sample of the gateway was taken"
         report.checks.append(below("memory growth", None, slo.growth, unit="ratio"))
         return settle(report)
-    report.details.update(asdict(trend))
+    report.details.update(asdict(trend), source=source)
     report.details["rss_series"] = [[round(s.t - samples[0].t, 2), s.rss] for s in samples]
     report.checks += [
         tiered(

@@ -4,12 +4,13 @@ gateway that leaks per request failing the memory phase that its leak-free twin 
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from once_helpers import ROOT, run_once
+from once_helpers import ROOT, free_port, run_once
 
 pytestmark = pytest.mark.integration
 
@@ -93,6 +94,7 @@ def test_memory_phase_fails_a_leaking_gateway_only(
     memory = done.phase("memory")
     d = memory["details"]
     assert d["samples"] >= 8 and d["initial"] > 10e6
+    assert d["source"] == "process tree (psutil, by PID)"
     checks = {c["name"]: c for c in memory["checks"]}
     slope = checks["RSS slope after warm-up"]
     if passes:
@@ -104,3 +106,29 @@ def test_memory_phase_fails_a_leaking_gateway_only(
         assert memory["status"] == "failed" and not slope["passed"]
         assert d["slope_mb_per_min"] > 100 and d["final"] - d["initial"] > 25e6
         assert done.code == 1
+
+
+def test_memory_of_a_gateway_soak_did_not_start_comes_from_its_metrics(tmp_path: Path) -> None:
+    mock_port, gateway_port = free_port(), free_port()
+    upstream = f"http://127.0.0.1:{mock_port}/p/primary"
+    argv = [sys.executable, str(LEAKY), "--port", str(gateway_port),
+            "--upstream", upstream, "--leak-kb", "300"]  # fmt: skip
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as gateway:
+        try:
+            assert gateway.stdout is not None and "listening" in gateway.stdout.readline()
+            config = {
+                "version": 1,
+                "gateway": {"kind": "openai", "url": f"http://127.0.0.1:{gateway_port}",
+                            "model": "soak-model", "timeout": "5s"},
+                "mock": {"port": mock_port},
+                "phases": {"memory": {"requests": 120, "concurrency": 6, "latency": "500ms",
+                                      "warmup": "3s"}},
+            }  # fmt: skip
+            done = run_once(tmp_path, config, "--phases", "memory", timeout=90)
+        finally:
+            gateway.terminate()  # the with block waits for it and closes its pipe
+    memory = done.phase("memory")
+    d = memory["details"]
+    assert d["source"] == "gateway metrics (process_resident_memory_bytes)"
+    assert d["samples"] >= 8 and d["slope_mb_per_min"] > 100
+    assert memory["status"] == "failed" and done.code == 1
