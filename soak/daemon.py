@@ -38,11 +38,15 @@ from soak.reports.progress import Progress
 from soak.results import Result
 from soak.runner import run_plan
 from soak.scheduler import PlanScheduler
+from soak.selfwatch import SelfWatch
 from soak.server import Controls, DaemonServer
 from soak.summary import PhaseReport, RunReport
 
 log = logging.getLogger(__name__)
 
+
+SELF_WATCH_WINDOW = 5.0
+"""Seconds per reading of the daemon's own loop lag and CPU (soak_generator_* gauges)."""
 
 _BREAKER_STATES = {s.name: s for s in BreakerState}
 """Timeline state names of a breaker phase's details (CLOSED, HALF_OPEN, OPEN) → gauge value."""
@@ -109,9 +113,6 @@ class _PhaseMetrics:
                 open_fds=proc.fds_peak,
                 threads=proc.threads_peak,
             )
-        gen = report.generator
-        if gen is not None:
-            m.set_generator(loop_lag_s=gen.loop_lag_max, cpu_ratio=gen.cpu_ratio)
         self._breakers(getattr(report, "details", None) or {})
 
     def _breakers(self, details: dict[str, Any]) -> None:
@@ -201,6 +202,7 @@ class Daemon:
         self._stopping = False
         self._shutdown: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[str | None]] = set()
+        self.self_watch_window = SELF_WATCH_WINDOW
 
     def _reload_token(self) -> str | None:
         token = self.config.daemon.server.reload_token
@@ -220,10 +222,24 @@ class Daemon:
         self.scheduler.start(self.config.daemon.schedule)
         log.info("listening on http://%s:%d", self.host, port, extra={"listen": self.listen})
         on_listening(self.host, port)
+        watch = asyncio.create_task(self._watch_self(), name="selfwatch")
         with self._signals():
             await self._shutdown.wait()
+        watch.cancel()
         await self._stop()
         return 0
+
+    async def _watch_self(self) -> None:
+        """The daemon's own event-loop lag and CPU share, per window, into the generator
+        gauges: live, idle or not (a starved tester skews every figure it exports)."""
+        while True:
+            watch = SelfWatch(interval=0.1)
+            watch.start()
+            try:
+                await asyncio.sleep(self.self_watch_window)
+            finally:
+                reading = await watch.stop()
+            self.metrics.set_generator(loop_lag_s=reading.loop_lag_max, cpu_ratio=reading.cpu_ratio)
 
     def request_stop(self) -> None:
         if self._shutdown is not None:

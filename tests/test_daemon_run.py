@@ -40,12 +40,14 @@ async def test_a_scheduled_run_lands_in_metrics_and_history(tmp_path: Path) -> N
     async with MockServer(MockConfig(providers=providers)) as mock:
         source = ConfigSource(write_config(tmp_path / "soak.yaml", mock.url))
         daemon = Daemon(source, source.load(), listen="127.0.0.1:0", data_dir=tmp_path / "d")
+        daemon.self_watch_window = 0.05
         task = asyncio.create_task(daemon.run())
         reg = daemon.registry
         for _ in range(400):
             if reg.get_sample_value("soak_plan_runs_total", {"plan": "tiny", "status": "passed"}):
                 break
             await asyncio.sleep(0.025)
+        assert reg.get_sample_value("soak_generator_cpu_ratio") > 0  # the live self-watch
         (run,) = daemon.history.runs()
         full = daemon.history.get(run["id"])
         (phase,) = full["report"]["phases"]
