@@ -18,11 +18,13 @@ from soak.client import make_session
 from soak.config_schema import Config
 from soak.mockctl import MockControl, MockControlError
 from soak.phases import (
+    ON_DEMAND,
     PHASES,
     PhaseContext,
     Target,
     run_breaker,
     run_calibration,
+    run_capacity,
     run_failover,
     run_memory,
     run_overhead,
@@ -45,6 +47,7 @@ RUNNERS: dict[str, Runner] = {
     "failover": run_failover,
     "memory": run_memory,
     "readiness": run_readiness,
+    "capacity": run_capacity,
 }
 """Phase name → coroutine running it; `PHASES` gives the order."""
 
@@ -56,7 +59,7 @@ class PlanError(ValueError):
 def select_phases(only: Sequence[str] | None) -> list[str]:
     """The phases to run, in canonical order; an unknown name is a `PlanError`."""
     if not only:
-        return list(PHASES)
+        return [p for p in PHASES if p not in ON_DEMAND]
     unknown = [p for p in only if p not in RUNNERS]
     if unknown:
         raise PlanError(f"unknown phase {unknown[0]!r} (use {', '.join(PHASES)})")

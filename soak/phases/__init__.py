@@ -5,6 +5,7 @@ The order and names are fixed here; the numbers come from the config.
 
 from soak.phases.base import PhaseContext, Target
 from soak.phases.breaker import run_breaker
+from soak.phases.capacity import run_capacity
 from soak.phases.failover import run_failover
 from soak.phases.memory import run_memory
 from soak.phases.overhead import run_calibration, run_overhead
@@ -21,15 +22,20 @@ PHASES = (
     "failover",
     "memory",
     "readiness",
+    "capacity",
 )
 """Phases `soak once` runs, in order."""
+ON_DEMAND = ("capacity",)
+"""Phases only run when named (`--phases capacity`, a schedule plan): the search takes minutes."""
 
 __all__ = [
+    "ON_DEMAND",
     "PHASES",
     "PhaseContext",
     "Target",
     "run_breaker",
     "run_calibration",
+    "run_capacity",
     "run_failover",
     "run_memory",
     "run_overhead",

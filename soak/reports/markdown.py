@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from soak.reports.capacity_md import capacity_section
 from soak.reports.formatting import (
     NA,
     STAT_LABELS,
@@ -314,6 +315,7 @@ def render_markdown(run: RunReport) -> str:
         _overhead,
         _stress,
         *RESILIENCE_SECTIONS,
+        capacity_section,
         _other_latencies,
         _process,
         _checks,
