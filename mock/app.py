@@ -21,6 +21,7 @@ from .metrics import MockMetrics
 from .openai_api import chat, embeddings, models
 from .profile import MockConfig
 from .state import MockState
+from .timing import PreciseSleeper
 
 SHUTDOWN_S = 2.0
 """How long `stop()` lets in-flight requests finish (a hung one would otherwise hold it)."""
@@ -96,6 +97,8 @@ class MockServer:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Listen on `host:port` (0: a free port); returns the port."""
         self.state.stopping.clear()
+        if self.state.sleeper.closed:  # started again after a stop
+            self.state.sleeper = PreciseSleeper()
         runner = web.AppRunner(
             self.app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_S
         )
@@ -119,6 +122,7 @@ class MockServer:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+        self.state.sleeper.close()
 
     async def __aenter__(self) -> MockServer:
         await self.start(self.host, self.port)

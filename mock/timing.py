@@ -2,10 +2,10 @@
 
 Draws use the provider's seeded RNG, so a run is reproducible. Sleeping is precise: event-loop
 timers are only millisecond-accurate (epoll rounds timeouts up to whole milliseconds; libuv
-keeps time in milliseconds), which alone would add 0–2 ms to every configured latency. So each
-sleeper waits on an ordinary timer until `margin` before its deadline and then hands over to
-one shared poller task that releases sleepers as their deadlines pass, yielding to the loop
-between checks. Only the final `margin` is polled, and by one task however many requests wait.
+keeps time in milliseconds), which alone would add 0–2 ms to every configured latency. So all
+sleepers share one Linux timerfd armed for the earliest deadline (epoll wakes on it within
+microseconds, and the process sleeps in between); elsewhere each sleeper waits on a loop timer
+until `margin` before its deadline and one shared task polls the rest.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import random
 import time
 
 from .profile import Latency
+from .timerfd import TimerFd
 
 _monotonic = time.monotonic
 
@@ -45,16 +46,74 @@ def is_zero(latency: Latency) -> bool:
 
 
 class PreciseSleeper:
-    """`await sleeper.until(deadline)` returns within microseconds after `deadline`."""
+    """`await sleeper.until(deadline)` returns within microseconds after `deadline`.
 
-    def __init__(self, margin: float = 0.0015) -> None:
+    With a timerfd (Linux), all sleepers share one descriptor armed for the earliest deadline:
+    the process sleeps until exactly then. Without one, each sleeper waits on a loop timer
+    until `margin` before its deadline and a shared task polls the rest.
+    """
+
+    def __init__(self, margin: float = 0.0015, use_timerfd: bool = True) -> None:
         self.margin = margin
         self._heap: list[tuple[float, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
         self._poller: asyncio.Task[None] | None = None
+        self._timer = TimerFd.create() if use_timerfd else None
+        self._armed = math.inf
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.closed = False
 
     async def until(self, deadline: float) -> None:
         """Sleep until `deadline` on the monotonic clock (returns at once when it has passed)."""
+        if self._timer is None:
+            await self._until_polled(deadline)
+            return
+        if _monotonic() >= deadline:
+            return
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(self._timer.fileno())
+            loop.add_reader(self._timer.fileno(), self._fire)
+            self._loop = loop
+        fut: asyncio.Future[None] = loop.create_future()
+        heapq.heappush(self._heap, (deadline, next(self._seq), fut))
+        if deadline < self._armed:
+            self._armed = deadline
+            self._timer.arm(deadline)
+        await fut
+
+    def _fire(self) -> None:
+        """The timerfd is readable: release every due sleeper, arm for the next one."""
+        timer = self._timer
+        assert timer is not None
+        timer.clear()
+        heap = self._heap
+        now = _monotonic()
+        while heap and heap[0][0] <= now:
+            fut = heapq.heappop(heap)[2]
+            if not fut.done():  # a cancelled sleeper leaves a done future behind
+                fut.set_result(None)
+        if heap:
+            self._armed = heap[0][0]
+            timer.arm(self._armed)
+        else:
+            self._armed = math.inf
+
+    def close(self) -> None:
+        """Release the timerfd (sleepers still waiting are cancelled)."""
+        for _, _, fut in self._heap:
+            fut.cancel()
+        self._heap.clear()
+        if self._timer is not None:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(self._timer.fileno())
+            self._timer.close()
+            self._timer = None
+        self._loop = None
+        self.closed = True
+
+    async def _until_polled(self, deadline: float) -> None:
         coarse = deadline - _monotonic() - self.margin
         if coarse > 0:
             await asyncio.sleep(coarse)
@@ -74,7 +133,7 @@ class PreciseSleeper:
                 now = _monotonic()
                 while heap and heap[0][0] <= now:
                     fut = heapq.heappop(heap)[2]
-                    if not fut.done():  # a cancelled sleeper leaves a done future behind
+                    if not fut.done():
                         fut.set_result(None)
                 await asyncio.sleep(0)
         finally:

@@ -34,3 +34,25 @@ async def test_cancelled_sleeper_does_not_stall_the_others():
     assert time.monotonic() >= now + 0.35
     assert victim.cancelled()
     await sleeper.until(time.monotonic() - 1)  # a past deadline returns at once
+
+
+async def test_polling_fallback_never_wakes_early():
+    sleeper = PreciseSleeper(use_timerfd=False)
+    late: list[float] = []
+
+    async def one(delay: float) -> None:
+        deadline = time.monotonic() + delay
+        await sleeper.until(deadline)
+        late.append(time.monotonic() - deadline)
+
+    await asyncio.gather(*(one(0.003 + i * 0.0005) for i in range(20)))
+    assert len(late) == 20 and min(late) >= 0
+
+
+async def test_close_cancels_waiting_sleepers_and_releases_the_timer():
+    sleeper = PreciseSleeper()
+    waiting = asyncio.ensure_future(sleeper.until(time.monotonic() + 30))
+    await asyncio.sleep(0.01)
+    sleeper.close()
+    await asyncio.sleep(0)
+    assert waiting.cancelled()
