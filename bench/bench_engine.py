@@ -10,7 +10,8 @@
    per second at 1 s mock latency, i.e. ~1,000 requests in flight; the target is 100% success.
 
 Every load is bounded in time; traffic stays on 127.0.0.1. Run:
-    /work/venv/bin/python bench/bench_engine.py [--quick] [--json-out FILE]
+    /work/venv/bin/python bench/bench_engine.py [--rates 1000,2000,...] [--skip-ladder]
+        [--skip-inflight] [--json-out FILE]
 """
 
 from __future__ import annotations
@@ -337,8 +338,8 @@ def ladder(url: str, rates: list[float], duration: float, workers: int) -> dict[
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rates", default="1000,1500,2000,2500,3000,3500,4000,4500,5000")
-    p.add_argument("--duration", type=float, default=5.0)
+    p.add_argument("--rates", default="1000,2000,3000,4000,5000,6000,7000,8000")
+    p.add_argument("--duration", type=float, default=4.0)
     p.add_argument("--hey-workers", type=int, default=50)
     p.add_argument("--inflight-rate", type=float, default=1000.0)
     p.add_argument("--inflight-duration", type=float, default=3.0)
