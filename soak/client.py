@@ -50,10 +50,31 @@ def make_session(max_connections: int, timeout: float) -> aiohttp.ClientSession:
     )
 
 
+GATEWAY_HEADERS = (
+    "x-litellm-model-api-base",
+    "x-litellm-model-id",
+    "x-litellm-attempted-retries",
+    "x-litellm-attempted-fallbacks",
+    "x-portkey-last-used-option-index",
+    "x-portkey-retry-attempt-count",
+)
+"""Response headers in which gateways say which target served and how often they retried
+(kept per Result for the gateway-said vs mock-saw comparison; values cut to 200 characters)."""
+
+
+def gateway_headers(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...] | None:
+    """The `GATEWAY_HEADERS` present in `headers`, or None."""
+    found = tuple(
+        (name, value[:200]) for name in GATEWAY_HEADERS if (value := headers.get(name)) is not None
+    )
+    return found or None
+
+
 class _Read:
     """What one response delivered so far; kept when the response breaks off."""
 
-    __slots__ = ("first_byte", "first_token", "nbytes", "provider", "service_s", "status", "tokens")
+    __slots__ = ("first_byte", "first_token", "gateway", "nbytes", "provider", "service_s",
+                 "status", "tokens")  # fmt: skip
 
     def __init__(self) -> None:
         self.status = 0
@@ -63,6 +84,7 @@ class _Read:
         self.tokens = 0
         self.provider: str | None = None
         self.service_s: float | None = None
+        self.gateway: tuple[tuple[str, str], ...] | None = None
 
     def mark(self, text: str, headers: Mapping[str, str], soak: Any) -> None:
         """Served-by provider and service time: content marker, else headers, else body field."""
@@ -142,6 +164,7 @@ class ChatClient:
             ) as resp:
                 read.first_byte = clock()
                 read.status = status = resp.status
+                read.gateway = gateway_headers(resp.headers)
                 if not 200 <= status < 300:
                     read.nbytes = len(await resp.read())
                     outcome = Outcome.from_status(status)
@@ -178,6 +201,7 @@ class ChatClient:
             read.provider if ok else None,
             read.service_s if ok else None,
             nonce,
+            read.gateway,
         )
 
     async def _read_json(self, resp: aiohttp.ClientResponse, read: _Read) -> Outcome:

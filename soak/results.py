@@ -57,6 +57,9 @@ class Result:
     service_s: float | None = None
     """The mock's own service time for the serving attempt, from its marker."""
     nonce: str | None = None
+    gateway_headers: tuple[tuple[str, str], ...] | None = None
+    """The gateway's own response headers about routing (a fixed, bounded allowlist in
+    `soak.client.GATEWAY_HEADERS`: which target it says served, its retries); None: none sent."""
 
     @property
     def ok(self) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from soak.client import make_session
 from soak.config_schema import Config
+from soak.gateway.said import GatewaySaid
 from soak.mockctl import MockControl, MockControlError
 from soak.phases import (
     ON_DEMAND,
@@ -89,6 +90,7 @@ async def run_plan(
         scrape_session = make_session(2, 10.0)
         exits.push_async_callback(scrape_session.close)
         exits.push_async_callback(_clear_faults, mock)
+        said = GatewaySaid(stack.kind, config.mock.primary, config.mock.fallback)
         ctx = PhaseContext(
             config=config,
             run_id=run.run_id,
@@ -99,7 +101,7 @@ async def run_plan(
             gateway=gateway_target(config, stack),
             gateway_pid=stack.gateway_pid,
             restart_gateway=stack.restart_gateway,
-            observe=observe,
+            observe=said.observe(observe),  # the gateway's say per request, then `observe`
             self_report=lambda: stack.kind.self_report(
                 scrape_session, stack.gateway_url, stack.api_key
             ),
@@ -109,6 +111,7 @@ async def run_plan(
                 run.aborted = True
                 break
             for report in await _run_one(ctx, name, stack):
+                await said.attach(report, ctx.self_report)  # next to what the mock saw
                 run.phases.append(report)
                 progress.phase_finished(report)
                 on_phase(report)

@@ -33,6 +33,7 @@ from soak.reports.formatting import (
     status_word,
     untrusted_phases,
 )
+from soak.reports.gateway_md import gateway_section
 from soak.reports.resilience_md import SECTIONS as RESILIENCE_SECTIONS
 from soak.results import Outcome
 from soak.summary import LatencySummary, PhaseReport, RunReport
@@ -316,6 +317,7 @@ def render_markdown(run: RunReport) -> str:
         _stress,
         *RESILIENCE_SECTIONS,
         capacity_section,
+        gateway_section,
         _other_latencies,
         _process,
         _checks,
