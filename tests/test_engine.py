@@ -242,6 +242,22 @@ async def test_stop_event_ends_sending_early_and_drains() -> None:
     assert all(r.ok for r in run.results)
 
 
+async def test_stop_is_noticed_while_waiting_for_a_distant_due_time() -> None:
+    stop = asyncio.Event()
+
+    async def stop_later() -> None:
+        await vt.sleep(1.0)
+        stop.set()
+
+    async with VirtualTime() as vt:
+        stopper = asyncio.ensure_future(stop_later())
+        run = await run_virtual(vt, LoadSpec(rate=0.1, count=5), fake_sender(vt), stop=stop)
+        await stopper
+    assert run.stopped
+    assert run.sent == 1  # request 1 was due at 10 s
+    assert run.elapsed <= 1.25 + 1e-9
+
+
 async def test_a_sender_that_raises_becomes_a_bad_response_not_a_crash() -> None:
     async def broken(seq: int, intended: float) -> Result:
         if seq % 2:
