@@ -78,6 +78,8 @@ class LoadRun:
     """Requests started (dispatched to `send`)."""
     drops: int = 0
     """Due requests not sent because `max_inflight` requests were already in flight."""
+    peak_inflight: int = 0
+    """Most requests in flight at once (the stress phase's ~rate × latency)."""
     elapsed: float = 0.0
     first_send: float = 0.0
     last_send: float = 0.0
@@ -200,6 +202,8 @@ async def run_load(
                 run.drops += 1
                 continue
             inflight += 1
+            if inflight > run.peak_inflight:
+                run.peak_inflight = inflight
             task = create_task(one(seq, due))
             tasks.add(task)
             task.add_done_callback(tasks.discard)

@@ -129,6 +129,7 @@ async def test_slow_answers_do_not_slow_the_arrivals() -> None:
         log: list[tuple[int, float]] = []
         run = await run_virtual(vt, LoadSpec(rate=10, duration=2.0), fake_sender(vt, 5.0, log))
     assert run.sent == 20
+    assert run.peak_inflight == 20  # every request still waiting when the last went out
     assert [sent for _, sent in log] == pytest.approx([i / 10 for i in range(20)])
     assert all(r.ok for r in run.results)
     assert [r.latency for r in run.results] == pytest.approx([5.0] * 20)
@@ -156,6 +157,7 @@ async def test_full_in_flight_cap_drops_and_counts_instead_of_queueing() -> None
         spec = LoadSpec(rate=100, duration=0.5, max_inflight=5)
         run = await run_virtual(vt, spec, fake_sender(vt, 1.0))
     assert run.sent == 5
+    assert run.peak_inflight == 5
     assert run.drops == 45
     assert run.scheduled == 50
     assert len(run.results) == 5
@@ -171,6 +173,7 @@ async def test_cap_frees_up_as_answers_come_back() -> None:
         spec = LoadSpec(rate=10, duration=3.0, max_inflight=3)
         run = await run_virtual(vt, spec, fake_sender(vt, 0.25))
     assert (run.sent, run.drops) == (30, 0)
+    assert run.peak_inflight == 3
 
 
 async def test_drain_timeout_cancels_and_counts_timeouts() -> None:
@@ -377,3 +380,4 @@ async def test_in_flight_bound_against_the_mock() -> None:
         level += step
         peak = max(peak, level)
     assert peak == 10  # the cap was reached and never exceeded
+    assert run.peak_inflight == 10
