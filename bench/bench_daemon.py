@@ -148,13 +148,14 @@ def section(r: dict[str, float]) -> str:
     verdict = "PASS" if r["growth"] < LIMIT else "FAIL"
     return f"""{HEADING}
 
-Measured by `python bench/bench_daemon.py` on {datetime.now(UTC):%Y-%m-%d} (2 shared cores).
-The daemon is `soak run` in its own process; `/metrics` is scraped once a second throughout.
+Measured by `python bench/bench_daemon.py` on {datetime.now(UTC):%Y-%m-%d} (2 shared cores;
+CPU as a share of one core). The daemon is `soak run` in its own process; `/metrics` is
+scraped once a second throughout.
 
 | quantity | value |
 |---|---|
 | idle RSS (no run for an hour, {r["idle_s"]:.0f} s measured) | {r["idle_rss"] / mb:.1f} MiB |
-| idle CPU (scheduler + HTTP server + 1 scrape/s) | {r["idle_cpu"] * 100:.2f}% of one core |
+| idle CPU (scheduler, HTTP server, self-watch at 10 Hz, 1 scrape/s) | {r["idle_cpu"]:.2%} |
 | RSS after {WARMUP_RUNS} warm-up runs | {r["warm_rss"] / mb:.1f} MiB |
 | RSS after {r["runs"]:.0f} runs | {r["final_rss"] / mb:.1f} MiB (peak {r["peak_rss"] / mb:.1f}) |
 | growth from warm-up to the end (limit < {LIMIT:.0%}) | {r["growth"]:+.1%} — {verdict} |
