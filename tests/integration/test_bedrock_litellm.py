@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from once_helpers import run_once
 from soak.mock.app import MockServer
 from soak.mock.bedrock_stream import SIGV4_KEY
 from soak.mock.profile import MockConfig, Profile
@@ -22,7 +23,7 @@ from soak.gateway.litellm import BEDROCK_REGION, LiteLLMKind
 from soak.gateway.managed import build_managed
 from soak.results import Outcome
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 NAMES = {"primary": "primary", "fallback": "fallback"}
 
 
@@ -95,3 +96,55 @@ async def test_bedrock_primary_signed_traced_streamed_and_failing_over(tmp_path:
             async with session.post(url, headers=headers, json=body) as resp:
                 assert resp.status == 200
                 assert kind.served_by(resp.headers, **NAMES) == "fallback"
+
+
+def test_soak_once_seed_topology_failover_breaker_and_capacity(tmp_path: Path) -> None:
+    """`soak once` on the embedded default's gateway (LiteLLM, Bedrock primary, OpenAI
+    fallback) with short phases: failover and breaker see a failing Bedrock primary."""
+    config = {
+        "version": 1,
+        "gateway": {
+            "name": "litellm",
+            "kind": "litellm",
+            "primary_api": "bedrock",
+            "generate_key": True,
+            "timeout": "15s",
+            "managed": {"command": [], "ready_timeout": "90s"},
+        },
+        "phases": {
+            "overhead": {"rate": 10, "duration": "3s", "latency": "20ms"},
+            "failover": {"requests": 8, "rate": 4, "latency": "20ms"},
+            "breaker": {"rate": 10, "duration": "16s", "latency": "20ms", "lead": "2s",
+                        "fault": "4s", "window": "1s", "closed_share": 0.9,
+                        "scrape_interval": "1s"},
+            "capacity": {"start": 10, "factor": 2, "max_rate": 80, "step_duration": "2s",
+                         "budget": "25s", "latency": "20ms", "timeout": "5s", "bisect": 0,
+                         "pause": "500ms"},
+        },
+    }  # fmt: skip
+    done = run_once(tmp_path, config, "--phases", "overhead,failover,breaker,capacity")
+    assert done.code in (0, 1), done.stderr[-2000:]
+    report = done.report
+    assert report["error"] is None
+    names = [p["name"] for p in report["phases"]]
+    assert names == ["failover", "breaker", "capacity"] or names[0] == "overhead", names
+
+    overhead = done.phase("overhead")
+    assert overhead["success_ratio"] == 1.0
+    assert overhead["details"]["gateway_said"]["said"] == {"primary": overhead["completed"]}
+    assert overhead["params"]["gateway_reported"]["requests"] >= overhead["completed"]
+
+    failover = done.phase("failover")
+    d = failover["details"]
+    assert d["failed_over"] == 8 and d["client_errors"] == 0, d
+    said = d["gateway_said"]
+    assert said["saw"] == {"fallback": 8} and said["disagree"] == 0, said
+
+    breaker = done.phase("breaker")
+    assert breaker["success_ratio"] >= 0.99, breaker["outcomes"]
+    assert breaker["details"]["gateway_said"]["saw"].get("fallback", 0) >= 10
+
+    capacity = done.phase("capacity")
+    cap = capacity["details"]
+    print(f"litellm/bedrock capacity: knee {cap['knee']} by {cap['stopped_by']}: {cap['reasons']}")
+    assert cap["steps"][0]["rate"] == 10 and cap["stopped_by"]
