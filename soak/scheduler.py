@@ -71,9 +71,12 @@ def build_trigger(plan: PlanConfig, now: datetime) -> BaseTrigger:
     )
 
 
-def first_fire(plan: PlanConfig, trigger: BaseTrigger, now: datetime) -> datetime | None:
-    """When the plan first runs: `now` with run_on_start, else its trigger's next time."""
-    return now if plan.run_on_start else trigger.get_next_fire_time(None, now)
+def first_fire(
+    plan: PlanConfig, trigger: BaseTrigger, now: datetime, *, new: bool = True
+) -> datetime | None:
+    """When the plan first runs: `now` for a `new` plan with run_on_start, else its trigger's
+    next time."""
+    return now if plan.run_on_start and new else trigger.get_next_fire_time(None, now)
 
 
 class PlanScheduler:
@@ -94,6 +97,7 @@ class PlanScheduler:
         self._task: asyncio.Task[str] | None = None
         self.running: str | None = None
         """The plan running now, if any."""
+        self._closing = False
         self._sched = AsyncIOScheduler(
             timezone=UTC,
             job_defaults={"coalesce": True, "misfire_grace_time": 300, "max_instances": 1},
@@ -110,16 +114,21 @@ class PlanScheduler:
         self.set_plans(plans)
 
     def set_plans(self, plans: Iterable[PlanConfig]) -> None:
-        """Replace the schedule (config reload); a run in progress goes on to its end."""
+        """Replace the schedule (config reload); a run in progress goes on to its end.
+
+        An unchanged plan keeps its next fire time; a new or changed one is scheduled from
+        now, and only a new one honours `run_on_start` (a reload is not a start)."""
         now = datetime.fromtimestamp(self._clock(), UTC)
-        new = {plan.name: plan for plan in plans}
-        for name in set(self._plans) - set(new):
+        old, new = self._plans, {plan.name: plan for plan in plans}
+        for name in set(old) - set(new):
             self._sched.remove_job(name)
             for spec in (PLAN_NEXT_RUN, PLAN_LAST_RUN):
                 with contextlib.suppress(KeyError):
                     self._metrics[spec].remove(name)
         self._plans = new
         for plan in new.values():
+            if old.get(plan.name) == plan:
+                continue
             trigger = build_trigger(plan, now)
             self._sched.add_job(
                 self._fire,
@@ -131,7 +140,7 @@ class PlanScheduler:
                 coalesce=plan.coalesce,
                 misfire_grace_time=max(1, round(plan.misfire_grace_time)),
                 max_instances=1,
-                next_run_time=first_fire(plan, trigger, now),
+                next_run_time=first_fire(plan, trigger, now, new=plan.name not in old),
             )
             self._metrics.init_plan(plan.name)
             self._refresh(plan.name)
@@ -167,7 +176,7 @@ class PlanScheduler:
     async def _fire(self, name: str) -> None:
         """The job body: run the plan unless another plan holds the lock."""
         plan = self._plans.get(name)
-        if plan is None:
+        if plan is None or self._closing:
             return
         if self._lock.locked():
             log.warning("plan due while plan %s runs: skipped", self.running, extra={"plan": name})
@@ -209,6 +218,7 @@ class PlanScheduler:
 
     def pause(self) -> None:
         """Stop firing (shutdown begins); the run in progress is left to `drain`."""
+        self._closing = True  # a job already submitted but not yet started stays idle
         if self._sched.running:
             self._sched.pause()
 

@@ -65,10 +65,11 @@ def test_cron_problem() -> None:
 
 
 async def test_next_fire_times_are_exported_from_the_injected_clock(
-    registry: CollectorRegistry,
+    registry: CollectorRegistry, clock
 ) -> None:
     metrics = SoakMetrics(registry)
-    sched = PlanScheduler(Runs(), metrics, clock=lambda: T0)
+    clock.now = T0
+    sched = PlanScheduler(Runs(), metrics, clock=clock)
     plans = [
         PlanConfig(name="hourly", phases=("overhead",), cron="0 * * * *"),
         PlanConfig(name="quick", phases=("overhead",), interval=90),
@@ -80,10 +81,19 @@ async def test_next_fire_times_are_exported_from_the_injected_clock(
         assert value(registry, "soak_plan_next_run_timestamp_seconds", plan="quick") == T0 + 90
         assert value(registry, "soak_scheduler_missed_runs_total", plan="quick") == 0
         assert value(registry, "soak_scheduler_skipped_runs_total", plan="quick") == 0
-        # A reload that drops a plan removes its series; the kept one is rescheduled.
-        sched.set_plans(plans[1:])
-        assert sched.next_run_times() == {"quick": T0 + 90}
+        # A reload that drops a plan removes its series; an unchanged plan keeps its time,
+        # a changed one is rescheduled from now, a new one with run_on_start runs now.
+        clock.advance(60)
+        eager = PlanConfig(name="eager", phases=("overhead",), interval=600, run_on_start=True)
+        sched.set_plans([plans[1], eager])
+        assert sched.next_run_times() == {"quick": T0 + 90, "eager": T0 + 60}
         assert value(registry, "soak_plan_next_run_timestamp_seconds", plan="hourly") is None
+        slower = PlanConfig(name="quick", phases=("overhead",), interval=300)
+        sched.set_plans([slower, eager])  # eager unchanged; a reload is not a start
+        assert sched.next_run_times() == {"quick": T0 + 360, "eager": T0 + 60}
+        changed = PlanConfig(name="eager", phases=("stress",), interval=600, run_on_start=True)
+        sched.set_plans([slower, changed])
+        assert sched.next_run_times()["eager"] == T0 + 660
     finally:
         sched.shutdown()
 
