@@ -278,7 +278,7 @@ def test_prometheus_scrapes_the_daemon_running_against_litellm(
     b = 'target="litellm",provider="primary",source="observed"'
     assert promql(prom, f"soak_breaker_state{{{b}}}") == states[observed["final"]]
     assert promql(prom, f"soak_breaker_transitions_total{{{b}}}") == observed["transitions"]
-    assert "OPEN" in [s for _, s in observed["timeline"]]  # the primary did open
+    assert observed["transitions"] > 0  # the fault changed the primary's state: not 0 == 0
 
     # Gateway RSS as the report measured it; the daemon's own process_* too.
     rss = promql(prom, 'soak_gateway_resident_memory_bytes{target="litellm"}')
