@@ -145,6 +145,23 @@ def throughput(run: LoadRun) -> float:
     return ok / run.elapsed if run.elapsed > 0 else 0.0
 
 
+def run_notes(run: LoadRun) -> list[str]:
+    """One-line notes on what the engine itself had to do (never error text: it may carry a
+    URL or a secret, so only the exception type is named)."""
+    notes = []
+    if run.cancelled:
+        notes.append(
+            f"{run.cancelled} requests still in flight after the {run.spec.drain_timeout:g} s"
+            " drain were cancelled and counted as timeouts"
+        )
+    kind = (run.first_error or "").split(":", 1)[0].removeprefix("on_result ")
+    if run.send_errors:
+        notes.append(f"{run.send_errors} requests raised inside the tester ({kind}); a soak bug")
+    if run.callback_errors:
+        notes.append(f"the result callback raised {run.callback_errors} times; results kept")
+    return notes
+
+
 def report_fields(run: LoadRun) -> dict[str, Any]:
     """The `PhaseReport` fields a load run fills: `PhaseReport(name, kind, status, **fields)`.
 
@@ -160,6 +177,7 @@ def report_fields(run: LoadRun) -> dict[str, Any]:
     if overhead is not None:
         distributions["overhead_per_request"] = overhead
     return {
+        "notes": run_notes(run),
         "duration_s": run.elapsed,
         "target_rate": run.target_rate,
         "throughput": throughput(run),

@@ -169,3 +169,19 @@ def test_report_fields_fill_a_phase_report() -> None:
     assert report.distributions["overhead_per_request"].mean == pytest.approx(0.049)
     assert report.generator is run.generator
     assert report.to_dict()["distributions"]["ttft"]["count"] == 5
+    assert report.notes == []
+
+
+def test_report_notes_say_what_the_engine_had_to_do_without_error_text() -> None:
+    run = make_run([Result(0, 0.0, 0.0, 30.0, Outcome.TIMEOUT)])
+    run.cancelled = 1
+    run.send_errors = 2
+    run.callback_errors = 3
+    run.first_error = "InvalidURL: http://user:secret@host/"
+    notes = report_fields(run)["notes"]
+    assert notes == [
+        "1 requests still in flight after the 30 s drain were cancelled and counted as timeouts",
+        "2 requests raised inside the tester (InvalidURL); a soak bug",
+        "the result callback raised 3 times; results kept",
+    ]
+    assert not any("secret" in n for n in notes)
