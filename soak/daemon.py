@@ -113,7 +113,11 @@ class _PhaseMetrics:
                 open_fds=proc.fds_peak,
                 threads=proc.threads_peak,
             )
-        self._breakers(getattr(report, "details", None) or {})
+        details = report.details
+        self._breakers(details)
+        if report.kind == "failover":
+            for seconds in details.get("times") or ():
+                m.observe_failover(float(seconds), target=target, phase=report.name)
 
     def _breakers(self, details: dict[str, Any]) -> None:
         """Replay a breaker phase's timelines (observed and reported) into the state gauges,

@@ -15,9 +15,10 @@ from soak.mock.app import MockConfig, MockServer
 from soak.mock.profile import parse_profile
 
 from soak.cli import main
-from soak.daemon import ConfigSource, Daemon, run_status
+from soak.daemon import ConfigSource, Daemon, _PhaseMetrics, run_status
 from soak.logjson import JsonFormatter, TextFormatter, mask
-from soak.summary import PhaseReport, RunReport, Status
+from soak.metrics import SoakMetrics
+from soak.summary import PhaseReport, ProcessSummary, RunReport, Status
 
 
 def write_config(path: Path, mock_url: str, **extra: object) -> Path:
@@ -131,3 +132,36 @@ def test_json_logs_one_object_per_line_with_context_and_no_secrets() -> None:
         assert secret not in shown
     assert mask("Bearer tok") == "Bearer ***"
     assert mask("http://user:pass@host/") == "http://user:***@host/"
+
+
+def test_phase_reports_feed_breaker_failover_and_gateway_metrics(registry) -> None:
+    feed = _PhaseMetrics(SoakMetrics(registry), "gw")
+    breaker = PhaseReport(name="breaker", kind="breaker", status=Status.PASSED)
+    breaker.process = ProcessSummary(samples=3, cpu_avg=50.0, cpu_peak=80.0, rss_avg=2e8,
+                                     rss_peak=3e8, rss_initial=1e8, rss_final=2.5e8,
+                                     fds_peak=40, threads_peak=9)  # fmt: skip
+    timeline = [[0.1, "CLOSED"], [3.2, "OPEN"], [8.0, "HALF_OPEN"], [9.0, "CLOSED"]]
+    breaker.details = {
+        "observed": {"primary": {"timeline": timeline}, "fallback": {"timeline": [[0, "CLOSED"]]}},
+        "reported": "not reported",
+    }
+    feed.phase_done(breaker)
+    failover = PhaseReport(name="failover", kind="failover", status=Status.PASSED)
+    failover.details = {"times": [0.02, 0.3, 1.5]}
+    feed.phase_done(failover)
+
+    def get(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, {"target": "gw", **labels})
+
+    primary = {"provider": "primary", "source": "observed"}
+    assert get("soak_breaker_state", **primary) == 0  # closed again at the end
+    assert get("soak_breaker_transitions_total", **primary) == 3
+    assert get("soak_breaker_transitions_total", provider="fallback", source="observed") == 0
+    assert get("soak_breaker_state", provider="primary", source="reported") is None
+    assert get("soak_gateway_resident_memory_bytes") == 2.5e8
+    assert get("soak_gateway_cpu_ratio") == 0.5
+    assert (get("soak_gateway_open_fds"), get("soak_gateway_threads")) == (40, 9)
+    assert get("soak_failover_seconds_count", phase="failover") == 3
+    assert get("soak_failover_seconds_bucket", phase="failover", le="0.25") == 1
+    assert get("soak_failover_seconds_sum", phase="failover") == pytest.approx(1.82)
+    assert get("soak_phase_last_verdict", phase="breaker") == 1

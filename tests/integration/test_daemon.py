@@ -234,9 +234,12 @@ def test_prometheus_scrapes_the_daemon_running_against_litellm(
     config = {
         "version": 1,
         "gateway": LITELLM,
-        "phases": {"overhead": {"rate": 10, "duration": "3s", "latency": "50ms"}},
+        "phases": {
+            "overhead": {"rate": 10, "duration": "3s", "latency": "50ms"},
+            "failover": {"requests": 10, "rate": 2, "latency": "50ms"},
+        },
         "schedule": [
-            {"name": "smoke", "interval": "1h", "phases": ["overhead", "breaker"],
+            {"name": "smoke", "interval": "1h", "phases": ["overhead", "breaker", "failover"],
              "run_on_start": True},
         ],
     }  # fmt: skip
@@ -246,8 +249,8 @@ def test_prometheus_scrapes_the_daemon_running_against_litellm(
     prom = prometheus(daemon.url.removeprefix("http://"))
     run = daemon.finished_run(timeout=80)
     report = run["report"]
-    overhead, breaker = report["phases"]
-    assert (overhead["name"], breaker["name"]) == ("overhead", "breaker")
+    overhead, breaker, failover = report["phases"]
+    assert [p["name"] for p in report["phases"]] == ["overhead", "breaker", "failover"]
     # Prometheus has scraped the finished run once its runs counter shows it.
     wait_for("the finished run in Prometheus",
              lambda: promql(prom, 'sum(soak_plan_runs_total{plan="smoke"})') == 1, 15)  # fmt: skip
@@ -280,9 +283,15 @@ def test_prometheus_scrapes_the_daemon_running_against_litellm(
     assert promql(prom, f"soak_breaker_transitions_total{{{b}}}") == observed["transitions"]
     assert observed["transitions"] > 0  # the fault changed the primary's state: not 0 == 0
 
+    # Failover: one histogram sample per timed failover of the phase.
+    times = failover["details"]["times"]
+    f = 'target="litellm",phase="failover"'
+    assert promql(prom, f"sum(soak_failover_seconds_count{{{f}}})") == len(times) > 0
+    assert promql(prom, f"sum(soak_failover_seconds_sum{{{f}}})") == pytest.approx(sum(times))
+
     # Gateway RSS as the report measured it; the daemon's own process_* too.
     rss = promql(prom, 'soak_gateway_resident_memory_bytes{target="litellm"}')
-    assert rss == breaker["process"]["rss_final"] > 50e6
+    assert rss == failover["process"]["rss_final"] > 50e6
     assert promql(prom, 'process_resident_memory_bytes{job="soak"}') > 10e6
     assert promql(prom, "soak_config_last_reload_successful") == 1
     assert promql(prom, 'soak_phase_running{phase="breaker"}') == 0
