@@ -236,6 +236,8 @@ class ChatClient:
             if not line.startswith(b"data:"):
                 continue
             saw_data = True
+            if not line.endswith(b"\n"):
+                raise _Bad(Outcome.STREAM_BROKEN)  # the stream ended inside an event
             payload = line[5:].strip()
             if payload == _DONE and not anthropic:
                 finished = True

@@ -7,6 +7,7 @@ engine, watches the gateway process meanwhile, and turns the `LoadRun` into a `P
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -129,7 +130,7 @@ async def measure(
             stream=cfg.request.stream,
             max_tokens=cfg.request.max_tokens,
             prompt=cfg.request.prompt,
-            run_id=ctx.run_id,
+            run_id=nonce_run_id(ctx.run_id, name),
             timeout=timeout,
         )
         run = await run_load(spec, client.send, on_result=on_result, stop=ctx.stop)
@@ -157,6 +158,14 @@ async def measure(
         if reported:
             report.params["gateway_reported"] = reported
     return run, report
+
+
+def nonce_run_id(run_id: str, phase: str) -> str:
+    """The run part of this phase's nonces: sequence numbers restart every phase, so the phase
+    name keeps one run's nonces unique (a mock trail never mixes two phases). Reduced to the
+    nonce alphabet, at most 32 characters."""
+    raw = re.sub(r"[^a-z0-9]+", "-", f"{run_id}-{phase}".lower())
+    return raw[:32].strip("-") or "soak"
 
 
 def gateway_reported(before: SelfReport | None, after: SelfReport | None) -> dict[str, Any]:

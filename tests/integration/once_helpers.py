@@ -47,6 +47,7 @@ class Once:
 
 def run_once(tmp: Path, config: dict[str, Any] | None, *args: str, timeout: float = 240) -> Once:
     """`soak once` with `config` written to a file (None: the embedded default)."""
+    tmp.mkdir(parents=True, exist_ok=True)
     out = tmp / "results"
     argv = [*SOAK, "once", "--out", str(out), *args]
     if config is not None:
