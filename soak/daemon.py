@@ -33,6 +33,7 @@ from soak.logjson import mask
 from soak.metric_catalogue import buckets_for_slo, check_thresholds_are_buckets
 from soak.metrics import BREAKER_SOURCES, BreakerState, SoakMetrics, register_default_collectors
 from soak.once import new_run_id
+from soak.procwatch import Sample
 from soak.reports import render_json
 from soak.reports.progress import Progress
 from soak.results import Result
@@ -98,6 +99,16 @@ class _PhaseMetrics:
             self.metrics.set_phase_running(True, target=self.target, phase=phase)
             self.phase = phase
         self.metrics.observe(result, target=self.target, phase=phase)
+
+    def process_sample(self, sample: Sample) -> None:
+        """A live 1 Hz sample of the gateway process while a phase watches it."""
+        self.metrics.set_gateway_process(
+            target=self.target,
+            rss_bytes=sample.rss,
+            cpu_ratio=(sample.cpu_percent or 0.0) / 100.0,
+            open_fds=sample.fds,
+            threads=sample.threads,
+        )
 
     def phase_done(self, report: PhaseReport) -> None:
         m, target = self.metrics, self.target
@@ -340,6 +351,7 @@ class Daemon:
                 stop=stop,
                 on_phase=on_phase,
                 observe=feed.observe,
+                on_process_sample=feed.process_sample,
             )
         except asyncio.CancelledError:
             run.aborted, reason = True, "daemon stopping: the run did not drain in time"

@@ -86,8 +86,11 @@ class ProcessWatch:
         interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         include_children: bool = True,
+        on_sample: Callable[[Sample], object] | None = None,
     ) -> None:
         self.pid = pid
+        self.on_sample = on_sample
+        """Called with each sample as it is taken (live gauges)."""
         self.interval = interval
         self.clock = clock
         self.include_children = include_children
@@ -115,6 +118,8 @@ class ProcessWatch:
                 self.vanished = True
                 return
             self.samples.append(sample)
+            if self.on_sample is not None:
+                self.on_sample(sample)
             due += self.interval
             now = self.clock()
             if due < now:  # fell behind (suspended host): skip, never burst

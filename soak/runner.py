@@ -33,6 +33,7 @@ from soak.phases import (
     run_stress,
     run_sustained,
 )
+from soak.procwatch import Sample
 from soak.reports.progress import Progress
 from soak.results import Result
 from soak.stack import Stack, StackError, start_stack
@@ -76,6 +77,7 @@ async def run_plan(
     stop: asyncio.Event,
     on_phase: Callable[[PhaseReport], None] = lambda _report: None,
     observe: Callable[[Result, str], None] | None = None,
+    on_process_sample: Callable[[Sample], object] | None = None,
 ) -> RunReport:
     """Run `names` into `run` (phases appended as they finish); errors land in `run.error`."""
     async with AsyncExitStack() as exits:
@@ -102,6 +104,7 @@ async def run_plan(
             gateway_pid=stack.gateway_pid,
             restart_gateway=stack.restart_gateway,
             observe=said.observe(observe),  # the gateway's say per request, then `observe`
+            on_process_sample=on_process_sample,
             self_report=lambda: stack.kind.self_report(
                 scrape_session, stack.gateway_url, stack.api_key
             ),

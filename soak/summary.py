@@ -134,7 +134,8 @@ class RunReport:
     def passed(self) -> bool:
         if self.aborted or self.error:
             return False
-        return all(p.status in (Status.PASSED, Status.BASELINE, Status.SKIPPED) for p in self.phases)
+        settled = (Status.PASSED, Status.BASELINE, Status.SKIPPED)
+        return all(p.status in settled for p in self.phases)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

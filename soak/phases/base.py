@@ -19,7 +19,7 @@ from soak.engine import LoadRun, LoadSpec, run_load
 from soak.gateway.selfreport import SelfReport
 from soak.mockctl import MockControl
 from soak.pacing import expected_count
-from soak.procwatch import ProcessWatch, summarize
+from soak.procwatch import ProcessWatch, Sample, summarize
 from soak.reports.progress import Progress
 from soak.results import Result
 from soak.stats import report_fields
@@ -58,6 +58,8 @@ class PhaseContext:
     """Summaries later phases compare against (calibration latency)."""
     observe: Callable[[Result, str], None] | None = None
     """Called with every Result and its phase name (the daemon's metrics); must be cheap."""
+    on_process_sample: Callable[[Sample], object] | None = None
+    """Called with each 1 Hz sample of the gateway process during a phase (live gauges)."""
     self_report: Callable[[], Awaitable[SelfReport | None]] | None = None
     """One scrape of what the gateway says about itself (its kind knows where)."""
 
@@ -103,7 +105,7 @@ async def measure(
     through_gateway = target is ctx.gateway
     before = await ctx.self_report() if through_gateway and ctx.self_report else None
     pid = ctx.gateway_pid() if through_gateway else None
-    watch = ProcessWatch(pid) if pid else None
+    watch = ProcessWatch(pid, on_sample=ctx.on_process_sample) if pid else None
     if watch is not None:
         watch.start()
     started_at = time.time()
