@@ -38,6 +38,7 @@ from soak.config_schema import (
     OverheadPhase,
     OverheadSlo,
     PhasesConfig,
+    ProcessTarget,
     ReportConfig,
     RequestConfig,
     SloConfig,
@@ -116,7 +117,8 @@ def load_config(
 
 def _gateway(s: Section, env: Mapping[str, str], base_dir: Path) -> GatewayConfig:
     s.only("name", "kind", "url", "chat_path", "model", "api_key_env", "api_key_file",
-           "generate_key", "headers", "timeout", "managed", "primary_api")  # fmt: skip
+           "generate_key", "headers", "timeout", "managed", "primary_api",
+           "process")  # fmt: skip
     kind = s.choice("kind", GATEWAY_KINDS, "openai")
     primary_api = s.choice("primary_api", ("openai", "bedrock"), "openai")
     if primary_api != "openai" and kind != "litellm":
@@ -163,7 +165,30 @@ def _gateway(s: Section, env: Mapping[str, str], base_dir: Path) -> GatewayConfi
         timeout=s.duration("timeout", "30s", positive=True),
         managed=managed,
         primary_api=primary_api,
+        process=_process(s.section("process", optional=True), base_dir, managed is not None),
     )
+
+
+def _process(s: Section | None, base_dir: Path, managed: bool) -> ProcessTarget | None:
+    """`gateway.process`: one of pid, pid_file, match (for psutil on an unmanaged gateway)."""
+    if s is None:
+        return None
+    s.only("pid", "pid_file", "match")
+    if managed:
+        s.fail(None, "not with gateway.managed", "soak already knows the PID of what it starts")
+    given = [k for k in ("pid", "pid_file", "match") if s.has(k)]
+    if len(given) != 1:
+        s.fail(None, "set exactly one of pid, pid_file, match")
+    if s.has("pid"):
+        return ProcessTarget(pid=s.integer("pid", minimum=1))
+    if s.has("pid_file"):
+        return ProcessTarget(pid_file=base_dir / Path(s.string("pid_file")).expanduser())
+    pattern = s.string("match")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        s.fail("match", f"invalid regular expression ({exc})")
+    return ProcessTarget(match=pattern)
 
 
 def _read_key(s: Section, path: Path) -> Secret:

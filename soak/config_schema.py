@@ -42,6 +42,16 @@ class ManagedConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ProcessTarget:
+    """The gateway process of an unmanaged gateway: exactly one of pid, pid_file, match."""
+
+    pid: int | None = None
+    pid_file: Path | None = None
+    match: str | None = None
+    """A regular expression searched in each process's command line (oldest match wins)."""
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     """The gateway under test."""
 
@@ -65,6 +75,8 @@ class GatewayConfig:
     """Per-request client timeout."""
     managed: ManagedConfig | None
     primary_api: str = "openai"
+    process: ProcessTarget | None = None
+    """How to find the gateway's process when soak did not start it (for psutil)."""
     """litellm only: the wire of the primary deployment soak writes (`openai` or `bedrock`)."""
 
 

@@ -12,10 +12,11 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from soak.config_schema import Config
+from soak.config_schema import Config, ProcessTarget
 from soak.gateway.kinds import GatewayKind, get_kind
 from soak.gateway.managed import build_managed
 from soak.gateway.process import GatewayStartError, ManagedProcess, free_port
+from soak.procwatch import find_pid, pid_from_file
 
 MOCK_READY_TIMEOUT = 30.0
 
@@ -36,8 +37,20 @@ class Stack:
     gateway: ManagedProcess | None
     mock: ManagedProcess | None
 
+    process: ProcessTarget | None = None
+
     def gateway_pid(self) -> int | None:
-        return self.gateway.pid if self.gateway is not None and self.gateway.alive else None
+        """The gateway's PID: the one soak started, else the configured pid / pid file / match."""
+        if self.gateway is not None:
+            return self.gateway.pid if self.gateway.alive else None
+        target = self.process
+        if target is None:
+            return None
+        if target.pid is not None:
+            return target.pid
+        if target.pid_file is not None:
+            return pid_from_file(target.pid_file)
+        return find_pid(target.match) if target.match else None
 
     async def restart_gateway(self) -> None:
         if self.gateway is not None:
@@ -86,7 +99,7 @@ async def start_stack(config: Config, workdir: Path, exits: AsyncExitStack) -> S
     api_key = gw.api_key.reveal() if gw.api_key else None
     if gw.managed is None:
         assert gw.url is not None  # validated: an unmanaged gateway has a URL
-        return Stack(mock_url, token, gw.url, kind, api_key, None, mock_proc)
+        return Stack(mock_url, token, gw.url, kind, api_key, None, mock_proc, gw.process)
 
     if api_key is None and gw.generate_key:
         api_key = f"sk-soak-{secrets.token_hex(16)}"
