@@ -28,6 +28,10 @@ _SPLICE = "\x1fSOAK-NONCE\x1f"
 _DONE = b"[DONE]"
 _DRAIN_AFTER_DONE = 1.0
 """Seconds to wait for the end of the HTTP body after [DONE], so the connection is reused."""
+MAX_BODY_BYTES = 4 * 2**20
+"""The most of one answer (JSON body, error body or whole stream) the client reads: a chat
+answer is kilobytes, and a gateway sending 50 MB must not grow the tester's memory by 50 MB
+per request in flight. Beyond it the answer is a bad response and the connection is dropped."""
 
 
 def make_session(max_connections: int, timeout: float) -> aiohttp.ClientSession:
@@ -166,7 +170,7 @@ class ChatClient:
                 read.status = status = resp.status
                 read.gateway = gateway_headers(resp.headers)
                 if not 200 <= status < 300:
-                    read.nbytes = len(await resp.read())
+                    read.nbytes = await _discard(resp)
                     outcome = Outcome.from_status(status)
                 elif self.stream:
                     outcome = await self._read_stream(resp, read)
@@ -205,7 +209,10 @@ class ChatClient:
         )
 
     async def _read_json(self, resp: aiohttp.ClientResponse, read: _Read) -> Outcome:
-        raw = await resp.read()
+        raw = await _read_bounded(resp)
+        if raw is None:
+            read.nbytes = MAX_BODY_BYTES
+            return Outcome.BAD_RESPONSE
         read.nbytes = len(raw)
         try:
             data = json.loads(raw)
@@ -233,6 +240,8 @@ class ChatClient:
         finished = saw_data = False
         async for line in resp.content:
             read.nbytes += len(line)
+            if read.nbytes > MAX_BODY_BYTES:
+                raise _Bad(Outcome.BAD_RESPONSE)
             if not line.startswith(b"data:"):
                 continue
             saw_data = True
@@ -279,6 +288,28 @@ class ChatClient:
         read.mark("".join(pieces), resp.headers, soak)
         await _drain(resp)
         return Outcome.OK
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes | None:
+    """The body, or None when it is longer than `MAX_BODY_BYTES` (read no further)."""
+    if resp.content_length is not None and resp.content_length > MAX_BODY_BYTES:
+        return None
+    body = bytearray()
+    async for chunk in resp.content.iter_any():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            return None
+    return bytes(body)
+
+
+async def _discard(resp: aiohttp.ClientResponse) -> int:
+    """Read and drop an error answer's body up to `MAX_BODY_BYTES`; returns the bytes read."""
+    seen = 0
+    async for chunk in resp.content.iter_any():
+        seen += len(chunk)
+        if seen > MAX_BODY_BYTES:
+            break
+    return seen
 
 
 async def _drain(resp: aiohttp.ClientResponse) -> None:
