@@ -5,9 +5,11 @@ the fact and in batch, which providers saw a nonce and how long each took: that 
 observes failover and breakers from outside any gateway. Memory is bounded by `capacity`;
 the oldest attempts fall out first.
 
-Attempts are plain tuples of numbers and strings, and the index holds tuples of them: the
-garbage collector untracks such tuples, so a full ring (100,000 attempts by default) adds
-next to nothing to the collector's pauses, which would otherwise show up as mock latency.
+Attempts are plain tuples of numbers and strings, which the garbage collector untracks, and
+the index maps a nonce seen once (the common case) straight to its attempt: a full ring
+(100,000 attempts by default) adds next to nothing to the collector's pauses, which would
+otherwise show up as mock latency. A nonce seen again (failover, retries, a reused nonce)
+gets a deque, so appending stays O(1) however often a nonce recurs.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class TraceBuffer:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._ring: deque[Attempt] = deque()
-        self._by_nonce: dict[str, tuple[Attempt, ...]] = {}
+        self._by_nonce: dict[str, Attempt | deque[Attempt]] = {}
         self.recorded = 0
 
     def __len__(self) -> int:
@@ -48,9 +50,9 @@ class TraceBuffer:
             old = ring.popleft()
             nonce = old[_NONCE]
             if nonce is not None:
-                rest = index.get(nonce, ())[1:]
-                if rest:
-                    index[nonce] = rest
+                same = index.get(nonce)
+                if isinstance(same, deque) and len(same) > 1:
+                    same.popleft()
                 else:
                     index.pop(nonce, None)
         ring.append(attempt)
@@ -58,15 +60,23 @@ class TraceBuffer:
         nonce = attempt[_NONCE]
         if nonce is not None:
             same = index.get(nonce)
-            index[nonce] = (attempt,) if same is None else (*same, attempt)
+            if same is None:
+                index[nonce] = attempt
+            elif isinstance(same, deque):
+                same.append(attempt)
+            else:
+                index[nonce] = deque((same, attempt))
+
+    def _of(self, nonce: str) -> list[Attempt]:
+        same = self._by_nonce.get(nonce)
+        if same is None:
+            return []
+        return list(same) if isinstance(same, deque) else [same]
 
     def by_nonces(self, nonces: list[str]) -> dict[str, list[dict[str, Any]]]:
         """Attempts per nonce in arrival order; unknown nonces map to an empty list."""
-        index = self._by_nonce
         return {
-            nonce: [
-                attempt_dict(a) for a in sorted(index.get(nonce, ()), key=lambda a: a[_ARRIVAL])
-            ]
+            nonce: [attempt_dict(a) for a in sorted(self._of(nonce), key=lambda a: a[_ARRIVAL])]
             for nonce in nonces
         }
 

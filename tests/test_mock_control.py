@@ -170,3 +170,28 @@ async def test_unreachable_mock_is_a_one_line_error():
             await ctl.stats()
     assert "\n" not in str(info.value)
     assert "127.0.0.1:9" in str(info.value)
+
+
+def test_trace_index_handles_a_nonce_seen_many_times():
+    from soak.mock.traces import TraceBuffer
+
+    buf = TraceBuffer(capacity=1000)
+    for i in range(5000):
+        buf.add(
+            (
+                "p",
+                "chat",
+                "[soak:x:1]" if i % 2 else f"[soak:y:{i}]",
+                float(i),
+                0.1,
+                200,
+                "ok",
+                None,
+            )
+        )
+    same = buf.by_nonces(["[soak:x:1]"])["[soak:x:1]"]
+    assert len(same) == 500 and same[0]["arrival"] == 4001.0 and same[-1]["arrival"] == 4999.0
+    found = buf.by_nonces(["[soak:y:4998]", "[soak:y:2]"])
+    assert [a["arrival"] for a in found["[soak:y:4998]"]] == [4998.0]
+    assert found["[soak:y:2]"] == []  # evicted
+    assert len(buf) == 1000
