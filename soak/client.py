@@ -10,8 +10,10 @@ network does raises out of `ChatClient.send`, and no URL or error text is ever r
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
+from array import array
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -19,7 +21,7 @@ import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
 from yarl import URL
 
-from soak.results import Outcome, Result
+from soak.results import END_DONE, END_FINISH, END_USAGE, MAX_GAPS, Outcome, Result
 from soak.tracing import BODY_FIELD, PROVIDER_HEADER, SERVICE_HEADER, find_marker, make_nonce
 
 APIS = ("openai", "anthropic")
@@ -77,13 +79,17 @@ def gateway_headers(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...] |
 class _Read:
     """What one response delivered so far; kept when the response breaks off."""
 
-    __slots__ = ("first_byte", "first_token", "gateway", "nbytes", "provider", "service_s",
-                 "status", "tokens")  # fmt: skip
+    __slots__ = ("end_bits", "first_byte", "first_token", "gaps", "gateway", "last_token",
+                 "nbytes", "pieces", "provider", "service_s", "status", "tokens")  # fmt: skip
 
     def __init__(self) -> None:
         self.status = 0
         self.first_byte: float | None = None
         self.first_token: float | None = None
+        self.last_token: float | None = None
+        self.gaps: array | None = None
+        self.pieces: list[str] | None = None
+        self.end_bits = 0
         self.nbytes = 0
         self.tokens = 0
         self.provider: str | None = None
@@ -191,6 +197,7 @@ class ChatClient:
             end = clock()
             outcome = Outcome.CONNECT if read.first_byte is None else Outcome.STREAM_BROKEN
         ok = outcome is Outcome.OK
+        pieces = read.pieces
         return Result(
             seq,
             intended,
@@ -206,6 +213,11 @@ class ChatClient:
             read.service_s if ok else None,
             nonce,
             read.gateway,
+            read.last_token,
+            0 if pieces is None else len(pieces),
+            read.gaps,
+            None if pieces is None else hashlib.sha256("".join(pieces).encode()).hexdigest(),
+            read.end_bits,
         )
 
     async def _read_json(self, resp: aiohttp.ClientResponse, read: _Read) -> Outcome:
@@ -231,13 +243,19 @@ class ChatClient:
         return Outcome.OK
 
     async def _read_stream(self, resp: aiohttp.ClientResponse, read: _Read) -> Outcome:
-        """SSE: OpenAI `data:` chunks until `[DONE]`, or Anthropic events until message_stop."""
+        """SSE: OpenAI `data:` chunks until `[DONE]`, or Anthropic events until message_stop.
+
+        Per content chunk the hot path takes one clock reading and appends one gap to a
+        compact `array('d')`; the content is hashed once at the end (`Result.digest`).
+        """
         clock = self._clock
         anthropic = self.api == "anthropic"
-        pieces: list[str] = []
+        read.pieces = pieces = []
+        read.gaps = gaps = array("d")
         usage_tokens: int | None = None
         soak: Any = None
-        finished = saw_data = False
+        saw_data = False
+        last = 0.0
         async for line in resp.content:
             read.nbytes += len(line)
             if read.nbytes > MAX_BODY_BYTES:
@@ -249,7 +267,7 @@ class ChatClient:
                 raise _Bad(Outcome.STREAM_BROKEN)  # the stream ended inside an event
             payload = line[5:].strip()
             if payload == _DONE and not anthropic:
-                finished = True
+                read.end_bits |= END_DONE
                 break
             try:
                 chunk = json.loads(payload)
@@ -259,13 +277,18 @@ class ChatClient:
                     if kind == "content_block_delta":
                         text = chunk["delta"].get("text")
                     elif kind == "message_stop":
-                        finished = True
+                        read.end_bits |= END_DONE
                         break
                     elif kind == "error":
                         raise _Bad(Outcome.STREAM_BROKEN)
                     else:
                         if kind == "message_delta":
-                            usage_tokens = chunk.get("usage", {}).get("output_tokens")
+                            usage = chunk.get("usage")
+                            if usage:
+                                usage_tokens = usage.get("output_tokens")
+                                read.end_bits |= END_USAGE
+                            if chunk["delta"].get("stop_reason"):
+                                read.end_bits |= END_FINISH
                         continue
                 else:
                     if "error" in chunk:
@@ -273,15 +296,26 @@ class ChatClient:
                     usage = chunk.get("usage")
                     if usage:
                         usage_tokens = usage.get("completion_tokens")
+                        read.end_bits |= END_USAGE
                     choices = chunk["choices"]
-                    text = choices[0]["delta"].get("content") if choices else None
+                    if choices:
+                        choice = choices[0]
+                        text = choice["delta"].get("content")
+                        if choice.get("finish_reason"):
+                            read.end_bits |= END_FINISH
+                    else:
+                        text = None
             except (ValueError, KeyError, IndexError, TypeError, AttributeError):
                 raise _Bad(Outcome.BAD_RESPONSE) from None
             if text:
+                now = clock()
                 if read.first_token is None:
-                    read.first_token = clock()
+                    read.first_token = now
+                elif len(gaps) < MAX_GAPS:
+                    gaps.append(now - last)
+                last = read.last_token = now
                 pieces.append(text)
-        if not finished:
+        if not read.end_bits & END_DONE:
             # events that stopped short were cut; a 200 without any event was never a stream
             return Outcome.STREAM_BROKEN if saw_data else Outcome.BAD_RESPONSE
         read.tokens = usage_tokens if isinstance(usage_tokens, int) else len(pieces)

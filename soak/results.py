@@ -6,6 +6,7 @@ engine. Times are seconds on the tester's monotonic clock except where named `_s
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -34,6 +35,12 @@ class Outcome(StrEnum):
         return cls.BAD_RESPONSE
 
 
+END_FINISH, END_USAGE, END_DONE = 1, 2, 4
+"""`Result.stream_end` bits."""
+MAX_GAPS = 65536
+"""Chunk gaps kept per stream (512 KiB at most): a longer stream keeps its first gaps."""
+
+
 @dataclass(slots=True)
 class Result:
     """One request: when it was due, when it went out, how and when it ended.
@@ -60,6 +67,17 @@ class Result:
     gateway_headers: tuple[tuple[str, str], ...] | None = None
     """The gateway's own response headers about routing (a fixed, bounded allowlist in
     `soak.client.GATEWAY_HEADERS`: which target it says served, its retries); None: none sent."""
+    last_token: float | None = None
+    """When the last content chunk arrived (streams; same clock as `sent`)."""
+    chunks: int = 0
+    """Content chunks received (streams): events that carried answer text."""
+    chunk_gaps: array | None = None
+    """Seconds between consecutive content chunks (`array('d')`, at most `MAX_GAPS` kept)."""
+    digest: str | None = None
+    """sha256 (hex) of the streamed content as received, to compare with what the mock sent."""
+    stream_end: int = 0
+    """What closed the stream, as bits: `END_FINISH` a finish reason, `END_USAGE` usage,
+    `END_DONE` the end event (`data: [DONE]` / `message_stop`)."""
 
     @property
     def ok(self) -> bool:
