@@ -1,0 +1,174 @@
+"""Stream timing formulas and the integrity classifier on synthetic data, then the client's
+record of real streams from the mock checked against the mock's own trace."""
+
+from __future__ import annotations
+
+import hashlib
+from array import array
+from itertools import pairwise
+
+import pytest
+from soak.mock.app import MockConfig, MockServer
+from soak.mock.profile import parse_profile
+
+from soak.client import ChatClient, make_session
+from soak.mockctl import MockControl
+from soak.results import END_DONE, END_FINISH, END_USAGE, Outcome, Result
+from soak.streaming import (
+    CLASSES,
+    Bounds,
+    Sent,
+    added_last,
+    added_ttft,
+    analyze,
+    classify,
+    output_rate,
+    sent_of,
+    tpot,
+)
+
+TEXT = ["lorem", " ipsum", " dolor", " sit"]
+DIGEST = hashlib.sha256("".join(TEXT).encode()).hexdigest()
+ALL_ENDS = END_DONE | END_FINISH | END_USAGE
+STALL = 1.0
+
+
+def stream(
+    *,
+    times: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4),
+    text: list[str] = TEXT,
+    end: float | None = None,
+    ends: int = ALL_ENDS,
+    status: int = 200,
+    outcome: Outcome = Outcome.OK,
+    nonce: str = "[soak:t:1]",
+) -> Result:
+    """A stream sent at t=10 whose content chunks arrived `times` seconds after the send."""
+    sent = 10.0
+    gaps = array("d", (b - a for a, b in pairwise(times)))
+    return Result(
+        seq=1,
+        intended=sent,
+        sent=sent,
+        end=sent + (end if end is not None else times[-1] + 0.001),
+        outcome=outcome,
+        status=status,
+        first_token=sent + times[0],
+        tokens_out=len(text),
+        nonce=nonce,
+        last_token=sent + times[-1],
+        chunks=len(text),
+        chunk_gaps=gaps,
+        digest=hashlib.sha256("".join(text).encode()).hexdigest(),
+        stream_end=ends,
+    )
+
+
+SENT = Sent(first_chunk_s=0.095, last_chunk_s=0.395, chunks=4, tokens=4, digest=DIGEST)
+
+
+def test_formulas_follow_vllm_bench_serve() -> None:
+    r = stream(end=0.5)
+    assert r.ttft == pytest.approx(0.1)
+    assert tpot(r) == pytest.approx((0.5 - 0.1) / 3)
+    assert output_rate(r) == pytest.approx(4 / 0.5)
+    assert list(r.chunk_gaps) == pytest.approx([0.1, 0.1, 0.1])
+    assert added_ttft(r, SENT) == pytest.approx(0.005)
+    assert added_last(r, SENT) == pytest.approx(0.005)
+    single = stream(times=(0.1,), text=["x"])
+    assert tpot(single) is None
+
+
+@pytest.mark.parametrize(
+    ("result", "sent", "expected"),
+    [
+        (stream(), SENT, "whole"),
+        (stream(times=(0.1, 0.2, 0.4), text=["lorem", " ipsum dolor", " sit"]), SENT, "rechunked"),
+        (stream(times=(0.39, 0.391, 0.392, 0.393)), SENT, "buffered"),
+        (stream(times=(0.1, 0.2, 1.3, 1.4)), SENT, "stalled"),
+        (stream(times=(0.1, 0.2, 0.3), text=TEXT[:3]), SENT, "truncated"),
+        (stream(ends=END_DONE | END_FINISH), SENT, "unterminated"),
+        (stream(ends=0, outcome=Outcome.STREAM_BROKEN), SENT, "unterminated"),
+        (stream(), None, "untraced"),
+        (stream(status=503, outcome=Outcome.HTTP_5XX), SENT, "failed"),
+    ],
+    ids=["whole", "rechunked", "buffered", "stalled", "truncated", "no-usage", "no-end",
+         "untraced", "failed"],
+)  # fmt: skip
+def test_classifier(result: Result, sent: Sent | None, expected: str) -> None:
+    assert classify(result, sent, STALL) == expected
+
+
+def test_short_streams_are_never_called_buffered() -> None:
+    quick = Sent(first_chunk_s=0.1, last_chunk_s=0.101, chunks=4, tokens=4, digest=DIGEST)
+    assert classify(stream(times=(0.1, 0.1, 0.1, 0.1)), quick, STALL) == "whole"
+
+
+def test_sent_of_picks_the_serving_streamed_attempt() -> None:
+    failed = {"provider": "primary", "status": 500, "digest": None}
+    served = {"provider": "fallback", "status": 200, "first_chunk_s": 0.1, "service_s": 0.3,
+              "chunks": 4, "tokens": 4, "digest": DIGEST}  # fmt: skip
+    assert sent_of([failed, served]) == Sent(0.1, 0.3, 4, 4, DIGEST)
+    assert sent_of([failed]) is None
+    assert sent_of([]) is None
+
+
+def test_analyze_counts_classes_goodput_and_pooled_gaps() -> None:
+    results = [
+        stream(nonce="a"),
+        stream(nonce="b", times=(0.1, 0.2, 1.3, 1.4)),  # stalled; TPOT (1.4 − 0.1)/3 > 0.2
+        stream(nonce="c", times=(0.1, 0.2, 0.3), text=TEXT[:3]),
+        stream(nonce="d", status=0, outcome=Outcome.CONNECT),
+    ]
+    results[3].digest = None
+    sent = {"a": SENT, "b": SENT, "c": SENT}
+    stats = analyze(results, sent, stall=STALL, bounds=Bounds(1.0, 0.2, 5.0), duration=2.0)
+    assert set(stats.integrity) == set(CLASSES)
+    assert {k: v for k, v in stats.integrity.items() if v} == {
+        "whole": 1, "stalled": 1, "truncated": 1, "failed": 1,
+    }  # fmt: skip
+    assert stats.whole_ratio == 0.25
+    assert stats.request_rate == pytest.approx(3 / 2.0)
+    assert stats.goodput == pytest.approx(2 / 2.0)  # a and the truncated c met every bound
+    assert stats.output_tokens == 11
+    itl = stats.distributions["itl"]
+    assert itl.count == 3 + 3 + 2 + 3  # every gap of every stream, pooled
+    assert itl.max == pytest.approx(1.1)
+    assert stats.max_gap == pytest.approx(1.1)
+    assert stats.distributions["added_ttft"].count == 3
+    assert stats.distributions["output_tokens_per_s"].count == 3
+    details = stats.to_details()
+    assert details["integrity"]["whole"] == 1 and details["goodput"] == pytest.approx(1.0)
+
+
+PROFILE = {
+    "latency": {"model": "fixed", "value": 0.0},
+    "stream": {
+        "ttft": {"model": "fixed", "value": 0.03},
+        "inter_token": {"model": "fixed", "value": 0.01},
+        "tokens": 8,
+    },
+}
+
+
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+async def test_real_streams_are_whole_against_the_mock_trace(api: str) -> None:
+    config = MockConfig(providers={"default": parse_profile(PROFILE, "default")})
+    async with MockServer(config) as mock, make_session(8, 10.0) as session:
+        path = "chat/completions" if api == "openai" else "messages"
+        client = ChatClient(
+            session, f"{mock.url}/v1/{path}", api=api, model="m", stream=True, max_tokens=8
+        )
+        results = [await client.send(seq, 0.0) for seq in range(3)]
+        async with MockControl(mock.url) as ctl:
+            traces = await ctl.traces([r.nonce for r in results])
+    for r in results:
+        assert r.ok and r.chunks == 8 and r.tokens_out == 8
+        assert r.stream_end == ALL_ENDS
+        assert len(r.chunk_gaps) == 7 and min(r.chunk_gaps) > 0.005
+        sent = sent_of(traces[r.nonce])
+        assert sent is not None and sent.chunks == 8 and sent.digest == r.digest
+        assert classify(r, sent, STALL) == "whole"
+        added = added_ttft(r, sent)
+        assert added is not None and 0 < added < 0.02
+        assert 0 < added_last(r, sent) < 0.02
