@@ -55,6 +55,7 @@ from soak.config_source import (
     read_builtin,
     read_file,
 )
+from soak.config_streaming import describe_streaming, streaming_phase, streaming_slo
 
 __all__ = ["PROFILES", "Config", "ConfigError", "Secret", "describe", "load_config", "summarize"]
 
@@ -281,7 +282,7 @@ def _request(s: Section) -> RequestConfig:
 
 
 def _phases(s: Section) -> PhasesConfig:
-    s.only("calibration", "overhead", "stress", *PHASE_KEYS, "capacity")
+    s.only("calibration", "overhead", "stress", *PHASE_KEYS, "capacity", "streaming")
     cal, over, stress = (s.section(name) for name in ("calibration", "overhead", "stress"))
     assert cal is not None and over is not None and stress is not None
     cal.only("rate", "duration", "latency")
@@ -306,6 +307,7 @@ def _phases(s: Section) -> PhasesConfig:
         ),
         **resilience_phases(s),
         capacity=capacity_phase(s),
+        streaming=streaming_phase(s),
     )
 
 
@@ -319,7 +321,7 @@ def _engine(s: Section) -> EngineConfig:
 
 
 def _slo(s: Section) -> SloConfig:
-    s.only("overhead", "stress", *SLO_KEYS, "capacity")
+    s.only("overhead", "stress", *SLO_KEYS, "capacity", "streaming")
     over, stress = s.section("overhead"), s.section("stress")
     assert over is not None and stress is not None
     over.only(*SLO_STATS)
@@ -330,6 +332,7 @@ def _slo(s: Section) -> SloConfig:
         stress=StressSlo(success_ratio=stress.number("success_ratio", at_most=1.0)),
         **resilience_slos(s),
         capacity=capacity_slo(s),
+        streaming=streaming_slo(s),
     )
 
 
@@ -349,6 +352,9 @@ def describe(config: Config) -> dict[str, Any]:
     more_phases, more_slo = describe_resilience(config)
     more_phases["capacity"], more_slo["capacity"] = describe_capacity(
         config.phases.capacity, config.slo.capacity
+    )
+    more_phases["streaming"], more_slo["streaming"] = describe_streaming(
+        config.phases.streaming, config.slo.streaming
     )
     return {
         "version": config.version,

@@ -15,6 +15,12 @@ from soak.config_capacity import DEFAULT_CAPACITY, DEFAULT_CAPACITY_SLO, Capacit
 from soak.config_daemon import DEFAULT_DAEMON, DaemonConfig
 from soak.config_fields import Secret
 from soak.config_shard import UNSHARDED, ShardConfig
+from soak.config_streaming import (
+    DEFAULT_STREAMING,
+    DEFAULT_STREAMING_SLO,
+    StreamingPhase,
+    StreamingSlo,
+)
 
 GatewayKind = Literal["openai", "litellm", "portkey"]
 Arrival = Literal["constant", "poisson"]
@@ -220,6 +226,7 @@ class PhasesConfig:
     memory: MemoryPhase
     readiness: ReadinessPhase
     capacity: CapacityPhase = DEFAULT_CAPACITY
+    streaming: StreamingPhase = DEFAULT_STREAMING
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +327,7 @@ class SloConfig:
     tiers: Mapping[str, Tier]
     """Metric (`TIER_METRICS`) → its tier bounds; shown per check, never failing one."""
     capacity: CapacitySlo = DEFAULT_CAPACITY_SLO
+    streaming: StreamingSlo = DEFAULT_STREAMING_SLO
 
 
 @dataclass(frozen=True, slots=True)
