@@ -156,6 +156,11 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         daemon = Daemon(source, config, listen=args.listen, data_dir=args.data_dir)
+    except HistoryError as exc:  # an unusable data dir is a config error: name the key
+        key = "--data-dir" if args.data_dir is not None else "server.data_dir"
+        print(f"soak: {key}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         return asyncio.run(daemon.run(on_listening=listening))
     except (DaemonError, HistoryError) as exc:
         print(f"soak: {exc}", file=sys.stderr)

@@ -55,7 +55,8 @@ class RunHistory:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise HistoryError(f"data dir {self.path.parent}: {err.strerror or err}") from None
+            why = "not a directory" if isinstance(err, FileExistsError) else err.strerror or err
+            raise HistoryError(f"data dir {self.path.parent}: {why}") from None
         self._db = self._open()
 
     def _open(self) -> sqlite3.Connection:
