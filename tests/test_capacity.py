@@ -60,6 +60,15 @@ def test_judge_names_the_first_cause_generator_then_slo_then_runaway() -> None:
     untrusted.reasons = ["generator: send lag p99 40 ms"]
     assert judge(untrusted, None, SLO_).stop == GENERATOR
     assert judge(_step(10, p99=None), None, SLO_).stop == SLO  # nothing measured fails
+    # the gateway broke far beyond what the tester's own lag can add: the SLO stopped it
+    swamped = _step(160, p50=1.9, p99=5.4, trusted=False)
+    swamped.loop_lag_max = 0.124
+    swamped.reasons = ["generator: event-loop lag max 124.0 ms > 50 ms"]
+    swamped = judge(swamped, _step(80, p50=0.004), SLO_)
+    assert swamped.stop == SLO and swamped.reasons[0].startswith("generator:")
+    close = _step(160, p50=0.05, p99=0.3, trusted=False)
+    close.loop_lag_max = 0.124  # 50 ms overhead could be the tester's 124 ms lag
+    assert judge(close, _step(80, p50=0.004), SLO_).stop == GENERATOR
 
 
 def test_search_climbs_by_factor_then_bisects_between_held_and_failed() -> None:

@@ -6,11 +6,12 @@ its per-request overhead p99 meet `slo.capacity`, its p50 overhead did not run a
 `runaway` × the last held step's, and more than `RUNAWAY_FLOOR` above it), and the load
 generator kept up (trusted, no drops). The first step that does not hold names what stopped the
 search: `generator` (the tester saturated first: the figures above it are the tester's, not the
-gateway's), `slo`, or `runaway`; otherwise `max_rate`, `budget` or `stopped`. Then `bisect`
-steps at the geometric mean of the highest held and the lowest failed rate refine the knee:
-the highest rate that held. A step the tester could not trust is run once more before it
-counts (a neighbour on a shared core is not saturation). A step is only started
-when its load plus its timeout fits in what is left of `budget`.
+gateway's), `slo`, or `runaway` (these two outrank `generator` when the gateway's p50 overhead
+is beyond the tester's worst loop lag: more than the tester's delays can explain); otherwise
+`max_rate`, `budget` or `stopped`. Then `bisect` steps at the geometric mean of the highest held
+and the lowest failed rate refine the knee: the highest rate that held. A step the tester could
+not trust is run once more before it counts (a neighbour on a shared core is not saturation).
+A step is only started when its load plus its timeout fits in what is left of `budget`.
 
 `CapacitySearch` (which rate next) and `judge` (did a step hold) are pure, tested without load.
 """
@@ -62,6 +63,9 @@ class Step:
     latency_p99: float | None
     drops: int
     trusted: bool
+    loop_lag_max: float | None = None
+    """The tester's worst event-loop lag in the step: the most its own delays add to a
+    measured overhead (overhead excludes send lag: it is timed from the actual send)."""
     held: bool = False
     stop: str | None = None
     """Why it did not hold: generator, slo or runaway (None: held)."""
@@ -84,6 +88,7 @@ def step_of(rate: float, report: PhaseReport, achieved: float) -> Step:
         latency_p99=lat.p99 if lat else None,
         drops=report.drops,
         trusted=gen.trusted if gen is not None else True,
+        loop_lag_max=gen.loop_lag_max if gen is not None else None,
         reasons=[f"generator: {r}" for r in gen.reasons] if gen is not None else [],
     )
 
@@ -110,9 +115,18 @@ def judge(step: Step, previous: Step | None, slo: CapacitySlo) -> Step:
         step.reasons.append(
             f"overhead p50 {p50 * 1e3:.1f} ms > {slo.runaway:g} x {before * 1e3:.1f} ms"
         )
+    if causes and causes[0] == GENERATOR and _gateway_beyond_tester(step):
+        causes = [c for c in causes if c != GENERATOR] + [GENERATOR]
     step.held = not causes
     step.stop = causes[0] if causes else None
     return step
+
+
+def _gateway_beyond_tester(step: Step) -> bool:
+    """The gateway broke by more than the tester's own delays can explain: its p50 overhead
+    exceeds the tester's worst loop lag (then the SLO or runaway, not the tester, stopped it)."""
+    p50, lag = step.overhead_p50, step.loop_lag_max
+    return p50 is not None and lag is not None and p50 > lag
 
 
 def _ran_away(p50: float, before: float, factor: float) -> bool:
