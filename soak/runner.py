@@ -30,6 +30,7 @@ from soak.phases import (
     run_memory,
     run_overhead,
     run_readiness,
+    run_streaming,
     run_stress,
     run_sustained,
 )
@@ -50,6 +51,7 @@ RUNNERS: dict[str, Runner] = {
     "memory": run_memory,
     "readiness": run_readiness,
     "capacity": run_capacity,
+    "streaming": run_streaming,
 }
 """Phase name → coroutine running it; `PHASES` gives the order."""
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from soak.results import END_DONE, END_FINISH, END_USAGE, Result
@@ -114,6 +114,15 @@ def added_last(r: Result, sent: Sent) -> float | None:
     return (r.last_token - r.sent) - sent.last_chunk_s
 
 
+def added_tpot(r: Result, sent: Sent) -> float | None:
+    """What the path added per output token: client TPOT − the mock's own
+    (its span from first to last chunk / (tokens − 1))."""
+    per_token = tpot(r)
+    if per_token is None or sent.tokens < 2:
+        return None
+    return per_token - sent.span / (sent.tokens - 1)
+
+
 def max_gap(r: Result) -> float:
     gaps = r.chunk_gaps
     return max(gaps) if gaps else 0.0
@@ -168,6 +177,9 @@ class StreamStats:
     """A phase's streams: distributions (seconds), integrity counts, goodput."""
 
     distributions: dict[str, LatencySummary] = field(default_factory=dict)
+    """Seconds: ttft, itl, tpot, e2e, added_ttft, added_last, added_tpot."""
+    output_tokens_per_s: LatencySummary | None = None
+    """Per-request output tokens per second (not seconds: kept apart from `distributions`)."""
     integrity: dict[str, int] = field(default_factory=dict)
     streams: int = 0
     output_tokens: int = 0
@@ -194,6 +206,9 @@ class StreamStats:
             "output_tokens": self.output_tokens,
             "output_token_rate": self.output_token_rate,
             "max_gap": self.max_gap,
+            "output_tokens_per_s": None
+            if self.output_tokens_per_s is None
+            else asdict(self.output_tokens_per_s),
         }
 
 
@@ -208,7 +223,7 @@ def analyze(
     """Timing, gateway-added time, integrity and goodput of `results` over `duration` seconds;
     `sent` maps each nonce to what the mock sent (None: untraced)."""
     out = StreamStats(integrity=dict.fromkeys(CLASSES, 0))
-    ttft, itl, per_token, ends, rates, first, last = [], [], [], [], [], [], []
+    ttft, itl, per_token, ends, rates, first, last, added = [], [], [], [], [], [], [], []
     ok = good = 0
     for r in results:
         out.streams += 1
@@ -229,6 +244,7 @@ def analyze(
             (rates, output_rate(r)),
             (first, None if s is None else added_ttft(r, s)),
             (last, None if s is None else added_last(r, s)),
+            (added, None if s is None else added_tpot(r, s)),
         ):
             if value is not None and math.isfinite(value):
                 values.append(value)
@@ -239,13 +255,14 @@ def analyze(
         ("e2e", ends),
         ("added_ttft", first),
         ("added_last", last),
+        ("added_tpot", added),
     ):
         summary = summarize(values)
         if summary is not None:
             out.distributions[name] = summary
     if rates:
         rates.sort()
-        out.distributions["output_tokens_per_s"] = _plain_summary(rates)
+        out.output_tokens_per_s = _plain_summary(rates)
     if duration > 0:
         out.request_rate = ok / duration
         out.goodput = good / duration

@@ -19,6 +19,7 @@ from soak.streaming import (
     Bounds,
     Sent,
     added_last,
+    added_tpot,
     added_ttft,
     analyze,
     classify,
@@ -75,6 +76,7 @@ def test_formulas_follow_vllm_bench_serve() -> None:
     assert list(r.chunk_gaps) == pytest.approx([0.1, 0.1, 0.1])
     assert added_ttft(r, SENT) == pytest.approx(0.005)
     assert added_last(r, SENT) == pytest.approx(0.005)
+    assert added_tpot(r, SENT) == pytest.approx((0.5 - 0.1) / 3 - 0.3 / 3)
     single = stream(times=(0.1,), text=["x"])
     assert tpot(single) is None
 
@@ -136,7 +138,8 @@ def test_analyze_counts_classes_goodput_and_pooled_gaps() -> None:
     assert itl.max == pytest.approx(1.1)
     assert stats.max_gap == pytest.approx(1.1)
     assert stats.distributions["added_ttft"].count == 3
-    assert stats.distributions["output_tokens_per_s"].count == 3
+    assert stats.output_tokens_per_s is not None and stats.output_tokens_per_s.count == 3
+    assert stats.distributions["added_tpot"].count == 3
     details = stats.to_details()
     assert details["integrity"]["whole"] == 1 and details["goodput"] == pytest.approx(1.0)
 

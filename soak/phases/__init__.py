@@ -10,6 +10,7 @@ from soak.phases.failover import run_failover
 from soak.phases.memory import run_memory
 from soak.phases.overhead import run_calibration, run_overhead
 from soak.phases.readiness import run_readiness
+from soak.phases.streaming import run_streaming
 from soak.phases.stress import run_stress
 from soak.phases.sustained import run_sustained
 
@@ -23,9 +24,10 @@ PHASES = (
     "memory",
     "readiness",
     "capacity",
+    "streaming",
 )
 """Phases `soak once` runs, in order."""
-ON_DEMAND = ("capacity",)
+ON_DEMAND = ("capacity", "streaming")
 """Phases only run when named (`--phases capacity`, a schedule plan): the search takes minutes."""
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "run_memory",
     "run_overhead",
     "run_readiness",
+    "run_streaming",
     "run_stress",
     "run_sustained",
 ]

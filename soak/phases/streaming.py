@@ -1,0 +1,157 @@
+"""Streaming: many concurrent long streams through the gateway, token timing and integrity.
+
+The mock streams every answer slowly (`phases.streaming`: first token after `ttft`, then a
+token every `inter_token`), so `streams` started over `ramp` are all open at once. Each stream
+is timed chunk by chunk on the client, then compared after the phase, in one batch, with the
+mock's trace of what it sent (`soak.streaming`). The gateway's process tree is sampled
+throughout: RSS and open descriptors before the first stream and `settle` seconds after the
+last one ended must agree within the SLO's bounds (a gateway that keeps a socket or a buffer
+per finished stream fails here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+from soak.config_streaming import StreamingPhase, StreamingSlo
+from soak.phases.base import PhaseContext, measure
+from soak.procwatch import ProcessWatch, Sample
+from soak.streaming import Bounds, StreamStats, analyze, sent_of
+from soak.summary import Check, PhaseReport
+from soak.verdicts import at_least, below, latency_checks, settle
+
+_BASELINE_WAIT = 1.2
+"""Seconds the watch runs before the first stream, so the "before" sample precedes the load."""
+
+
+async def set_stream_profile(ctx: PhaseContext, phase: StreamingPhase) -> None:
+    """Primary and fallback stream slowly: `ttft`, then a token every `inter_token`."""
+
+    def fixed(value: float) -> dict[str, Any]:
+        return {"model": "fixed", "value": value}
+
+    profile = {
+        "latency": fixed(phase.ttft),
+        "stream": {
+            "ttft": fixed(phase.ttft),
+            "inter_token": fixed(phase.inter_token),
+            "tokens": phase.tokens,
+        },
+    }
+    for provider in (ctx.config.mock.primary, ctx.config.mock.fallback):
+        await ctx.mock.set_profile(provider, profile)
+
+
+def streaming_context(ctx: PhaseContext, phase: StreamingPhase) -> PhaseContext:
+    """`ctx` with requests streamed and `max_tokens` = the phase's tokens."""
+    cfg = ctx.config
+    request = dataclasses.replace(cfg.request, stream=True, max_tokens=phase.tokens)
+    return dataclasses.replace(ctx, config=dataclasses.replace(cfg, request=request))
+
+
+async def run_streaming(ctx: PhaseContext) -> PhaseReport:
+    phase, slo = ctx.config.phases.streaming, ctx.config.slo.streaming
+    await set_stream_profile(ctx, phase)
+    pid = ctx.gateway_pid()
+    watch = ProcessWatch(pid, interval=0.5) if pid else None
+    if watch is not None:
+        watch.start()
+        await asyncio.sleep(_BASELINE_WAIT)
+    load_started = watch.clock() if watch is not None else 0.0
+    try:
+        run, report = await measure(
+            streaming_context(ctx, phase),
+            name="streaming",
+            kind="streaming",
+            target=ctx.gateway,
+            rate=phase.streams / phase.ramp,
+            duration=phase.ramp,
+            timeout=phase.timeout,
+            params={
+                "streams": phase.streams,
+                "ttft": phase.ttft,
+                "inter_token": phase.inter_token,
+                "tokens": phase.tokens,
+                "stream_time": phase.stream_time,
+                "stall": phase.stall,
+            },
+        )
+        if watch is not None and phase.settle > 0 and not ctx.stop.is_set():
+            await asyncio.sleep(phase.settle)
+    finally:
+        samples = await watch.stop() if watch is not None else []
+    nonces = [r.nonce for r in run.results if r.nonce]
+    traces = await ctx.mock.traces(nonces) if nonces else {}
+    sent = {r.nonce: sent_of(traces.get(r.nonce, []), r.provider) for r in run.results if r.nonce}
+    stats = analyze(
+        run.results,
+        sent,
+        stall=phase.stall,
+        bounds=Bounds(ttft=slo.ttft, tpot=slo.tpot, e2e=slo.e2e),
+        duration=max(run.elapsed, 1e-9),
+    )
+    report.distributions.update(stats.distributions)
+    details = stats.to_details()
+    report.checks += stream_checks(stats, slo)
+    flat = flatness(samples, load_started, watch)
+    if flat is None:
+        report.notes.append(
+            "the gateway process is not watched (give gateway.managed): RSS and descriptors "
+            "after the streams were not compared"
+        )
+    else:
+        details["process"] = flat
+        report.checks += flat_checks(flat, slo)
+    report.details["streaming"] = details
+    return settle(report)
+
+
+def stream_checks(stats: StreamStats, slo: StreamingSlo) -> list[Check]:
+    """Gateway-added TTFT and TPOT, whole streams, goodput against the SLO block."""
+    dist = stats.distributions
+    checks = latency_checks(
+        "added TTFT", dist.get("added_ttft"), {"p50": slo.added_ttft_p50, "p99": slo.added_ttft_p99}
+    )
+    checks += latency_checks("added TPOT", dist.get("added_tpot"), {"p50": slo.added_tpot_p50})
+    checks.append(at_least("whole streams", stats.whole_ratio, slo.whole_ratio))
+    ratio = stats.goodput / stats.request_rate if stats.request_rate > 0 else None
+    checks.append(at_least("goodput / rate", ratio, slo.goodput_ratio))
+    return checks
+
+
+def flatness(
+    samples: list[Sample], load_started: float, watch: ProcessWatch | None
+) -> dict[str, Any] | None:
+    """RSS and descriptors before the load (last sample before it) and after (last sample)."""
+    if watch is None or len(samples) < 2:
+        return None
+    before = [s for s in samples if s.t <= load_started] or samples[:1]
+    b, a = before[-1], samples[-1]
+    return {
+        "samples": len(samples),
+        "rss_before": b.rss,
+        "rss_after": a.rss,
+        "rss_peak": max(s.rss for s in samples),
+        "fds_before": b.fds,
+        "fds_after": a.fds,
+        "fds_peak": max(s.fds for s in samples),
+        "rss_growth": a.rss / b.rss - 1.0 if b.rss > 0 else None,
+        "fds_growth": a.fds - b.fds,
+    }
+
+
+def flat_checks(flat: dict[str, Any], slo: StreamingSlo) -> list[Check]:
+    fds = flat["fds_growth"]
+    return [
+        below("RSS after streams / before - 1", flat["rss_growth"], slo.rss_growth, unit="ratio"),
+        Check(
+            name="open fds after streams - before",
+            value=float(fds),
+            op="<=",
+            threshold=float(slo.fds_growth),
+            unit="fds",
+            passed=fds <= slo.fds_growth,
+        ),
+    ]
