@@ -47,11 +47,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     await resp.prepare(request)
     chunk = b"x" * 65536
-    await resp.write(b'{"choices": "')
-    for _ in range(opts.mb * 16):
-        await resp.write(chunk)
-    await resp.write(b'"}')
-    await resp.write_eof()
+    with contextlib.suppress(ConnectionError):  # the client stops reading: expected
+        await resp.write(b'{"choices": "')
+        for _ in range(opts.mb * 16):
+            await resp.write(chunk)
+        await resp.write(b'"}')
+        await resp.write_eof()
     return resp
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from soak.client import MAX_BODY_BYTES, ChatClient, make_session
+from soak.gateway.kinds import MAX_SCRAPE_BYTES, get_kind
 from soak.results import Outcome
 
 BAD_GATEWAY = Path(__file__).parent / "bad_gateway.py"
@@ -100,3 +101,18 @@ async def test_a_json_answer_in_the_right_shape_is_ok(bad_gateway) -> None:
     """The control case of `json-to-stream`: the same gateway is fine for a JSON request."""
     outcome, _ = await send(bad_gateway("json"), stream=False)
     assert outcome is Outcome.OK
+
+
+async def test_a_huge_metrics_page_is_not_read(bad_gateway) -> None:
+    """The self-report scrape of a gateway answering every path with 50 MB: none, bounded."""
+    base = bad_gateway("huge", "--mb", "50").removesuffix("/v1/chat/completions")
+    kind = get_kind("openai")
+    tracemalloc.start()
+    try:
+        async with make_session(2, 30.0) as session:
+            page = await kind.scrape(session, base, None)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert kind.metrics_path is not None and page is None
+    assert peak < MAX_SCRAPE_BYTES * 3 + 2 * 2**20, peak

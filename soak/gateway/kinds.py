@@ -19,6 +19,9 @@ from soak.gateway.process import GatewayStartError
 from soak.gateway.selfreport import MetricsParseError, SelfReport, parse_samples, total
 
 SCRAPE_TIMEOUT = 5.0
+MAX_SCRAPE_BYTES = 8 * 2**20
+"""A metrics page longer than this is not read (a gateway's page is tens to hundreds of KB): a
+gateway answering every path with a huge body must not cost the tester its memory."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +105,7 @@ class GatewayKind:
                 async with session.get(url, headers=self.auth_headers(api_key)) as resp:
                     if resp.status // 100 != 2:
                         return None
-                    return await resp.text()
+                    return await _read_bounded(resp.content)
         except (TimeoutError, OSError):
             return None
         except Exception as exc:  # aiohttp.ClientError without importing aiohttp here
@@ -129,6 +132,16 @@ class GatewayKind:
             rss_bytes=total(samples, "process_resident_memory_bytes"),
             cpu_seconds=total(samples, "process_cpu_seconds_total"),
         )
+
+
+async def _read_bounded(content: Any) -> str | None:
+    """The page as text, or None past `MAX_SCRAPE_BYTES` (read no further)."""
+    page = bytearray()
+    async for chunk in content.iter_any():
+        page += chunk
+        if len(page) > MAX_SCRAPE_BYTES:
+            return None
+    return page.decode("utf-8", "replace")
 
 
 def get_kind(name: str, **options: Any) -> GatewayKind:
