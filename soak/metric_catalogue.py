@@ -48,6 +48,13 @@ SEND_LAG = MetricSpec("soak_send_lag_seconds", H, TP,
     "Seconds a request was sent behind its open-loop schedule.")
 FAILOVER = MetricSpec("soak_failover_seconds", H, TP,
     "Time from the primary's failure to an answer from the fallback, per failed-over request.")
+ITL = MetricSpec("soak_inter_token_gap_seconds", H, TP,
+    "Seconds between consecutive content chunks of a stream (vLLM ITL, pooled over streams).")
+TPOT = MetricSpec("soak_time_per_output_token_seconds", H, TP,
+    "Per stream: (end-to-end latency - TTFT) / (output tokens - 1).")
+STREAM_INTEGRITY = MetricSpec("soak_stream_integrity_total", C, (*TP, "class"),
+    "Streams by integrity against what the mock sent: whole, rechunked, buffered, stalled, "
+    "unterminated, truncated, untraced, failed.")
 REQUESTS = MetricSpec("soak_requests_total", C, (*TP, "outcome"),
     "Requests ended, by outcome.")
 SERVED = MetricSpec("soak_served_requests_total", C, (*TP, "provider"),
@@ -160,6 +167,8 @@ BASE_BUCKETS: dict[str, tuple[float, ...]] = {
     ),
     SEND_LAG.name: (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10),
     FAILOVER.name: (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60),
+    ITL.name: (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    TPOT.name: (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 }
 """Default bounds per histogram (overhead from 50 µs, latency to 5 min); they already hold the
 seeds' default thresholds."""

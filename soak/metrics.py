@@ -45,6 +45,7 @@ from soak.metric_catalogue import (
     GW_FDS,
     GW_RSS,
     GW_THREADS,
+    ITL,
     LAST_DURATION,
     LAST_LATENCY,
     LAST_MEMORY_GROWTH,
@@ -65,7 +66,9 @@ from soak.metric_catalogue import (
     SCHED_SKIPPED,
     SEND_LAG,
     SERVED,
+    STREAM_INTEGRITY,
     TOKENS,
+    TPOT,
     TTFT,
     MetricSpec,
     buckets_for_slo,
@@ -131,11 +134,14 @@ def _label(kind: str, value: str) -> str:
 class _Bound:
     """The label children of one (target, phase): looked up once, reused per request."""
 
-    __slots__ = ("duration", "outcomes", "overhead", "send_lag", "served", "tokens", "ttft")
+    __slots__ = ("duration", "itl", "outcomes", "overhead", "send_lag", "served", "tokens",
+                 "tpot", "ttft")  # fmt: skip
 
     def __init__(self, m: SoakMetrics, target: str, phase: str) -> None:
         self.duration = m[REQUEST_DURATION].labels(target, phase)
         self.ttft = m[TTFT].labels(target, phase)
+        self.itl = m[ITL].labels(target, phase)
+        self.tpot = m[TPOT].labels(target, phase)
         self.overhead = m[OVERHEAD].labels(target, phase)
         self.send_lag = m[SEND_LAG].labels(target, phase)
         self.tokens = m[TOKENS].labels(target, phase)
@@ -191,6 +197,14 @@ class SoakMetrics:
         ttft = result.ttft
         if ttft is not None:
             b.ttft.observe(max(0.0, ttft))
+            if result.ok and result.tokens_out > 1:  # TPOT = (E2E − TTFT) / (tokens − 1)
+                e2e = result.end - result.sent
+                b.tpot.observe(max(0.0, (e2e - ttft) / (result.tokens_out - 1)))
+        gaps = result.chunk_gaps
+        if gaps:
+            itl = b.itl.observe
+            for gap in gaps:
+                itl(gap)
         overhead = result.overhead
         if overhead is not None:
             # Clock noise can make it slightly negative; a histogram _sum must never decrease.
@@ -245,6 +259,9 @@ class SoakMetrics:
             self[LAST_MEMORY_GROWTH].labels(*labels).set(proc.rss_final / proc.rss_initial - 1)
         if report.generator is not None:
             self[GEN_TRUSTED].labels(*labels).set(1 if report.generator.trusted else 0)
+        integrity = (report.details.get("streaming") or {}).get("integrity") or {}
+        for cls, count in integrity.items():
+            self[STREAM_INTEGRITY].labels(*labels, _label("class", cls)).inc(count)
 
     def _summary(
         self, spec: MetricSpec, labels: tuple[str, str], summary: LatencySummary | None

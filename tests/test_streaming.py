@@ -12,7 +12,9 @@ from soak.mock.app import MockConfig, MockServer
 from soak.mock.profile import parse_profile
 
 from soak.client import ChatClient, make_session
+from soak.metrics import SoakMetrics
 from soak.mockctl import MockControl
+from soak.reports.markdown import render_markdown
 from soak.results import END_DONE, END_FINISH, END_USAGE, Outcome, Result
 from soak.streaming import (
     CLASSES,
@@ -27,6 +29,7 @@ from soak.streaming import (
     sent_of,
     tpot,
 )
+from soak.summary import PhaseReport, RunReport, Status
 
 TEXT = ["lorem", " ipsum", " dolor", " sit"]
 DIGEST = hashlib.sha256("".join(TEXT).encode()).hexdigest()
@@ -175,3 +178,48 @@ async def test_real_streams_are_whole_against_the_mock_trace(api: str) -> None:
         added = added_ttft(r, sent)
         assert added is not None and 0 < added < 0.02
         assert 0 < added_last(r, sent) < 0.02
+
+
+def test_metrics_count_integrity_classes_and_observe_stream_timing(registry) -> None:
+    metrics = SoakMetrics(registry)
+    r = stream(end=0.5)
+    metrics.observe(r, target="gw", phase="streaming")
+    labels = {"target": "gw", "phase": "streaming"}
+    assert registry.get_sample_value("soak_inter_token_gap_seconds_count", labels) == 3
+    assert registry.get_sample_value("soak_inter_token_gap_seconds_sum", labels) == pytest.approx(
+        0.3
+    )
+    assert registry.get_sample_value(
+        "soak_time_per_output_token_seconds_sum", labels
+    ) == pytest.approx((0.5 - 0.1) / 3)
+    report = PhaseReport(name="streaming", kind="streaming", status=Status.FAILED)
+    report.details["streaming"] = {"integrity": {**dict.fromkeys(CLASSES, 0), "whole": 7,
+                                                 "truncated": 2}}  # fmt: skip
+    for _ in range(2):
+        metrics.record_phase(report, target="gw", finished_at=1.0)
+    value = registry.get_sample_value
+    assert value("soak_stream_integrity_total", {**labels, "class": "whole"}) == 14
+    assert value("soak_stream_integrity_total", {**labels, "class": "truncated"}) == 4
+    assert value("soak_stream_integrity_total", {**labels, "class": "buffered"}) == 0
+
+
+def test_markdown_has_a_streaming_section() -> None:
+    stats = analyze([stream(nonce="a")], {"a": SENT}, stall=STALL, bounds=Bounds(1, 1, 5),
+                    duration=1.0)  # fmt: skip
+    report = PhaseReport(name="streaming", kind="streaming", status=Status.PASSED)
+    report.distributions.update(stats.distributions)
+    report.params.update(tokens=4, ttft=0.1, inter_token=0.1, stream_time=0.4)
+    report.details["streaming"] = {
+        **stats.to_details(),
+        "process": {"rss_before": 2**20, "rss_peak": 3 * 2**20, "rss_after": 2**20,
+                    "fds_before": 20, "fds_peak": 60, "fds_after": 21},
+    }  # fmt: skip
+    run = RunReport(run_id="r", started_at=0, finished_at=1, target="gw", kind="openai",
+                    profile="quick", phases=[report])  # fmt: skip
+    text = render_markdown(run)
+    section = text[text.index("## Streaming") :]
+    assert "| gateway-added TTFT | 1 | 5.00 | 5.00 | 5.00 | 5.00 |" in section
+    assert "| whole | 1 |" in section
+    assert "Whole: **100.00%** of streams." in section
+    assert "**1.00 req/s** of 1.00 req/s successful" in section
+    assert "| open fds | 20 | 60 | 21 |" in section

@@ -35,6 +35,7 @@ from soak.reports.formatting import (
 )
 from soak.reports.gateway_md import gateway_section
 from soak.reports.resilience_md import SECTIONS as RESILIENCE_SECTIONS
+from soak.reports.streaming_md import streaming_section
 from soak.results import Outcome
 from soak.summary import LatencySummary, PhaseReport, RunReport
 
@@ -317,6 +318,7 @@ def render_markdown(run: RunReport) -> str:
         _stress,
         *RESILIENCE_SECTIONS,
         capacity_section,
+        streaming_section,
         gateway_section,
         _other_latencies,
         _process,
