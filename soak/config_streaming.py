@@ -27,6 +27,8 @@ class StreamingPhase:
     stall: float = 2.0
     """A gap between two content chunks above this is a stall."""
     settle: float = 3.0
+    warmup: bool = True
+    """Before the "before" sample, open `streams` short streams at once (a watched gateway)."""
     timeout: float = 60.0
     """Per-stream client timeout; must outlast a stream (ttft + (tokens − 1) × inter_token)."""
 
@@ -61,7 +63,8 @@ class StreamingSlo:
 
 DEFAULT_STREAMING = StreamingPhase()
 DEFAULT_STREAMING_SLO = StreamingSlo()
-PHASE_KEYS = ("streams", "ramp", "ttft", "inter_token", "tokens", "stall", "settle", "timeout")
+PHASE_KEYS = ("streams", "ramp", "ttft", "inter_token", "tokens", "stall", "settle", "warmup",
+              "timeout")  # fmt: skip
 SLO_KEYS = ("added_ttft_p50", "added_ttft_p99", "added_tpot_p50", "whole_ratio", "ttft", "tpot",
             "e2e", "goodput_ratio", "rss_growth", "fds_growth")  # fmt: skip
 
@@ -81,6 +84,7 @@ def streaming_phase(phases: Section) -> StreamingPhase:
         tokens=s.integer("tokens", d.tokens, minimum=2),
         stall=s.duration("stall", d.stall, positive=True),
         settle=s.duration("settle", d.settle),
+        warmup=s.boolean("warmup", d.warmup),
         timeout=s.duration("timeout", d.timeout, positive=True),
     )
     if phase.stall <= phase.inter_token:

@@ -24,7 +24,7 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
     assert cfg.slo.streaming == DEFAULT_STREAMING_SLO
     body = (
         "phases: {streaming: {streams: 5, ramp: 1s, ttft: 50ms, inter_token: 20ms, tokens: 10,"
-        " stall: 500ms, settle: 0s, timeout: 5s}}\n"
+        " stall: 500ms, settle: 0s, warmup: false, timeout: 5s}}\n"
         "slo: {streaming: {added_ttft_p50: 2ms, whole_ratio: 0.9, fds_growth: 0}}"
     )
     cfg = _load(tmp_path, body)
@@ -33,6 +33,7 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
         5, 1.0, 0.05, 0.02, 10, 0.5, 0.0,
     )  # fmt: skip
     assert ph.stream_time == pytest.approx(0.05 + 9 * 0.02)
+    assert ph.warmup is False and DEFAULT_STREAMING.warmup is True
     slo = cfg.slo.streaming
     assert (slo.added_ttft_p50, slo.whole_ratio, slo.fds_growth) == (0.002, 0.9, 0)
     assert slo.e2e == DEFAULT_STREAMING_SLO.e2e

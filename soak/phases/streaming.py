@@ -15,8 +15,9 @@ import asyncio
 import dataclasses
 from typing import Any
 
+from soak.client import ChatClient, make_session
 from soak.config_streaming import StreamingPhase, StreamingSlo
-from soak.phases.base import PhaseContext, measure
+from soak.phases.base import PhaseContext, measure, nonce_run_id
 from soak.procwatch import ProcessWatch, Sample
 from soak.streaming import Bounds, StreamStats, analyze, sent_of
 from soak.summary import Check, PhaseReport
@@ -24,24 +25,46 @@ from soak.verdicts import at_least, below, latency_checks, settle
 
 _BASELINE_WAIT = 1.2
 """Seconds the watch runs before the first stream, so the "before" sample precedes the load."""
+_WARMUP_TTFT = 1.0
 
 
-async def set_stream_profile(ctx: PhaseContext, phase: StreamingPhase) -> None:
-    """Primary and fallback stream slowly: `ttft`, then a token every `inter_token`."""
+async def set_stream_profile(
+    ctx: PhaseContext, ttft: float, inter_token: float, tokens: int
+) -> None:
+    """Primary and fallback stream: first token after `ttft`, then one every `inter_token`."""
 
     def fixed(value: float) -> dict[str, Any]:
         return {"model": "fixed", "value": value}
 
     profile = {
-        "latency": fixed(phase.ttft),
-        "stream": {
-            "ttft": fixed(phase.ttft),
-            "inter_token": fixed(phase.inter_token),
-            "tokens": phase.tokens,
-        },
+        "latency": fixed(ttft),
+        "stream": {"ttft": fixed(ttft), "inter_token": fixed(inter_token), "tokens": tokens},
     }
     for provider in (ctx.config.mock.primary, ctx.config.mock.fallback):
         await ctx.mock.set_profile(provider, profile)
+
+
+async def warm_up(ctx: PhaseContext, phase: StreamingPhase) -> dict[str, int]:
+    """`streams` short streams all open at once (the mock holds each first token for
+    `_WARMUP_TTFT`), so the gateway's first-use allocations and its connection pool towards
+    the mock exist before the "before" sample: what stays after the load is per stream."""
+    await set_stream_profile(ctx, _WARMUP_TTFT, 0.0, 2)
+    target, request = ctx.gateway, ctx.config.request
+    async with make_session(min(phase.streams, 4096), phase.timeout) as session:
+        client = ChatClient(
+            session,
+            target.url,
+            api=target.api,
+            model=target.model,
+            headers=target.headers,
+            stream=True,
+            max_tokens=2,
+            prompt=request.prompt,
+            run_id=nonce_run_id(ctx.run_id, "streaming-warmup"),
+            timeout=phase.timeout,
+        )
+        results = await asyncio.gather(*(client.send(i, 0.0) for i in range(phase.streams)))
+    return {"streams": len(results), "ok": sum(r.ok for r in results)}
 
 
 def streaming_context(ctx: PhaseContext, phase: StreamingPhase) -> PhaseContext:
@@ -53,13 +76,16 @@ def streaming_context(ctx: PhaseContext, phase: StreamingPhase) -> PhaseContext:
 
 async def run_streaming(ctx: PhaseContext) -> PhaseReport:
     phase, slo = ctx.config.phases.streaming, ctx.config.slo.streaming
-    await set_stream_profile(ctx, phase)
     pid = ctx.gateway_pid()
     watch = ProcessWatch(pid, interval=0.5) if pid else None
+    warmed: dict[str, int] | None = None
     if watch is not None:
         watch.start()
+        if phase.warmup:
+            warmed = await warm_up(ctx, phase)
         await asyncio.sleep(_BASELINE_WAIT)
     load_started = watch.clock() if watch is not None else 0.0
+    await set_stream_profile(ctx, phase.ttft, phase.inter_token, phase.tokens)
     try:
         run, report = await measure(
             streaming_context(ctx, phase),
@@ -96,6 +122,8 @@ async def run_streaming(ctx: PhaseContext) -> PhaseReport:
     details = stats.to_details()
     report.checks += stream_checks(stats, slo)
     flat = flatness(samples, load_started, watch)
+    if warmed is not None:
+        details["warmup"] = warmed
     if flat is None:
         report.notes.append(
             "the gateway process is not watched (give gateway.managed): RSS and descriptors "
@@ -139,6 +167,7 @@ def flatness(
         "fds_peak": max(s.fds for s in samples),
         "rss_growth": a.rss / b.rss - 1.0 if b.rss > 0 else None,
         "fds_growth": a.fds - b.fds,
+        "series": [[round(s.t - samples[0].t, 2), s.rss, s.fds] for s in samples],
     }
 
 
