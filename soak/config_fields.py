@@ -27,14 +27,21 @@ _MISSING: Any = object()
 class Secret:
     """A credential read from the environment or a file; shown only through `reveal()`."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_parts", "_value")
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: str, parts: tuple[str, ...] = ()) -> None:
         self._value = value
+        self._parts = parts
 
     def reveal(self) -> str:
         """The secret itself: for an HTTP header or a child process's environment only."""
         return self._value
+
+    def redactions(self) -> tuple[str, ...]:
+        """Every string to redact for this secret: the value and each `${ENV}` value it was
+        built from (a child that inherits the environment may print `$TOKEN` alone, not
+        `Bearer $TOKEN`)."""
+        return (self._value, *self._parts)
 
     def __repr__(self) -> str:
         return "Secret('***')"
@@ -259,6 +266,8 @@ class Section:
     def expand(self, key: str, template: str, env: Mapping[str, str]) -> Secret:
         """`template` with each `${NAME}` taken from `env` (`$$` is a literal `$`), as a Secret."""
 
+        parts: list[str] = []
+
         def substitute(match: re.Match[str]) -> str:
             if match.group(0) == "$$":
                 return "$"
@@ -273,9 +282,11 @@ class Section:
                     f"environment variable '{name}' is not set",
                     "export it or remove the reference",
                 )
+            parts.append(env[name])
             return env[name]
 
-        return Secret(_ENV_REF.sub(substitute, template))
+        value = _ENV_REF.sub(substitute, template)
+        return Secret(value, tuple(p for p in parts if p and p != value))
 
 
 def _alternatives(choices: tuple[str, ...]) -> str:

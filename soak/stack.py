@@ -57,10 +57,22 @@ class Stack:
             await self.gateway.restart()
 
 
+def config_secrets(config: Config) -> list[str]:
+    """Every secret the config holds, as strings to redact from a child's quoted log line: a
+    child inherits soak's environment, so it can print any of them, not only its own."""
+    gw = config.gateway
+    found = [gw.api_key, *gw.headers.values(), config.mock.control_token]
+    found.append(config.daemon.server.reload_token)
+    if gw.managed is not None:
+        found += gw.managed.env.values()
+    return [text for secret in found if secret is not None for text in secret.redactions()]
+
+
 async def start_stack(config: Config, workdir: Path, exits: AsyncExitStack) -> Stack:
     """Start the mock (unless `mock.url` is set) and a managed gateway; `exits` stops both."""
     workdir.mkdir(parents=True, exist_ok=True)
     token = config.mock.control_token.reveal() if config.mock.control_token else None
+    hidden = config_secrets(config)
     mock_proc: ManagedProcess | None = None
     if config.mock.url is None:
         port = config.mock.port or free_port()
@@ -87,7 +99,7 @@ async def start_stack(config: Config, workdir: Path, exits: AsyncExitStack) -> S
             log_path=workdir / "mock.log",
             ready_url=f"{mock_url}/v1/models",
             ready_timeout=MOCK_READY_TIMEOUT,
-            secrets=[token] if token else [],
+            secrets=hidden,
         )
         await _start(mock_proc, "mock provider")
         exits.push_async_callback(mock_proc.stop)
@@ -116,8 +128,7 @@ async def start_stack(config: Config, workdir: Path, exits: AsyncExitStack) -> S
         )
     except GatewayStartError as exc:
         raise StackError(f"gateway ({gw.kind}): {exc}") from None
-    if token:
-        managed.process.secrets.append(token)
+    managed.process.secrets.extend(hidden)
     await _start(managed.process, f"gateway ({gw.kind})")
     exits.push_async_callback(managed.process.stop)
     return Stack(mock_url, token, managed.url, kind, managed.api_key, managed.process, mock_proc)
