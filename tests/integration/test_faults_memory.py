@@ -1,0 +1,101 @@
+"""The tester's own memory over many short runs, in one process: a leak per run (sessions,
+tasks, results, temp dirs, reports) would grow RSS run after run. This CI-sized check runs 120
+plans; bench/bench_reliability.py runs 500 and records the figure in docs/RELIABILITY.md (at
+~0.25 s a run, 500 would take this test past its time budget)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from soak.config import load_config
+from soak.daemon import release_memory
+from soak.once import new_run_id
+from soak.reports.progress import Progress
+from soak.runner import run_plan
+from soak.summary import RunReport
+
+pytestmark = pytest.mark.integration
+
+RUNS, WARMUP, WINDOW = 120, 30, 10
+SHAPE = {"rate": 50, "duration": "100ms", "latency": "1ms"}  # 5 requests per phase
+
+
+@pytest.fixture
+def mock_url() -> Iterator[str]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "soak",
+            "mock",
+            "--port",
+            "0",
+            "--providers",
+            "primary,fallback",
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    m = re.search(r"127\.0\.0\.1:(\d+)", proc.stdout.readline())
+    try:
+        assert m, "the mock did not start"
+        yield f"http://127.0.0.1:{m[1]}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+
+
+async def test_rss_stays_flat_over_many_short_runs(tmp_path: Path, mock_url: str) -> None:
+    path = tmp_path / "soak.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "gateway": {
+                    "name": "direct",
+                    "url": mock_url,
+                    "chat_path": "/p/primary/v1/chat/completions",
+                },
+                "mock": {"url": mock_url},
+                "phases": {"calibration": SHAPE, "overhead": SHAPE},
+            }
+        )
+    )
+    config = load_config(path)
+    me = psutil.Process()
+    rss: list[float] = []
+    started = time.monotonic()
+    for _ in range(RUNS):
+        run = RunReport(new_run_id(), time.time(), 0.0, "direct", "openai", "quick")
+        await run_plan(
+            config,
+            run,
+            ["calibration", "overhead"],
+            progress=Progress(stream=io.StringIO(), tty=False),
+            stop=asyncio.Event(),
+        )
+        assert run.error is None
+        assert [p.outcomes for p in run.phases] == [{"ok": 5}, {"ok": 5}]
+        release_memory()  # what the daemon does after every run
+        rss.append(me.memory_info().rss / 2**20)
+    base = statistics.median(rss[WARMUP : WARMUP + WINDOW])
+    end = statistics.median(rss[-WINDOW:])
+    assert end < base * 1.10, f"RSS {base:.1f} -> {end:.1f} MiB over {RUNS - WARMUP} runs"
+    assert time.monotonic() - started < 90
