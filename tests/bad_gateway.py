@@ -3,7 +3,8 @@
 Modes: `hang` (accept, read the request, never answer), `huge` (200 application/json whose
 body streams `--mb` megabytes and never ends as JSON), `html` (200 text/html error page),
 `json` (a well-formed non-streaming chat completion, whatever was asked: wrong content type
-for a stream request), `sse-garbage` (200 text/event-stream whose events are not JSON).
+for a stream request), `sse-garbage` (200 text/event-stream whose events are not JSON),
+`trickle` (200 text/event-stream, then one valid event a second, never the end).
 Run: python tests/bad_gateway.py --port P --mode M; prints `bad gateway listening` when ready.
 """
 
@@ -37,6 +38,14 @@ async def handle(request: web.Request) -> web.StreamResponse:
                             content_type="text/html")  # fmt: skip
     if opts.mode == "json":
         return web.json_response(_COMPLETION)
+    if opts.mode == "trickle":
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        event = b'data: {"choices": [{"index": 0, "delta": {"content": "."}}]}\n\n'
+        with contextlib.suppress(ConnectionError):
+            while True:
+                await resp.write(event)
+                await asyncio.sleep(1.0)
     if opts.mode == "sse-garbage":
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
@@ -64,7 +73,7 @@ async def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--mode", required=True,
-                   choices=["hang", "huge", "html", "json", "sse-garbage"])  # fmt: skip
+                   choices=["hang", "huge", "html", "json", "sse-garbage", "trickle"])  # fmt: skip
     p.add_argument("--mb", type=int, default=50, help="huge: megabytes of body")
     opts = p.parse_args(argv)
     app = web.Application()

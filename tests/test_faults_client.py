@@ -87,6 +87,14 @@ async def test_a_gateway_that_never_answers_is_a_timeout_at_the_client_timeout(
     assert 0.4 < took < 3.0
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_a_gateway_trickling_forever_is_a_timeout(bad_gateway, stream: bool) -> None:
+    """Headers and one event a second, never the end: the total timeout ends it."""
+    outcome, took = await send(bad_gateway("trickle"), stream=stream, timeout=1.5)
+    assert outcome is Outcome.TIMEOUT
+    assert 1.4 < took < 4.0
+
+
 @pytest.mark.parametrize(
     ("mode", "stream"),
     [("html", False), ("html", True), ("json", True), ("sse-garbage", True)],

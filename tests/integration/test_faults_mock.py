@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +24,7 @@ from once_helpers import SOAK, free_port, run_once
 
 pytestmark = pytest.mark.integration
 
+BAD_GATEWAY = Path(__file__).resolve().parents[1] / "bad_gateway.py"
 TOKEN = "mock-token-planted-81c4e2"
 BREAKER = {"rate": 10, "duration": "6s", "latency": "10ms", "lead": "1s", "fault": "3s"}
 
@@ -203,3 +205,30 @@ def _child_running(pid: int, needle: str, timeout: float) -> int:
                 continue
         time.sleep(0.1)
     raise AssertionError(f"no child running {needle} within {timeout}s")
+
+
+def test_a_control_api_that_never_answers_is_a_bounded_phase_error(tmp_path: Path) -> None:
+    """The 'mock' accepts and never answers (tests/bad_gateway.py hang): the breaker phase
+    ends on the control client's timeout, and the run ends; nothing waits forever."""
+    hang = subprocess.Popen(
+        [sys.executable, str(BAD_GATEWAY), "--port", "0", "--mode", "hang"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert hang.stdout is not None
+        url = "http://127.0.0.1:" + re.search(r":(\d+)", hang.stdout.readline())[1]
+        started = time.monotonic()
+        done = run_once(tmp_path, direct_config(url), "--phases", "breaker", timeout=90)
+        took = time.monotonic() - started
+    finally:
+        hang.terminate()
+        hang.wait(timeout=10)
+        hang.stdout.close()
+    assert done.code == 1 and "Traceback" not in done.stderr + done.stdout
+    breaker = done.phase("breaker")
+    assert breaker["status"] == "error"
+    assert breaker["error"].startswith("mock control API: ")
+    assert "no answer within the timeout" in breaker["error"]
+    assert took < 45  # control timeout (10 s), a self-report scrape (5 s), the final clear (10 s)
