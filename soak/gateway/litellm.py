@@ -106,7 +106,7 @@ class LiteLLMKind(GatewayKind):
 
         first = deployment(model, primary)
         if self.primary_api == "bedrock":  # the seed's topology: a Bedrock primary, SigV4-signed
-            first["litellm_params"] = bedrock_params(f"{base}/p/{primary}")
+            first["litellm_params"] = bedrock_params(f"{base}/p/{primary}", model)
         return {
             "model_list": [first, deployment(fallback_group, fallback)],
             "litellm_settings": {
@@ -203,11 +203,11 @@ class LiteLLMKind(GatewayKind):
         )
 
 
-def bedrock_params(endpoint: str) -> dict[str, Any]:
+def bedrock_params(endpoint: str, model_id: str = BEDROCK_MODEL_ID) -> dict[str, Any]:
     """A Bedrock Converse deployment at `endpoint` (the mock's `/p/<provider>`) with fake AWS
     credentials: LiteLLM signs with SigV4 (the mock checks the header's shape, not the key)."""
     return {
-        "model": f"bedrock/{BEDROCK_MODEL_ID}",
+        "model": f"bedrock/converse/{model_id}",
         "aws_bedrock_runtime_endpoint": endpoint,
         "aws_access_key_id": "AKIASOAKMOCK00000000",
         "aws_secret_access_key": "soak-mock-not-a-secret",
@@ -219,30 +219,44 @@ def deployment_states(samples: list[MetricSample]) -> dict[str, int]:
     """Provider → reported breaker state from `litellm_deployment_state` (0 healthy, 1 partial
     outage, 2 complete outage = cooled down).
 
-    Per deployment (model_id) the lowest of its series wins: LiteLLM writes the cooldown state
-    under the group name and the success state under the upstream model name, so with a config
-    not written by soak a stale 2 can sit next to a fresh 0. Per provider the lowest of its
-    deployments wins: a provider is out only when every deployment on it is out."""
-    per_model: dict[tuple[str, str], int] = {}
+    LiteLLM writes a deployment's state into more than one series when the group name differs
+    from the upstream model name (always for a Bedrock deployment: `converse/<id>`): failures
+    and successes under the upstream name, the cooldown (2) under the group name, and it never
+    resets the latter. So per deployment (model_id): a 0 anywhere means it served since (the
+    2 is stale) → healthy; otherwise the worst series (a 1 next to a 2 is a deployment failing
+    *and* cooled down). Per provider the lowest of its deployments wins: a provider is out only
+    when every deployment on it is out."""
+    per_model: dict[tuple[str, str], set[int]] = {}
     for s in samples:
         if s.name != "litellm_deployment_state":
             continue
-        provider = provider_of(s.labels.get("api_base"))
+        provider = _provider(s.labels)
         if provider is None:
             continue
         key = (provider, s.labels.get("model_id", ""))
-        state = _STATE.get(int(s.value), OPEN)
-        per_model[key] = min(state, per_model.get(key, OPEN))
+        per_model.setdefault(key, set()).add(_STATE.get(int(s.value), OPEN))
     out: dict[str, int] = {}
-    for (provider, _), state in per_model.items():
+    for (provider, _), states in per_model.items():
+        state = CLOSED if CLOSED in states else max(states)
         out[provider] = min(state, out.get(provider, OPEN))
     return out
+
+
+def _provider(labels: Mapping[str, str]) -> str | None:
+    """A series' provider from its `api_base`, else from a model id soak wrote (LiteLLM labels
+    the cooldown of a Bedrock deployment with an empty api_base)."""
+    provider = provider_of(labels.get("api_base"))
+    if provider is None:
+        model_id = labels.get("model_id", "")
+        if model_id.startswith(_DEPLOYMENT_PREFIX):
+            provider = model_id[len(_DEPLOYMENT_PREFIX) :] or None
+    return provider
 
 
 def _by_provider(samples: list[MetricSample], name: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for s in samples:
-        if s.name == name and (provider := provider_of(s.labels.get("api_base"))):
+        if s.name == name and (provider := _provider(s.labels)):
             out[provider] = out.get(provider, 0.0) + s.value
     return out
 

@@ -143,6 +143,9 @@ def test_soak_once_seed_topology_failover_breaker_and_capacity(tmp_path: Path) -
     breaker = done.phase("breaker")
     assert breaker["success_ratio"] >= 0.99, breaker["outcomes"]
     assert breaker["details"]["gateway_said"]["saw"].get("fallback", 0) >= 10
+    reported = breaker["details"]["reported"]  # LiteLLM's deployment state of the Bedrock primary
+    assert "OPEN" in [state for _, state in reported["primary"]["timeline"]], reported
+    assert reported["primary"]["timeline"][-1][1] == "CLOSED", reported
 
     capacity = done.phase("capacity")
     cap = capacity["details"]
