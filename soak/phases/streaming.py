@@ -120,6 +120,9 @@ async def run_streaming(ctx: PhaseContext) -> PhaseReport:
     )
     report.distributions.update(stats.distributions)
     details = stats.to_details()
+    # gaps above twice the mock's inter-token delay yet below the stall bound: held, then burst
+    slow = 2 * phase.inter_token
+    details["slow_gaps"] = sum(1 for r in run.results for g in r.chunk_gaps or () if g > slow)
     report.checks += stream_checks(stats, slo)
     flat = flatness(samples, load_started, watch)
     if warmed is not None:

@@ -65,7 +65,8 @@ def phase_lines(phase: PhaseReport) -> list[str]:
     lines.append(
         f"Goodput (met TTFT, TPOT and E2E bounds): **{fmt_num(d.get('goodput'), 2)} req/s** of "
         f"{rate} req/s successful; output {tokens_s} tokens/s; largest gap "
-        f"{fmt_time(d.get('max_gap'), 'ms')}."
+        f"{fmt_time(d.get('max_gap'), 'ms')}; {d.get('slow_gaps', NA)} gaps above twice the "
+        "mock's inter-token delay."
     )
     flat = d.get("process")
     if flat:

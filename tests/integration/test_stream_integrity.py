@@ -67,6 +67,7 @@ def test_a_plain_proxy_passes_every_stream_whole_and_flat(tmp_path: Path) -> Non
     stream = phase["details"]["streaming"]
     assert stream["integrity"]["whole"] == 20, stream["integrity"]
     assert stream["whole_ratio"] == 1.0
+    assert 0 <= stream["slow_gaps"] <= 9  # a loaded CI machine may hold a few chunks 40 ms
     assert stream["goodput"] == pytest.approx(stream["request_rate"])
     dist = phase["distributions"]
     assert dist["itl"]["count"] == 20 * 9  # every gap between chunks, pooled
@@ -89,6 +90,7 @@ def test_held_first_chunk_is_measured_as_added_ttft(tmp_path: Path) -> None:
             runs[hold].append(phase["distributions"]["added_ttft"]["p50"])
     added = sum(runs[HOLD]) / 2 - sum(runs[0.0]) / 2
     noise = abs(runs[0.0][0] - runs[0.0][1]) + abs(runs[HOLD][0] - runs[HOLD][1])
+    print(f"added TTFT p50: {runs}; held {added * 1e3:.3f} ms, noise {noise * 1e3:.3f} ms")
     assert added == pytest.approx(HOLD, abs=max(0.0005, noise)), runs
 
 
