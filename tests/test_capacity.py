@@ -28,6 +28,7 @@ from soak.phases.capacity import (
     SLO,
     CapacitySearch,
     Step,
+    capacity_report,
     judge,
     run_capacity,
 )
@@ -196,3 +197,16 @@ async def test_budget_too_small_for_a_step_runs_nothing(mock, tmp_path: Path) ->
     assert report.details["stopped_by"] == BUDGET and report.details["steps"] == []
     assert report.details["knee"] is None and report.status is Status.FAILED
     assert [c.name for c in report.checks] == ["capacity knee"]
+
+
+def test_knee_is_exported_per_gateway(registry) -> None:
+    from soak.metrics import SoakMetrics
+
+    search = CapacitySearch(CapacityPhase(start=10, factor=2, max_rate=20, bisect=0))
+    while (rate := search.next_rate()) is not None:
+        search.record(judge(_step(rate), search.good, SLO_))
+    report = capacity_report(search, {}, SLO_, started_at=0.0, elapsed=1.0)
+    SoakMetrics(registry).record_phase(report, target="portkey", finished_at=1.0)
+    labels = {"target": "portkey", "phase": "capacity"}
+    value = registry.get_sample_value("soak_phase_last_target_requests_per_second", labels)
+    assert value == 20.0 and report.details["stopped_by"] == MAX_RATE

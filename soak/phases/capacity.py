@@ -249,6 +249,7 @@ def capacity_report(
         note = f"figures at the knee ({knee:.4g} req/s); every step in the curve"
         report = replace(base, name="capacity", checks=[], notes=[note], details={})
     report.started_at = started_at
+    report.target_rate = knee or 0.0  # exported as soak_phase_last_target_requests_per_second
     report.params = {**asdict(phase), "slo": asdict(slo), **_reported(base)}
     stopped_by = search.stopped_by or (STOPPED if not search.steps else MAX_RATE)
     first_bad = search.stopper
