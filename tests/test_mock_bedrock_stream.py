@@ -113,3 +113,26 @@ def test_parse_sigv4_scope():
         "service": "bedrock",
         "signed": ["content-type", "host", "x-amz-date"],
     }
+
+
+async def test_stream_faults_malformed_frame_and_cut():
+    cfg = parse_config(
+        {
+            "providers": {
+                "bad": {"faults": {"malformed_rate": 1}},
+                "cut": {"stream": {"inter_token": "1ms"}, "faults": {"cut_rate": 1}},
+            }
+        }
+    )
+    async with MockServer(cfg) as server, aiohttp.ClientSession() as s:
+        async with s.post(f"{server.url}/p/bad/model/m/converse-stream", json=BODY) as r:
+            raw = await r.read()
+        with pytest.raises(AssertionError):
+            decode(raw)  # the message CRC does not match: what a decoder must reject
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async with s.post(f"{server.url}/p/cut/model/m/converse-stream", json=BODY) as r:
+                await r.read()
+        outcomes = [
+            a["outcome"] for a in server.state.traces.by_nonces(["[soak:bs:1]"])["[soak:bs:1]"]
+        ]
+    assert outcomes == ["malformed", "cut"]
