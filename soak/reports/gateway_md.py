@@ -39,6 +39,12 @@ def _own(reported: Any) -> str:
     return f"{fmt_time(p50, 'ms')} / {fmt_time(p99, 'ms')}"
 
 
+def _retries(retries: Any, requests: Any) -> str:
+    if retries is None:
+        return NA
+    return f"{retries} on {requests} req" if retries else "0"
+
+
 def gateway_section(run: RunReport) -> list[str]:
     """`## What the gateway said` with one row per phase that has something to show."""
     rows = []
@@ -59,7 +65,7 @@ def gateway_section(run: RunReport) -> list[str]:
                 _counts(said.get("saw")),
                 str(said.get("agree", NA)),
                 str(said.get("disagree", NA)),
-                NA if retries is None else f"{retries} on {said.get('retried_requests', 0)} req",
+                _retries(retries, said.get("retried_requests")),
                 _counts(said.get("reported_state")),
                 _own(reported),
             ]
