@@ -12,8 +12,11 @@ from soak.mock.app import MockConfig, MockServer
 from soak.mock.profile import parse_profile
 
 from soak.client import ChatClient, make_session
+from soak.config_streaming import StreamingSlo
 from soak.metrics import SoakMetrics
 from soak.mockctl import MockControl
+from soak.phases.streaming import flat_checks, flatness, stream_checks
+from soak.procwatch import Sample
 from soak.reports.markdown import render_markdown
 from soak.results import END_DONE, END_FINISH, END_USAGE, Outcome, Result
 from soak.streaming import (
@@ -223,3 +226,31 @@ def test_markdown_has_a_streaming_section() -> None:
     assert "Whole: **100.00%** of streams." in section
     assert "**1.00 req/s** of 1.00 req/s successful" in section
     assert "| open fds | 20 | 60 | 21 |" in section
+
+
+def test_flatness_compares_the_last_sample_before_the_load_with_the_last_one() -> None:
+    samples = [Sample(t, None, rss, fds, 1, 1) for t, rss, fds in (
+        (0.0, 100, 10), (0.5, 120, 15), (1.0, 300, 60), (2.0, 130, 17), (3.0, 126, 16),
+    )]  # fmt: skip
+    flat = flatness(samples, load_started=0.7)
+    assert flat is not None
+    assert (flat["rss_before"], flat["rss_after"], flat["rss_peak"]) == (120, 126, 300)
+    assert (flat["fds_before"], flat["fds_after"], flat["fds_growth"]) == (15, 16, 1)
+    assert flat["rss_growth"] == pytest.approx(0.05)
+    slo = StreamingSlo(rss_growth=0.04, fds_growth=1)
+    rss, fds = flat_checks(flat, slo)
+    assert not rss.passed and fds.passed and fds.op == "<="
+    assert flatness(samples[:1], 0.7) is None
+
+
+def test_stream_checks_follow_the_slo_block() -> None:
+    results = [stream(nonce="a"), stream(nonce="b", times=(0.1, 0.2, 0.3), text=TEXT[:3])]
+    sent = {"a": SENT, "b": SENT}
+    stats = analyze(results, sent, stall=STALL, bounds=Bounds(1, 1, 5), duration=1.0)
+    checks = {c.name: c for c in stream_checks(stats, StreamingSlo(added_ttft_p50=0.004))}
+    assert set(checks) == {"added TTFT p50", "added TTFT p99", "added TPOT p50",
+                           "whole streams", "goodput / rate"}  # fmt: skip
+    assert checks["added TTFT p50"].value == pytest.approx(0.005)
+    assert not checks["added TTFT p50"].passed and checks["added TTFT p99"].passed
+    assert checks["whole streams"].value == 0.5 and not checks["whole streams"].passed
+    assert checks["goodput / rate"].value == 1.0 and checks["goodput / rate"].passed

@@ -124,7 +124,7 @@ async def run_streaming(ctx: PhaseContext) -> PhaseReport:
     slow = 2 * phase.inter_token
     details["slow_gaps"] = sum(1 for r in run.results for g in r.chunk_gaps or () if g > slow)
     report.checks += stream_checks(stats, slo)
-    flat = flatness(samples, load_started, watch)
+    flat = flatness(samples, load_started)
     if warmed is not None:
         details["warmup"] = warmed
     if flat is None:
@@ -152,11 +152,10 @@ def stream_checks(stats: StreamStats, slo: StreamingSlo) -> list[Check]:
     return checks
 
 
-def flatness(
-    samples: list[Sample], load_started: float, watch: ProcessWatch | None
-) -> dict[str, Any] | None:
-    """RSS and descriptors before the load (last sample before it) and after (last sample)."""
-    if watch is None or len(samples) < 2:
+def flatness(samples: list[Sample], load_started: float) -> dict[str, Any] | None:
+    """RSS and descriptors before the load (last sample before it) and after (last sample);
+    None with fewer than two samples."""
+    if len(samples) < 2:
         return None
     before = [s for s in samples if s.t <= load_started] or samples[:1]
     b, a = before[-1], samples[-1]

@@ -105,3 +105,29 @@ def test_stream_damage_is_classified(tmp_path: Path, mode: str, expected: str) -
     assert code == 1  # none arrived whole: the phase fails on whole_ratio 1.0
     (whole,) = [c for c in phase["checks"] if c["name"] == "whole streams"]
     assert not whole["passed"] and whole["value"] == 0.0
+
+
+@pytest.mark.timeout(200)
+def test_real_litellm_with_its_bedrock_primary_keeps_streams_whole(tmp_path: Path) -> None:
+    """The embedded default (LiteLLM re-framing the mock's Bedrock event stream as SSE), with
+    a small streaming phase: every stream whole, the gateway-added TTFT in milliseconds."""
+    config = {
+        "version": 1,
+        "profile": "quick",
+        "gateway": {"name": "litellm", "kind": "litellm", "model": "soak-primary",
+                    "primary_api": "bedrock", "api_key_env": None, "generate_key": True,
+                    "timeout": "30s", "managed": {"command": [], "ready_timeout": "90s"}},
+        "phases": {"streaming": {"streams": 10, "ramp": "1s", "ttft": "50ms",
+                                 "inter_token": "50ms", "tokens": 10, "settle": "1s",
+                                 "timeout": "20s"}},
+    }  # fmt: skip
+    done = run_once(tmp_path, config, "--phases", "streaming", timeout=180)
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    phase = done.phase("streaming")
+    stream = phase["details"]["streaming"]
+    assert stream["integrity"]["whole"] == 10, stream["integrity"]
+    assert stream["warmup"] == {"streams": 10, "ok": 10}
+    added = phase["distributions"]["added_ttft"]
+    print(f"litellm (bedrock) added TTFT p50 {added['p50'] * 1e3:.2f} ms")
+    assert 0.001 < added["p50"] < 1.0
+    assert phase["process"]["rss_peak"] > 50e6  # the real proxy, watched by PID
