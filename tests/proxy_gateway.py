@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import sys
+import time
 
 import aiohttp
 from aiohttp import web
@@ -21,6 +22,21 @@ UPSTREAM = web.AppKey("upstream", str)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 OPTIONS = web.AppKey("options", argparse.Namespace)
 SEEN = web.AppKey("seen", list)
+ADDED = web.AppKey("added", list)
+"""A one-item list: the open file (or None) each really added delay is appended to."""
+
+
+async def hold(delay: float, added: list) -> None:
+    """Hold a request `delay` seconds on the CPU (a spin, not a sleep: an idle process wakes up
+    late on a busy machine, which would add more than asked), and record what was added."""
+    start = time.perf_counter()
+    end = start + delay
+    while time.perf_counter() < end:
+        pass
+    if added[0] is not None:
+        added[0].write(f"{time.perf_counter() - start!r}\n")
+        added[0].flush()
+
 
 _HOP = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}
 
@@ -36,8 +52,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     body = await request.read()
     if opts.mode == "garbage":
         return web.Response(body=b"<html>not json", content_type="application/json")
-    if opts.delay > 0:
-        await asyncio.sleep(opts.delay)
+    if opts.delay > 0 and request.method == "POST":
+        await hold(opts.delay, request.app[ADDED])
     headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
     url = request.app[UPSTREAM] + request.path_qs
     session = request.app[SESSION]
@@ -69,11 +85,13 @@ async def main(argv: list[str]) -> None:
     p.add_argument("--status", type=int, default=404)
     p.add_argument("--after", type=int, default=10, help="die: requests served before exiting")
     p.add_argument("--keep-bytes", type=int, default=120, help="truncate: bytes forwarded")
+    p.add_argument("--record", help="delay: append each really added delay (seconds) here")
     opts = p.parse_args(argv)
     app = web.Application()
     app[UPSTREAM] = opts.upstream.rstrip("/")
     app[OPTIONS] = opts
     app[SEEN] = [0]
+    app[ADDED] = [open(opts.record, "a") if opts.record else None]  # noqa: SIM115
     app.router.add_route("*", "/{tail:.*}", handle)
 
     async def session_ctx(app: web.Application):  # type: ignore[no-untyped-def]
