@@ -81,6 +81,8 @@ LAST_OVERHEAD = MetricSpec("soak_phase_last_overhead_seconds", G, TPQ,
     "Exact per-request overhead statistics of the last run (per-run: never average replicas).")
 LAST_OVERHEAD_DIFF = MetricSpec("soak_phase_last_overhead_percentile_diff_seconds", G, TPQ,
     "The seeds' overhead: percentile(through gateway) - percentile(direct calibration), last run.")
+LAST_ADDED_TTFT = MetricSpec("soak_phase_last_gateway_added_ttft_seconds", G, TPQ,
+    "Streams: client TTFT minus the mock's own time to its first chunk, last run (exact).")
 LAST_MEMORY_GROWTH = MetricSpec("soak_phase_last_gateway_memory_growth_ratio", G, TP,
     "Gateway RSS growth over the last run: final / initial - 1.")
 BREAKER_STATE = MetricSpec("soak_breaker_state", G, TPS,

@@ -46,6 +46,7 @@ from soak.metric_catalogue import (
     GW_RSS,
     GW_THREADS,
     ITL,
+    LAST_ADDED_TTFT,
     LAST_DURATION,
     LAST_LATENCY,
     LAST_MEMORY_GROWTH,
@@ -254,6 +255,7 @@ class SoakMetrics:
         self._summary(LAST_LATENCY, labels, report.latency)
         self._summary(LAST_OVERHEAD, labels, dist.get("overhead_per_request"))
         self._summary(LAST_OVERHEAD_DIFF, labels, dist.get("overhead_percentile_diff"))
+        self._summary(LAST_ADDED_TTFT, labels, dist.get("added_ttft"))
         proc = report.process
         if proc is not None and proc.rss_initial > 0 and proc.rss_final > 0:
             self[LAST_MEMORY_GROWTH].labels(*labels).set(proc.rss_final / proc.rss_initial - 1)

@@ -32,7 +32,7 @@ from soak.streaming import (
     sent_of,
     tpot,
 )
-from soak.summary import PhaseReport, RunReport, Status
+from soak.summary import LatencySummary, PhaseReport, RunReport, Status
 
 TEXT = ["lorem", " ipsum", " dolor", " sit"]
 DIGEST = hashlib.sha256("".join(TEXT).encode()).hexdigest()
@@ -196,6 +196,8 @@ def test_metrics_count_integrity_classes_and_observe_stream_timing(registry) -> 
         "soak_time_per_output_token_seconds_sum", labels
     ) == pytest.approx((0.5 - 0.1) / 3)
     report = PhaseReport(name="streaming", kind="streaming", status=Status.FAILED)
+    report.distributions["added_ttft"] = LatencySummary(3, 0.001, 0.002, 0.002, 0.003, 0.003,
+                                                        0.004, 0.004)  # fmt: skip
     report.details["streaming"] = {"integrity": {**dict.fromkeys(CLASSES, 0), "whole": 7,
                                                  "truncated": 2}}  # fmt: skip
     for _ in range(2):
@@ -204,6 +206,8 @@ def test_metrics_count_integrity_classes_and_observe_stream_timing(registry) -> 
     assert value("soak_stream_integrity_total", {**labels, "class": "whole"}) == 14
     assert value("soak_stream_integrity_total", {**labels, "class": "truncated"}) == 4
     assert value("soak_stream_integrity_total", {**labels, "class": "buffered"}) == 0
+    added = {**labels, "statistic": "p99"}
+    assert value("soak_phase_last_gateway_added_ttft_seconds", added) == 0.004
 
 
 def test_markdown_has_a_streaming_section() -> None:
