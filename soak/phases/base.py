@@ -148,6 +148,8 @@ async def measure(
         params={"target": target.name, "rate": rate, "duration": duration, **params},
         **report_fields(run),
     )
+    if samples:
+        report.details["process_series"] = process_series(samples)
     if run.stopped:
         report.notes.append("stopped early: the run was interrupted")
     if cfg.shard.count > 1:
@@ -160,6 +162,22 @@ async def measure(
         if reported:
             report.params["gateway_reported"] = reported
     return run, report
+
+
+SERIES_POINTS = 600
+"""At most this many process samples are kept per phase in `details["process_series"]`."""
+
+
+def process_series(samples: list[Sample]) -> list[list[float | None]]:
+    """The gateway process over the phase as `[t_rel_s, rss_bytes, cpu_percent]` rows (for the
+    HTML report's RSS plot), evenly thinned to at most `SERIES_POINTS` rows."""
+    step = max(1, -(-len(samples) // SERIES_POINTS))
+    t0 = samples[0].t
+    rows = [
+        [round(s.t - t0, 2), s.rss, None if s.cpu_percent is None else round(s.cpu_percent, 1)]
+        for s in samples[::step]
+    ]
+    return rows
 
 
 def nonce_run_id(run_id: str, phase: str) -> str:

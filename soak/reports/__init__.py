@@ -1,4 +1,4 @@
-"""Reports of a `soak once` run: markdown, JSON, JUnit XML, GitHub step summary, progress.
+"""Reports of a `soak once` run: markdown, JSON, JUnit XML, HTML, GitHub step summary, progress.
 
 `write_reports` is the one entry point `soak once` calls when a run ends (passed, failed,
 aborted or half-done). Each file is written atomically (temp file + rename), so a reader never
@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from soak.reports.html import render_html
 from soak.reports.jsonfile import SCHEMA, parse_json, render_json
 from soak.reports.junit import render_junit
 from soak.reports.markdown import render_markdown
@@ -26,6 +27,7 @@ __all__ = [
     "Progress",
     "ReportWriteError",
     "parse_json",
+    "render_html",
     "render_json",
     "render_junit",
     "render_markdown",
@@ -38,6 +40,7 @@ FILES: dict[str, tuple[str, Callable[[RunReport], str]]] = {
     "json": ("report.json", render_json),
     "junit": ("junit.xml", render_junit),
     "markdown": ("report.md", render_markdown),
+    "html": ("report.html", render_html),
 }
 """Report key → (file name, renderer), in write order."""
 
@@ -67,7 +70,8 @@ def atomic_write(path: Path, text: str) -> None:
 def write_reports(
     run: RunReport, out_dir: Path | str, env: Mapping[str, str] | None = None
 ) -> dict[str, Path]:
-    """Write report.json, junit.xml and report.md into `out_dir` (created) and the step summary.
+    """Write report.json, junit.xml, report.md and report.html into `out_dir` (created) and
+    the step summary.
 
     Returns report key → path of what was written (`step_summary` only when
     `$GITHUB_STEP_SUMMARY` is set). Raises `ReportWriteError` naming every report that failed,
