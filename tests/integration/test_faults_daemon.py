@@ -1,6 +1,7 @@
-"""`soak run` under faults: a gateway that hangs, floods, answers HTML, or is SIGKILLed in the
-middle of a run; the daemon itself SIGKILLed mid-run; its history file damaged. The daemon
-keeps serving, every run lands in the history with a status, the next scheduled run works.
+"""`soak run` under faults: a gateway that is down at start, hangs, floods, answers HTML, or
+is SIGKILLed in the middle of a run; the daemon itself SIGKILLed mid-run; its history file
+damaged. The daemon keeps serving, every run lands in the history with a status, the next
+scheduled run works.
 
 (test_daemon.py covers SIGTERM mid-fault and a bad reload.)
 """
@@ -60,7 +61,7 @@ class Gateway:
             self.proc = None
 
 
-def run_after(daemon: SoakDaemon, since: float, timeout: float = 20) -> dict[str, Any]:
+def run_after(daemon: SoakDaemon, since: float, timeout: float = 40) -> dict[str, Any]:
     """The first run that started after `since` and finished, with its report."""
     found = wait_for(
         f"a run started after {since:.1f} to finish",
@@ -89,13 +90,14 @@ def test_bad_gateways_do_not_stop_the_daemon_and_the_next_run_works(
     config["gateway"].update(url=f"http://127.0.0.1:{port}", timeout="1s")
     config["slo"] = LOOSE_SLO
     try:
-        since = gateway.start("hang")
+        since = time.time()  # no gateway yet: down at the daemon's start
         daemon = SoakDaemon(tmp_path, config)
         daemons.append(daemon)
-        seen = {"hang": outcomes(run_after(daemon, since))}
-        for mode in ("huge", "html", "good"):
+        seen = {"down": outcomes(run_after(daemon, since))}
+        for mode in ("hang", "huge", "html", "good"):
             since = gateway.start(mode)
             seen[mode] = outcomes(run_after(daemon, since))
+        assert set(seen["down"]) == {"connect"}
         assert set(seen["hang"]) == {"timeout"}
         assert set(seen["huge"]) == {"bad_response"}
         assert set(seen["html"]) == {"bad_response"}
