@@ -156,7 +156,11 @@ def test_the_daemon_shows_no_secret_and_reload_needs_its_token(
     # reload: a new plan on disk; without the token, or with a wrong one, nothing changes
     config["schedule"] = [{"name": "other", "interval": "1h", "phases": ["overhead"]}]
     daemon.config_path.write_text(yaml.safe_dump(config))
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "reload-planted"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": SECRETS["FAULT_RELOAD_TOKEN"]},
+    ):
         status, body = http(f"{daemon.url}/-/reload", method="POST", headers=headers)
         assert status == 401, (status, body)
         assert daemon.metric("soak_plan_next_run_timestamp_seconds", plan="other") is None
