@@ -79,14 +79,15 @@ async def run_streaming(ctx: PhaseContext) -> PhaseReport:
     pid = ctx.gateway_pid()
     watch = ProcessWatch(pid, interval=0.5) if pid else None
     warmed: dict[str, int] | None = None
-    if watch is not None:
-        watch.start()
-        if phase.warmup:
-            warmed = await warm_up(ctx, phase)
-        await asyncio.sleep(_BASELINE_WAIT)
-    load_started = watch.clock() if watch is not None else 0.0
-    await set_stream_profile(ctx, phase.ttft, phase.inter_token, phase.tokens)
+    load_started = 0.0
     try:
+        if watch is not None:
+            watch.start()
+            if phase.warmup:
+                warmed = await warm_up(ctx, phase)
+            await asyncio.sleep(_BASELINE_WAIT)
+            load_started = watch.clock()
+        await set_stream_profile(ctx, phase.ttft, phase.inter_token, phase.tokens)
         run, report = await measure(
             streaming_context(ctx, phase),
             name="streaming",
