@@ -75,6 +75,8 @@ class AlertOptions:
     errors on purpose."""
     memory_window: str = "6h"
     breaker_open_for: str = "15m"
+    for_override: str | None = None
+    """Every alert's `for:` replaced by this (end-to-end tests that cannot wait minutes)."""
 
 
 def merge_slo(slo: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -102,8 +104,9 @@ def merge_slo(slo: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 class _Rules:
     """Accumulates alert rules with the shared labels and annotations."""
 
-    def __init__(self, runbook_base: str) -> None:
+    def __init__(self, runbook_base: str, for_override: str | None = None) -> None:
         self.runbook_base = runbook_base.rstrip("#")
+        self.for_override = for_override
         self.rules: list[dict[str, Any]] = []
 
     def alert(
@@ -111,7 +114,7 @@ class _Rules:
         **labels: str,
     ) -> None:  # fmt: skip
         self.rules.append({
-            "alert": name, "expr": expr, "for": for_,
+            "alert": name, "expr": expr, "for": self.for_override or for_,
             "labels": {"severity": severity, **labels},
             "annotations": {"summary": summary, "description": description,
                             "runbook_url": f"{self.runbook_base}#{name.lower()}"},
@@ -348,7 +351,8 @@ def build_rules(
     for phase, interval in phases.items():
         if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
             raise ValueError(f"phases.{phase}: expected an interval in seconds, got {interval!r}")
-    slo_rules, ops_rules = _Rules(runbook_base), _Rules(runbook_base)
+    slo_rules = _Rules(runbook_base, opts.for_override)
+    ops_rules = _Rules(runbook_base, opts.for_override)
     _phase_alerts(slo_rules, merged, phases, opts)
     _target_alerts(slo_rules, merged, opts)
     _operational_alerts(ops_rules, opts)

@@ -1,0 +1,209 @@
+"""End to end: an SLO breach measured by `soak run` pages a person through real Prometheus and a
+real Alertmanager.
+
+The daemon measures tests/proxy_gateway.py adding 50 ms to every request (overhead p50 limit:
+5 ms); Prometheus scrapes it and evaluates the rules `soak.rules.build_rules` generates from the
+config's SLO (only `for:` and the request minimum shortened, through `AlertOptions`); the
+Alertmanager routes with deploy/alertmanager/alertmanager.yml (receivers pointed at a local
+webhook, waits shortened) and the webhook must receive SoakGatewayOverheadHigh with the labels
+and annotations a person needs.
+
+Needs the Debian packages `prometheus` and `prometheus-alertmanager`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from once_helpers import ROOT, proxy_gateway
+from test_daemon import SoakDaemon, daemons, free_port, get_json, http, wait_for
+
+from soak.config import describe, load_config
+from soak.rules import AlertOptions, build_rules
+
+pytestmark = pytest.mark.integration
+__all__ = ["daemons", "start_prometheus"]
+
+PROMETHEUS = "/usr/bin/prometheus"
+ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
+EXAMPLE = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
+
+
+def start_prometheus(
+    tmp: Path, procs: list[subprocess.Popen[bytes]], scrape: str, rules: dict[str, Any],
+    alertmanager: str | None = None,
+) -> str:  # fmt: skip
+    """A real Prometheus scraping `scrape` every second, evaluating `rules` every second."""
+    (tmp / "rules.yml").write_text(yaml.safe_dump(rules, sort_keys=False))
+    config: dict[str, Any] = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(tmp / "rules.yml")],
+        "scrape_configs": [{"job_name": "soak", "static_configs": [{"targets": [scrape]}]}],
+    }
+    if alertmanager:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+    (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
+    check = subprocess.run(["promtool", "check", "config", str(tmp / "prometheus.yml")],
+                           capture_output=True, text=True)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    port = free_port()
+    with open(tmp / "prometheus.log", "wb") as log:  # the child keeps its own descriptor
+        procs.append(subprocess.Popen(
+            [PROMETHEUS, f"--config.file={tmp / 'prometheus.yml'}",
+             f"--storage.tsdb.path={tmp / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}",
+             "--log.level=warn"],
+            stdout=subprocess.DEVNULL, stderr=log,
+        ))  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    wait_for("prometheus ready", lambda: http(f"{url}/-/ready")[0] == 200, 30)
+    return url
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes this test started; terminated (by PID) at the end."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        proc.terminate()
+    for proc in started:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A local Alertmanager webhook receiver: yields (URL, received notification bodies)."""
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.append(json.loads(body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/soak", received
+    server.shutdown()
+    server.server_close()
+
+
+def alertmanager_config(receiver_url: str) -> dict[str, Any]:
+    """The deploy example, its receivers pointed at the local webhook, its waits shortened."""
+    config = yaml.safe_load(EXAMPLE.read_text())
+    config["route"].update(group_wait="1s", group_interval="1s")
+    for receiver in config["receivers"]:
+        for hook in receiver.get("webhook_configs", []):
+            hook["url"] = receiver_url
+    return config
+
+
+def start_alertmanager(tmp: Path, procs: list[subprocess.Popen[bytes]], url: str) -> str:
+    (tmp / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(url)))
+    port = free_port()
+    with open(tmp / "alertmanager.log", "wb") as log:
+        procs.append(subprocess.Popen(
+            [ALERTMANAGER, f"--config.file={tmp / 'alertmanager.yml'}",
+             f"--storage.path={tmp / 'am'}", f"--web.listen-address=127.0.0.1:{port}",
+             "--cluster.listen-address=", "--log.level=warn"],
+            stdout=subprocess.DEVNULL, stderr=log,
+        ))  # fmt: skip
+    wait_for("alertmanager ready",
+             lambda: http(f"http://127.0.0.1:{port}/-/ready")[0] == 200, 30)  # fmt: skip
+    return f"127.0.0.1:{port}"
+
+
+def overhead_alerts(received: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [a for body in received for a in body["alerts"]
+            if a["labels"].get("alertname") == "SoakGatewayOverheadHigh"
+            and a["status"] == "firing"]  # fmt: skip
+
+
+def test_overhead_breach_reaches_the_webhook_through_alertmanager(
+    tmp_path: Path,
+    daemons: list[SoakDaemon],
+    procs: list[subprocess.Popen[bytes]],
+    webhook: tuple[str, list[dict[str, Any]]],
+) -> None:
+    t0 = time.monotonic()
+    config = {
+        "version": 1,
+        "gateway": proxy_gateway("--mode", "delay", "--delay", "0.05"),
+        "phases": {
+            "calibration": {"rate": 10, "duration": "4s", "latency": "20ms"},
+            "overhead": {"rate": 10, "duration": "6s", "latency": "20ms"},
+        },
+        # calibration first: Prometheus is scraping before the overhead counters first appear
+        # (increase() cannot count what a series held at its first scrape)
+        "schedule": [{"name": "slo", "interval": "1h", "phases": ["calibration", "overhead"],
+                      "run_on_start": True}],
+    }  # fmt: skip
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    slo = describe(load_config(tmp_path / "config.yaml", env={}))["slo"]
+    options = AlertOptions(for_override="1s", min_requests=5)
+    rules = build_rules(slo, phases={"overhead": 3600}, options=options)
+    url, received = webhook
+    am = start_alertmanager(tmp_path, procs, url)
+    daemon = SoakDaemon(tmp_path, config)
+    daemons.append(daemon)
+    prom = start_prometheus(tmp_path, procs, daemon.url.removeprefix("http://"), rules, am)
+
+    run = daemon.finished_run(timeout=60)
+    _, phase = run["report"]["phases"]
+    assert phase["distributions"]["overhead_per_request"]["p50"] > 0.045  # the breach is real
+    try:
+        firing: list[dict[str, Any]] = wait_for(
+            "SoakGatewayOverheadHigh at the webhook", lambda: overhead_alerts(received), 45, 0.5
+        )
+    except AssertionError as exc:  # say where it stopped: rule state at Prometheus
+        states = get_json(f"{prom}/api/v1/rules?type=alert")["data"]["groups"]
+        brief = [(r["name"], r["state"], r["health"], r.get("lastError"), len(r["alerts"]))
+                 for g in states for r in g["rules"] if "Overhead" in r["name"]]  # fmt: skip
+        raise AssertionError(f"{exc}; rules: {brief}; webhook got {received}") from None
+    alert = firing[0]
+    labels, notes = alert["labels"], alert["annotations"]
+    assert labels["severity"] == "warning"
+    assert labels["target"] == "proxy" and labels["phase"] == "overhead"
+    assert labels["statistic"] in {"mean", "p50", "p90", "p95", "p99"}
+    assert "on proxy (overhead)" in notes["summary"] and "above" in notes["summary"]
+    assert "overhead" in notes["description"] and "{{" not in notes["description"]
+    assert notes["runbook_url"].endswith("docs/alerts.md#soakgatewayoverheadhigh")
+    port = prom.rpartition(":")[2]
+    assert f":{port}/graph?g0.expr=" in alert["generatorURL"]  # a link back to the rule's query
+    # every statistic the 50 ms proxy breaches arrives; none of another gateway or phase
+    stats = {a["labels"]["statistic"] for a in overhead_alerts(received)}
+    wait_for("the p50 alert", lambda: "p50" in {a["labels"]["statistic"]
+                                               for a in overhead_alerts(received)}, 20)  # fmt: skip
+    assert {a["labels"]["target"] for a in overhead_alerts(received)} == {"proxy"}
+    assert stats <= {"mean", "p50", "p90", "p95", "p99"}
+    # routed by the example config: warnings go to the ticket receiver
+    assert {b["receiver"] for b in received if overhead_alerts([b])} == {"soak-ticket"}
+    assert time.monotonic() - t0 < 90
+    code, _ = daemon.stop()
+    assert code == 0
+
+
+def test_alertmanager_example_config_is_valid(tmp_path: Path) -> None:
+    path = tmp_path / "am.yml"
+    path.write_text(yaml.safe_dump(alertmanager_config("http://127.0.0.1:9/soak")))
+    amtool = "/usr/bin/amtool"  # shipped with Debian's prometheus-alertmanager
+    done = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
