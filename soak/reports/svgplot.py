@@ -8,7 +8,7 @@ visible label on the data points a reader compares (bars carry their value as te
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from html import escape
 
@@ -111,16 +111,19 @@ def line_plot(
     x_log: bool = False,
     step: bool = False,
     y_zero: bool = True,
+    y_max: float | None = None,
     hlines: Sequence[tuple[float, str]] = (),
 ) -> str:
-    """Lines (or steps) of every series on shared axes; `hlines` are labelled dashed limits."""
+    """Lines (or steps) of every series on shared axes; `hlines` are labelled dashed limits;
+    `y_max` fixes the top of the y axis (percentiles: 100)."""
     pts = [p for s in series for p in s.points if all(map(math.isfinite, p))]
     if x_log:
         pts = [p for p in pts if p[0] > 0]
     xs_all = [x for x, _ in pts] or [0.0, 1.0]
     ys_all = [y for _, y in pts] + [v for v, _ in hlines] or [0.0, 1.0]
     y_lo = 0.0 if y_zero else min(ys_all)
-    y_ticks = nice_ticks(min(y_lo, *ys_all), max(ys_all) * 1.05 if max(ys_all) > 0 else 1.0)
+    top = y_max if y_max is not None else max(ys_all) * 1.05 if max(ys_all) > 0 else 1.0
+    y_ticks = nice_ticks(min(y_lo, *ys_all), top)
     y0, y1 = y_ticks[0], y_ticks[-1]
     if x_log:
         x_ticks = log_ticks(min(xs_all) * 0.9, max(xs_all) * 1.1)
@@ -180,11 +183,13 @@ def bar_plot(
     y_label: str,
     x_label: str = "",
     value_fmt: Callable[[float], str] = lambda v: f"{v:.1f}",
-    hlines: Sequence[tuple[float, str]] = (),
+    limits: Mapping[str, tuple[float, str]] | None = None,
 ) -> str:
-    """Grouped bars: one group per entry of `groups`, one bar per series, values written on top."""
+    """Grouped bars: one group per entry of `groups`, one bar per series, values written on top;
+    `limits` draws a labelled dashed threshold across the bars of that group."""
+    limits = limits or {}
     values = [v for _, vals in series for v in vals if v is not None and math.isfinite(v)]
-    values += [v for v, _ in hlines]
+    values += [v for v, _ in limits.values()]
     y_ticks = nice_ticks(min(0.0, *values, 0.0), max([*values, 0.0]) * 1.1 or 1.0)
     y0, y1 = y_ticks[0], y_ticks[-1]
 
@@ -218,11 +223,15 @@ def bar_plot(
                 f'<text x="{x + bar_w / 2:.1f}" y="{top - 4:.1f}" text-anchor="middle" '
                 f'class="v">{escape(label)}</text>'
             )
-    for value, label in hlines:
-        y = sy(value)
+    for g, group in enumerate(groups):
+        if group not in limits:
+            continue
+        value, label = limits[group]
+        a, b, y = LEFT + g * slot + slot * 0.05, LEFT + (g + 1) * slot - slot * 0.05, sy(value)
         out.append(
-            f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="lim"/>'
-            f'<text x="{W - RIGHT - 4}" y="{y - 4:.1f}" text-anchor="end" class="lim-t">'
+            f'<line x1="{a:.1f}" x2="{b:.1f}" y1="{y:.1f}" y2="{y:.1f}" class="lim" '
+            f'data-limit="{escape(group)}"/><text x="{b:.1f}" y="{y - 3:.1f}" text-anchor="end" '
+            f'class="lim-t">'
             f"{escape(label)}</text>"
         )
     out += _legend([name for name, _ in series])
@@ -258,11 +267,6 @@ def state_timeline(
         out.append(f'<line x1="{sx(v):.1f}" x2="{sx(v):.1f}" y1="{TOP}" y2="{axis_y}" class="g"/>'
                    f'<text x="{sx(v):.1f}" y="{axis_y + 16}" text-anchor="middle" class="k">'
                    f"{fmt_tick(v)}</text>")  # fmt: skip
-    if window is not None:
-        a, b = sx(window[0]), sx(window[1])
-        out.append(f'<rect x="{a:.1f}" y="{TOP - 4}" width="{max(b - a, 1):.1f}" '
-                   f'height="{axis_y - TOP + 4}" class="win"><title>fault injected '
-                   f"{window[0]:g}s → {window[1]:g}s</title></rect>")  # fmt: skip
     for r, (label, timeline) in enumerate(rows):
         y = TOP + r * (band + gap)
         out.append(f'<text x="{left - 6}" y="{y + band / 2 + 4}" text-anchor="end" class="k">'
@@ -276,6 +280,11 @@ def state_timeline(
                 f'data-t="{t:g}"><title>{escape(label)}: {escape(state)} from {t:g}s</title>'
                 "</rect>"
             )
+    if window is not None:  # drawn over the bands, translucent
+        a, b = sx(window[0]), sx(window[1])
+        out.append(f'<rect x="{a:.1f}" y="{TOP - 4}" width="{max(b - a, 1):.1f}" '
+                   f'height="{axis_y - TOP + 4}" class="win"><title>fault injected '
+                   f"{window[0]:g}s → {window[1]:g}s</title></rect>")  # fmt: skip
     x = left
     for state, color in [*STATE_COLORS.items(), ("fault", "#00000022")]:
         out.append(f'<rect x="{x}" y="{height - 34}" width="10" height="10" fill="{color}"/>'
