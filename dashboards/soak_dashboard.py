@@ -169,9 +169,11 @@ def _rows(slo: Mapping[str, Any]) -> list[tuple[str, list[tuple[int, int, Any]]]
             (6, 6, _series("Generator CPU", _targets(
                 ("soak_generator_cpu_ratio", "{{instance}}")), "percentunit",
                 steps=_steps(GREEN, (0.9, RED)))),
+            # the drops counter exists only once a phase dropped: 0 for phases that ran clean
             (6, 6, _series("Dropped requests", _targets(
                 ("sum by (phase) (increase(soak_generator_dropped_requests_total"
-                 f"{{{SEL}}}[$__rate_interval]))", "{{phase}}")), "short")),
+                 f"{{{SEL}}}[$__rate_interval]))\nor sum by (phase) (0 * soak_phase_running"
+                 f"{{{SEL}}})", "{{phase}}")), "short")),
         ]),
         ("Scheduler and config", [
             (6, 6, g.Stat(title="Next scheduled run in", dataSource=DS, format="s",
@@ -213,8 +215,10 @@ def _templating() -> g.Templating:
 def _annotations() -> g.Annotations:
     return g.Annotations(list=[{
         "name": "Phase runs", "datasource": DS, "enable": True, "iconColor": "blue",
-        "expr": f"changes(soak_phase_last_run_timestamp_seconds{{{SEL}}}[2m]) > 0",
-        "step": "60s", "titleFormat": "{{phase}} run finished", "tagKeys": "phase,target",
+        # a region per phase run, from its first scrape: `changes()` of the last-run time
+        # missed each phase's first run after a daemon start (a new series has no change)
+        "expr": f"max by (target, phase) (soak_phase_running{{{SEL}}}) == 1",
+        "step": "15s", "titleFormat": "{{phase}} running", "tagKeys": "phase,target",
     }])  # fmt: skip
 
 
