@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from soak.phases.base import SERIES_POINTS, process_series
+from soak.procwatch import Sample
 from soak.reports import write_reports
 from soak.reports.html import render_html
 from soak.reports.svgplot import log_ticks, nice_ticks
@@ -207,3 +209,13 @@ def test_markup_in_names_is_escaped() -> None:
 def test_axis_ticks_are_round(lo: float, hi: float, expected: list[float]) -> None:
     assert nice_ticks(lo, hi) == expected
     assert log_ticks(0.9, 600.0) == [1, 2, 5, 10, 20, 50, 100, 200, 500]
+
+
+def test_process_series_is_thinned_and_relative() -> None:
+    samples = [Sample(100.0 + i, None if i == 0 else 12.34, MB * (100 + i), 10, 4, 1)
+               for i in range(1500)]  # fmt: skip
+    rows = process_series(samples)
+    assert len(rows) == 500 <= SERIES_POINTS  # every 3rd sample
+    assert rows[0] == [0.0, 100 * MB, None] and rows[1] == [3.0, 103 * MB, 12.3]
+    assert process_series(samples[:5]) == [[float(i), (100 + i) * MB, None if i == 0 else 12.3]
+                                           for i in range(5)]  # fmt: skip
