@@ -201,6 +201,15 @@ def test_overhead_breach_reaches_the_webhook_through_alertmanager(
     assert code == 0
 
 
+def test_for_override_shortens_every_alert_and_keeps_the_rest() -> None:
+    normal = build_rules({}, phases={"overhead": 3600})
+    short = build_rules({}, phases={"overhead": 3600}, options=AlertOptions(for_override="1s"))
+    alerts = [r for g in short["groups"] for r in g["rules"] if "alert" in r]
+    assert alerts and {r["for"] for r in alerts} == {"1s"}
+    assert [{**r, "for": "1s"} if "alert" in r else r for g in normal["groups"]
+            for r in g["rules"]] == [r for g in short["groups"] for r in g["rules"]]  # fmt: skip
+
+
 def test_alertmanager_example_config_is_valid(tmp_path: Path) -> None:
     path = tmp_path / "am.yml"
     path.write_text(yaml.safe_dump(alertmanager_config("http://127.0.0.1:9/soak")))
