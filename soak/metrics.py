@@ -149,6 +149,11 @@ class _Bound:
         # Every outcome exists from the start, so ratios never lack a series.
         self.outcomes = {o: m[REQUESTS].labels(target, phase, o.value) for o in Outcome}
         self.served: dict[str, Counter] = {}
+        # Series that are only written when the phase ends exist (at 0) from its first request,
+        # so rate() and increase() see the first run after a daemon start too.
+        m[GEN_DROPS].labels(target, phase)
+        if phase == "failover":
+            m[FAILOVER].labels(target, phase)
 
 
 class SoakMetrics:
@@ -249,8 +254,7 @@ class SoakMetrics:
             (LAST_TARGET_RATE, report.target_rate),
         ):
             self[spec].labels(*labels).set(value)
-        if report.drops:
-            self[GEN_DROPS].labels(*labels).inc(report.drops)
+        self[GEN_DROPS].labels(*labels).inc(report.drops)
         dist = report.distributions
         self._summary(LAST_LATENCY, labels, report.latency)
         self._summary(LAST_OVERHEAD, labels, dist.get("overhead_per_request"))

@@ -367,9 +367,11 @@ def test_write_reports_writes_every_file_for_a_partial_run(tmp_path: Path, abort
         "json": out / "report.json",
         "junit": out / "junit.xml",
         "markdown": out / "report.md",
+        "html": out / "report.html",
         "step_summary": summary,
     }
-    assert sorted(p.name for p in out.iterdir()) == ["junit.xml", "report.json", "report.md"]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["junit.xml", "report.html", "report.json", "report.md"]
     assert parse_json(paths["json"].read_text(encoding="utf-8")) == aborted
     assert "FAIL (aborted)" in paths["markdown"].read_text(encoding="utf-8")
     ET.parse(paths["junit"])
@@ -378,9 +380,9 @@ def test_write_reports_writes_every_file_for_a_partial_run(tmp_path: Path, abort
 
 def test_write_reports_without_step_summary_env(tmp_path: Path, passing) -> None:
     paths = write_reports(passing, tmp_path, env={})
-    assert set(paths) == {"json", "junit", "markdown"}
+    assert set(paths) == {"json", "junit", "markdown", "html"}
     paths2 = write_reports(passing, tmp_path, env={})  # overwrite in place, atomically
-    assert paths2 == paths and len(list(tmp_path.iterdir())) == 3
+    assert paths2 == paths and len(list(tmp_path.iterdir())) == 4
 
 
 def test_run_that_never_started_a_phase_still_fails_in_every_report(tmp_path: Path) -> None:
