@@ -118,7 +118,8 @@ def _overhead_through_proxy(tmp: Path, delay: float) -> tuple[dict[str, float], 
     config = {
         "version": 1,
         "gateway": proxy_gateway("--delay", str(delay), "--record", str(record)),
-        "phases": small_phases(rate=40, duration="5s", latency="20ms"),
+        # 10/s: requests never overlap in the proxy, whose hold keeps its one thread busy
+        "phases": small_phases(rate=10, duration="6s", latency="20ms"),
     }
     done = run_once(tmp, config, "--phases", "overhead")
     overhead = done.phase("overhead")
@@ -141,7 +142,7 @@ def test_per_request_overhead_finds_a_known_added_delay(tmp_path: Path) -> None:
             summary, added = _overhead_through_proxy(tmp_path / f"{delay}-{i}", delay)
             runs[delay].append(summary)
             held += added
-    assert len(held) == 400 and min(held) >= 0.002
+    assert len(held) == 120 and min(held) >= 0.002
     truth = {"p50": statistics.median(held), "mean": statistics.fmean(held)}
     for stat in ("p50", "mean"):
         zero = [r[stat] for r in runs[0.0]]
