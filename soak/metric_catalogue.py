@@ -89,6 +89,8 @@ BREAKER_STATE = MetricSpec("soak_breaker_state", G, TPS,
     "Breaker state: 0 closed, 1 half-open, 2 open; source observed (black-box) or reported.")
 BREAKER_TRANSITIONS = MetricSpec("soak_breaker_transitions_total", C, TPS,
     "Breaker state changes seen.")
+CAPACITY_KNEE = MetricSpec("soak_capacity_knee_requests_per_second", G, ("target",),
+    "Highest arrival rate that held the capacity SLO in the last capacity search (0: none did).")
 GW_RSS = MetricSpec("soak_gateway_resident_memory_bytes", G, ("target",),
     "Gateway process resident memory.")
 GW_CPU = MetricSpec("soak_gateway_cpu_ratio", G, ("target",),

@@ -35,6 +35,7 @@ from soak.metric_catalogue import (
     BREAKER_STATE,
     BREAKER_TRANSITIONS,
     BUILD_INFO,
+    CAPACITY_KNEE,
     CATALOGUE,
     FAILOVER,
     GEN_CPU,
@@ -255,6 +256,8 @@ class SoakMetrics:
         ):
             self[spec].labels(*labels).set(value)
         self[GEN_DROPS].labels(*labels).inc(report.drops)
+        if report.kind == "capacity" and report.status is not Status.ERROR:
+            self[CAPACITY_KNEE].labels(target).set(report.details.get("knee") or 0.0)
         dist = report.distributions
         self._summary(LAST_LATENCY, labels, report.latency)
         self._summary(LAST_OVERHEAD, labels, dist.get("overhead_per_request"))

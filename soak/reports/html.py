@@ -87,11 +87,36 @@ def plots(run: RunReport) -> list[str]:
             out.append(_figure(f"breaker-{phase.name}", svg, "Breaker state per provider: "
                                "observed from the mock's traces and reported by the gateway; "
                                "the shaded span is the injected fault."))  # fmt: skip
+    for phase in run.phases:
+        svg = capacity_plot(phase)
+        if svg:
+            out.append(_figure("capacity", svg, "Capacity search: per-request overhead p50 / p99"
+                               " at each rate tried; the dashed line is the knee."))  # fmt: skip
     rss, cpu = process_plots(run)
     if rss:
         out.append(_figure("rss", rss, "Gateway resident memory (process tree) over the run."))
         out.append(_figure("cpu", cpu, "Gateway CPU (% of one core) over the run."))
     return out or ["<p>No measurements to plot: no phase completed a load.</p>"]
+
+
+def capacity_plot(phase: PhaseReport) -> str | None:
+    """The capacity curve: overhead p50 and p99 (ms) against the rate tried, in rate order."""
+    steps = phase.details.get("steps") if phase.kind == "capacity" else None
+    if not steps:
+        return None
+    steps = sorted(steps, key=lambda s: s["rate"])
+    series = []
+    for stat in ("overhead_p50", "overhead_p99"):
+        points = [(s["rate"], s[stat] * 1e3) for s in steps if s.get(stat) is not None]
+        labels = [
+            f"{x:g} req/s: {y:.2f} ms, {s['success']:.1%} ok"
+            for (x, y), s in zip(points, [s for s in steps if s.get(stat) is not None], strict=True)
+        ]
+        series.append(Series(stat.replace("overhead_", "overhead "), points, True, labels))
+    knee = phase.details.get("knee")
+    title = "Capacity curve" + (f" (knee {knee:g} req/s)" if knee else " (no rate held the SLO)")
+    return line_plot(series, title=title, x_label="rate tried (req/s)",
+                     y_label="per-request overhead (ms)")  # fmt: skip
 
 
 def latency_plot(phases: list[PhaseReport]) -> str | None:
