@@ -286,7 +286,7 @@ def _phases(s: Section) -> PhasesConfig:
     cal, over, stress = (s.section(name) for name in ("calibration", "overhead", "stress"))
     assert cal is not None and over is not None and stress is not None
     cal.only("rate", "duration", "latency")
-    over.only("rate", "duration", "latency")
+    over.only("rate", "duration", "latency", "warmup")
     stress.only("rate", "duration", "latency", "rounds", "gap", "timeout")
 
     def shape(p: Section) -> dict[str, float]:
@@ -298,7 +298,7 @@ def _phases(s: Section) -> PhasesConfig:
 
     return PhasesConfig(
         calibration=CalibrationPhase(**shape(cal)),
-        overhead=OverheadPhase(**shape(over)),
+        overhead=OverheadPhase(**shape(over), warmup=over.duration("warmup", 0.0)),
         stress=StressPhase(
             **shape(stress),
             rounds=stress.integer("rounds", minimum=1),

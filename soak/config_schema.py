@@ -129,6 +129,9 @@ class OverheadPhase:
     rate: float
     duration: float
     latency: float
+    warmup: float = 0.0
+    """Seconds of the same load through the gateway before measuring, not recorded (a gateway's
+    first requests after a start pay for lazy imports, pools and caches)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -180,6 +180,37 @@ def process_series(samples: list[Sample]) -> list[list[float | None]]:
     return rows
 
 
+async def warm_up(ctx: PhaseContext, target: Target, *, rate: float, duration: float) -> None:
+    """Unrecorded load at `target` (no progress, no metrics, no report): the gateway's first
+    requests after a start pay for lazy imports, pools and caches, not for steady overhead."""
+    spec = LoadSpec(
+        rate=shard_rate(ctx.config, rate),
+        duration=duration,
+        arrival=ctx.config.engine.arrival,
+        seed=ctx.config.engine.seed + 1,
+        max_inflight=ctx.config.engine.max_inflight,
+        drain_timeout=ctx.config.gateway.timeout + 5.0,
+    )
+    session = make_session(min(ctx.config.engine.max_inflight, _MAX_CONNECTIONS),
+                           ctx.config.gateway.timeout)  # fmt: skip
+    try:
+        client = ChatClient(
+            session,
+            target.url,
+            api=target.api,
+            model=target.model,
+            headers=target.headers,
+            stream=ctx.config.request.stream,
+            max_tokens=ctx.config.request.max_tokens,
+            prompt=ctx.config.request.prompt,
+            run_id=nonce_run_id(ctx.run_id, "warmup"),
+            timeout=ctx.config.gateway.timeout,
+        )
+        await run_load(spec, client.send, stop=ctx.stop)
+    finally:
+        await session.close()
+
+
 def nonce_run_id(run_id: str, phase: str) -> str:
     """The run part of this phase's nonces: sequence numbers restart every phase, so the phase
     name keeps one run's nonces unique (a mock trail never mixes two phases). Reduced to the

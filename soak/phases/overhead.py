@@ -7,7 +7,7 @@ SLO gates on ours, which is a true distribution of what the gateway added.
 
 from __future__ import annotations
 
-from soak.phases.base import PhaseContext, measure, set_mock_latency
+from soak.phases.base import PhaseContext, measure, set_mock_latency, warm_up
 from soak.stats import percentile_diff_summary
 from soak.summary import PhaseReport, Status
 from soak.verdicts import at_least, latency_checks, settle
@@ -38,6 +38,8 @@ async def run_overhead(ctx: PhaseContext) -> PhaseReport:
     phase = ctx.config.phases.overhead
     slo = ctx.config.slo.overhead
     await set_mock_latency(ctx, phase.latency)
+    if phase.warmup > 0:
+        await warm_up(ctx, ctx.gateway, rate=phase.rate, duration=phase.warmup)
     _, report = await measure(
         ctx,
         name="overhead",
@@ -46,8 +48,10 @@ async def run_overhead(ctx: PhaseContext) -> PhaseReport:
         rate=phase.rate,
         duration=phase.duration,
         timeout=ctx.config.gateway.timeout,
-        params={"latency": phase.latency},
+        params={"latency": phase.latency, "warmup": phase.warmup},
     )
+    if phase.warmup > 0:
+        report.notes.append(f"{phase.warmup:g}s of the same load warmed the gateway up first")
     direct = ctx.baselines.get("calibration")
     if report.latency is not None and direct is not None:
         report.distributions["overhead_percentile_diff"] = percentile_diff_summary(
