@@ -20,6 +20,7 @@ from .content import (
     json_str,
     next_id,
     nonce_of,
+    served_answer,
     soak_field,
 )
 from .exchange import BadRequest, ConnectionAborted, Exchange, abort_connection
@@ -59,12 +60,8 @@ async def messages(request: web.Request, ex: Exchange) -> web.StreamResponse:
         n = completion_tokens(prof.stream_timing().tokens, body, "max_tokens")
         return await _stream(request, ex, model, n, input_tokens, decision is not None)
     n = completion_tokens(prof.tokens, body, "max_tokens")
-    if not is_zero(prof.latency):
-        await ex.wait_until(ex.t0 + sample(prof.latency, ex.prov.rng))
+    service_s, service_us, text = await served_answer(ex, n)
     name = ex.prov.name
-    service_s = ex.elapsed()
-    service_us = max(0, round(service_s * 1e6))
-    text = f"{''.join(answer_tokens(n))} {make_marker(name, service_s)}"
     out = (
         f'{{"id":"msg_mock{next_id()}","type":"message","role":"assistant",'
         f'"model":{json_str(model)},"content":[{{"type":"text","text":"{text}"}}],'

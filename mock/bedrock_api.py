@@ -13,11 +13,8 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from soak.tracing import make_marker
-
-from .content import answer_tokens, completion_tokens, nonce_of, soak_field, text_of
+from .content import completion_tokens, nonce_of, served_answer, soak_field, text_of
 from .exchange import BadRequest, Dialect, Exchange
-from .timing import is_zero, sample
 
 _JSON = "application/json"
 
@@ -65,13 +62,9 @@ async def converse(request: web.Request, ex: Exchange) -> web.StreamResponse:
     prof = ex.prov.profile
     config = body.get("inferenceConfig")
     n = completion_tokens(prof.tokens, config if isinstance(config, dict) else {}, "maxTokens")
-    if not is_zero(prof.latency):
-        await ex.wait_until(ex.t0 + sample(prof.latency, ex.prov.rng))
+    service_s, service_us, text = await served_answer(ex, n)
     name = ex.prov.name
     in_tokens = sum(len(text_of(m.get("content"))) for m in msgs) // 4 + 1
-    service_s = ex.elapsed()
-    service_us = max(0, round(service_s * 1e6))
-    text = f"{''.join(answer_tokens(n))} {make_marker(name, service_s)}"
     out = (
         f'{{"output":{{"message":{{"role":"assistant","content":[{{"text":"{text}"}}]}}}},'
         f'"stopReason":"end_turn","usage":{{"inputTokens":{in_tokens},"outputTokens":{n},'

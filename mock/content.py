@@ -11,9 +11,10 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from soak.tracing import BODY_FIELD, find_nonce
+from soak.tracing import BODY_FIELD, find_nonce, make_marker
 
-from .exchange import BadRequest
+from .exchange import BadRequest, Exchange
+from .timing import is_zero, sample
 
 WORDS = ("lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit", "sed")
 _ids = itertools.count(1)
@@ -34,6 +35,17 @@ def answer_tokens(n: int) -> tuple[str, ...]:
 @lru_cache(maxsize=256)
 def answer_text(n: int) -> str:
     return "".join(answer_tokens(n))
+
+
+async def served_answer(ex: Exchange, n: int) -> tuple[float, int, str]:
+    """Wait out the provider's latency, then the non-streamed answer's text ending in the
+    marker, with the service time it reports (seconds and whole µs); every wire shares it."""
+    prof = ex.prov.profile
+    if not is_zero(prof.latency):
+        await ex.wait_until(ex.t0 + sample(prof.latency, ex.prov.rng))
+    service_s = ex.elapsed()
+    text = f"{answer_text(n)} {make_marker(ex.prov.name, service_s)}"
+    return service_s, max(0, round(service_s * 1e6)), text
 
 
 def text_of(content: Any) -> str:

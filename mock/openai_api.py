@@ -28,6 +28,7 @@ from .content import (
     json_str,
     next_id,
     nonce_of,
+    served_answer,
     soak_field,
 )
 from .exchange import BadRequest, ConnectionAborted, Exchange, abort_connection
@@ -57,12 +58,8 @@ async def chat(request: web.Request, ex: Exchange) -> web.StreamResponse:
         usage = isinstance(opts, dict) and opts.get("include_usage") is True
         return await _chat_stream(request, ex, model, n, prompt_tokens, usage, decision is not None)
     n = completion_tokens(prof.tokens, body, "max_completion_tokens", "max_tokens")
-    if not is_zero(prof.latency):
-        await ex.wait_until(ex.t0 + sample(prof.latency, ex.prov.rng))
+    service_s, service_us, content = await served_answer(ex, n)
     name = ex.prov.name
-    service_s = ex.elapsed()
-    service_us = max(0, round(service_s * 1e6))
-    content = f"{''.join(answer_tokens(n))} {make_marker(name, service_s)}"
     out = (
         f'{{"id":"chatcmpl-{next_id()}","object":"chat.completion","created":{int(time.time())},'
         f'"model":{json_str(model)},"choices":[{{"index":0,"message":{{"role":"assistant",'
