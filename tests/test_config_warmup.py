@@ -17,11 +17,13 @@ def _write(tmp_path: Path, overhead: str) -> Path:
     return path
 
 
-def test_profiles_carry_a_warmup_and_a_file_can_change_it(tmp_path: Path) -> None:
-    assert load_config(None, env={}).phases.overhead.warmup == 3.0
-    assert load_config(None, profile="full", env={}).phases.overhead.warmup == 5.0
-    path = _write(tmp_path, "{warmup: 0}")
-    assert load_config(path, env={}).phases.overhead.warmup == 0.0
+def test_warmup_where_the_gateway_starts_cold_and_a_file_can_change_it(tmp_path: Path) -> None:
+    assert load_config(None, env={}).phases.overhead.warmup == 3.0  # embedded: LiteLLM cold
+    path = _write(tmp_path, "{rate: 5}")
+    assert load_config(path, profile="full", env={}).phases.overhead.warmup == 5.0
+    assert load_config(path, env={}).phases.overhead.warmup == 0.0  # quick: none
+    path = _write(tmp_path, "{warmup: 2s}")
+    assert load_config(path, env={}).phases.overhead.warmup == 2.0
 
 
 def test_bad_warmup_names_the_key(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ def test_embedded_default_runs_against_real_litellm(tmp_path: Path) -> None:
     overhead = done.phase("overhead")
     per_request = overhead["distributions"]["overhead_per_request"]
     seed = overhead["distributions"]["overhead_percentile_diff"]
-    # the quick profile warms the gateway up for 3 s first; those requests are not recorded
+    # the embedded default warms the cold proxy up for 3 s first; those are not recorded
     assert overhead["params"]["warmup"] == 3.0 and overhead["sent"] == 200
     assert per_request["count"] == overhead["completed"] > 150
     # LiteLLM is a Python proxy: it adds milliseconds, never nothing and never a second at p50.
