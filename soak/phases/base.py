@@ -94,14 +94,7 @@ async def measure(
     """
     cfg = ctx.config
     rate = shard_rate(cfg, rate)
-    spec = LoadSpec(
-        rate=rate,
-        duration=duration,
-        arrival=cfg.engine.arrival,
-        seed=cfg.engine.seed,
-        max_inflight=cfg.engine.max_inflight,
-        drain_timeout=timeout + 5.0,
-    )
+    spec = load_spec(ctx, rate=rate, duration=duration, timeout=timeout)
     through_gateway = target is ctx.gateway
     before = await ctx.self_report() if through_gateway and ctx.self_report else None
     pid = ctx.gateway_pid() if through_gateway else None
@@ -123,18 +116,7 @@ async def measure(
 
     session = make_session(min(cfg.engine.max_inflight, _MAX_CONNECTIONS), timeout)
     try:
-        client = ChatClient(
-            session,
-            target.url,
-            api=target.api,
-            model=target.model,
-            headers=target.headers,
-            stream=cfg.request.stream,
-            max_tokens=cfg.request.max_tokens,
-            prompt=cfg.request.prompt,
-            run_id=nonce_run_id(ctx.run_id, name),
-            timeout=timeout,
-        )
+        client = chat_client(ctx, session, target, phase=name, timeout=timeout)
         run = await run_load(spec, client.send, on_result=on_result, stop=ctx.stop)
     finally:
         await session.close()
@@ -183,32 +165,58 @@ def process_series(samples: list[Sample]) -> list[list[float | None]]:
 async def warm_up(ctx: PhaseContext, target: Target, *, rate: float, duration: float) -> None:
     """Unrecorded load at `target` (no progress, no metrics, no report): the gateway's first
     requests after a start pay for lazy imports, pools and caches, not for steady overhead."""
-    spec = LoadSpec(
-        rate=shard_rate(ctx.config, rate),
-        duration=duration,
-        arrival=ctx.config.engine.arrival,
-        seed=ctx.config.engine.seed + 1,
-        max_inflight=ctx.config.engine.max_inflight,
-        drain_timeout=ctx.config.gateway.timeout + 5.0,
-    )
-    session = make_session(min(ctx.config.engine.max_inflight, _MAX_CONNECTIONS),
-                           ctx.config.gateway.timeout)  # fmt: skip
+    timeout = ctx.config.gateway.timeout
+    rate = shard_rate(ctx.config, rate)
+    spec = load_spec(ctx, rate=rate, duration=duration, timeout=timeout, seed_offset=1)
+    session = make_session(min(ctx.config.engine.max_inflight, _MAX_CONNECTIONS), timeout)
     try:
-        client = ChatClient(
-            session,
-            target.url,
-            api=target.api,
-            model=target.model,
-            headers=target.headers,
-            stream=ctx.config.request.stream,
-            max_tokens=ctx.config.request.max_tokens,
-            prompt=ctx.config.request.prompt,
-            run_id=nonce_run_id(ctx.run_id, "warmup"),
-            timeout=ctx.config.gateway.timeout,
-        )
+        client = chat_client(ctx, session, target, phase="warmup", timeout=timeout)
         await run_load(spec, client.send, stop=ctx.stop)
     finally:
         await session.close()
+
+
+def load_spec(
+    ctx: PhaseContext, *, rate: float, duration: float, timeout: float, seed_offset: int = 0
+) -> LoadSpec:
+    """The engine's spec for `rate` over `duration` with the config's arrival shape and cap;
+    in-flight requests get `timeout` plus a margin to drain."""
+    engine = ctx.config.engine
+    return LoadSpec(
+        rate=rate,
+        duration=duration,
+        arrival=engine.arrival,
+        seed=engine.seed + seed_offset,
+        max_inflight=engine.max_inflight,
+        drain_timeout=timeout + 5.0,
+    )
+
+
+def chat_client(
+    ctx: PhaseContext,
+    session: Any,
+    target: Target,
+    *,
+    phase: str,
+    timeout: float,
+    stream: bool | None = None,
+    max_tokens: int | None = None,
+) -> ChatClient:
+    """A client for `target` asking what the config's `request` block asks (unless overridden),
+    its nonces unique to `phase`."""
+    request = ctx.config.request
+    return ChatClient(
+        session,
+        target.url,
+        api=target.api,
+        model=target.model,
+        headers=target.headers,
+        stream=request.stream if stream is None else stream,
+        max_tokens=request.max_tokens if max_tokens is None else max_tokens,
+        prompt=request.prompt,
+        run_id=nonce_run_id(ctx.run_id, phase),
+        timeout=timeout,
+    )
 
 
 def nonce_run_id(run_id: str, phase: str) -> str:

@@ -15,9 +15,9 @@ import asyncio
 import dataclasses
 from typing import Any
 
-from soak.client import ChatClient, make_session
+from soak.client import make_session
 from soak.config_streaming import StreamingPhase, StreamingSlo
-from soak.phases.base import PhaseContext, measure, nonce_run_id
+from soak.phases.base import PhaseContext, chat_client, measure
 from soak.procwatch import ProcessWatch, Sample
 from soak.streaming import Bounds, StreamStats, analyze, sent_of
 from soak.summary import Check, PhaseReport
@@ -49,20 +49,9 @@ async def warm_up(ctx: PhaseContext, phase: StreamingPhase) -> dict[str, int]:
     `_WARMUP_TTFT`), so the gateway's first-use allocations and its connection pool towards
     the mock exist before the "before" sample: what stays after the load is per stream."""
     await set_stream_profile(ctx, _WARMUP_TTFT, 0.0, 2)
-    target, request = ctx.gateway, ctx.config.request
     async with make_session(min(phase.streams, 4096), phase.timeout) as session:
-        client = ChatClient(
-            session,
-            target.url,
-            api=target.api,
-            model=target.model,
-            headers=target.headers,
-            stream=True,
-            max_tokens=2,
-            prompt=request.prompt,
-            run_id=nonce_run_id(ctx.run_id, "streaming-warmup"),
-            timeout=phase.timeout,
-        )
+        client = chat_client(ctx, session, ctx.gateway, phase="streaming-warmup",
+                             timeout=phase.timeout, stream=True, max_tokens=2)  # fmt: skip
         results = await asyncio.gather(*(client.send(i, 0.0) for i in range(phase.streams)))
     return {"streams": len(results), "ok": sum(r.ok for r in results)}
 
