@@ -32,7 +32,7 @@ from soak.history import RunHistory
 from soak.logjson import mask
 from soak.metric_catalogue import buckets_for_slo, check_thresholds_are_buckets
 from soak.metrics import BREAKER_SOURCES, BreakerState, SoakMetrics, register_default_collectors
-from soak.once import new_run_id
+from soak.once import new_run
 from soak.procwatch import Sample
 from soak.reports import render_json
 from soak.reports.progress import Progress
@@ -320,14 +320,7 @@ class Daemon:
     async def _execute(self, plan: PlanConfig) -> str:
         """One scheduled run of `plan` with the config of the moment; returns its status."""
         config = self.config
-        run = RunReport(
-            run_id=new_run_id(),
-            started_at=time.time(),
-            finished_at=0.0,
-            target=config.gateway.name,
-            kind=config.gateway.kind,
-            profile=config.profile,
-        )
+        run = new_run(config)
         ctx = {"run_id": run.run_id, "plan": plan.name}
         stop = asyncio.Event()
         self._current = (run, stop)

@@ -40,6 +40,18 @@ def new_run_id(now: float | None = None) -> str:
     return f"{stamp or '0'}-{secrets.token_hex(3)}"
 
 
+def new_run(config: Config) -> RunReport:
+    """An empty run of `config`'s gateway, started now (soak once and the daemon)."""
+    return RunReport(
+        run_id=new_run_id(),
+        started_at=time.time(),
+        finished_at=0.0,
+        target=config.gateway.name,
+        kind=config.gateway.kind,
+        profile=config.profile,
+    )
+
+
 async def run_once(
     config: Config,
     *,
@@ -54,14 +66,7 @@ async def run_once(
         raise OnceError(f"--phases: {exc}") from None
     out = Path(out_dir or config.report.out)
     progress = progress or Progress()
-    run = RunReport(
-        run_id=new_run_id(),
-        started_at=time.time(),
-        finished_at=0.0,
-        target=config.gateway.name,
-        kind=config.gateway.kind,
-        profile=config.profile,
-    )
+    run = new_run(config)
     stop = asyncio.Event()
     with _signals(stop):
         await run_plan(
