@@ -9,12 +9,19 @@ content block, like on the other wires.
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from aiohttp import web
 
-from .content import completion_tokens, nonce_of, served_answer, soak_field, text_of
-from .exchange import BadRequest, Dialect, Exchange
+from .content import (
+    checked_messages,
+    completion_tokens,
+    nonce_of,
+    served_answer,
+    soak_field,
+    text_of,
+)
+from .exchange import Dialect, Exchange
 
 _JSON = "application/json"
 
@@ -42,19 +49,9 @@ class BedrockDialect(Dialect):
 BEDROCK = BedrockDialect()
 
 
-def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise BadRequest(400, "messages: required, a non-empty list")
-    for i, msg in enumerate(messages):
-        if not isinstance(msg, dict) or not isinstance(msg.get("role"), str):
-            raise BadRequest(400, f"messages[{i}]: expected an object with a role")
-    return messages
-
-
 async def converse(request: web.Request, ex: Exchange) -> web.StreamResponse:
     body = await ex.read_json(request)
-    msgs = _messages(body)
+    msgs = checked_messages(body)
     ex.nonce = nonce_of(msgs)
     decision = ex.draw_fault(False)
     if decision is not None:

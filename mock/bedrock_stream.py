@@ -28,8 +28,7 @@ from aiohttp import web
 
 from soak.tracing import PROVIDER_HEADER, make_marker
 
-from .bedrock_api import _messages
-from .content import answer_tokens, completion_tokens, nonce_of, text_of
+from .content import answer_tokens, checked_messages, completion_tokens, nonce_of, text_of
 from .exchange import ConnectionAborted, Exchange, Handler, abort_connection
 from .faults import CUT, MALFORMED
 from .timing import is_zero, sample
@@ -128,7 +127,7 @@ def _event(event_type: str, data: dict[str, Any]) -> bytes:
 async def converse_stream(request: web.Request, ex: Exchange) -> web.StreamResponse:
     """The Converse answer as an event stream; the marker ends the last text delta."""
     body = await ex.read_json(request)
-    msgs = _messages(body)
+    msgs = checked_messages(body)
     ex.nonce = nonce_of(msgs)
     decision = ex.draw_fault(True)
     if decision is not None and decision.kind not in (CUT, MALFORMED):
