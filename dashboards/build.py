@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 import soak_dashboard  # noqa: E402  (lives next to this script; grafanalib stays in dashboards/)
 
 from soak.config import describe, load_config  # noqa: E402
-from soak.config_daemon import PlanConfig  # noqa: E402
+from soak.config.daemon import PlanConfig  # noqa: E402
 from soak.rules import (  # noqa: E402
     DEFAULT_PHASE_INTERVALS,
     DEFAULT_RUNBOOK_BASE,

@@ -136,7 +136,7 @@ def _once(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from soak.config import ConfigError
-    from soak.config_daemon import split_listen
+    from soak.config.daemon import split_listen
     from soak.daemon import ConfigSource, Daemon, DaemonError
     from soak.history import HistoryError
     from soak.logjson import configure

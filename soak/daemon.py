@@ -26,8 +26,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from soak.config import ConfigError, describe, load_config
-from soak.config_daemon import PlanConfig, split_listen
-from soak.config_schema import Config
+from soak.config.daemon import PlanConfig, split_listen
+from soak.config.schema import Config
 from soak.history import RunHistory
 from soak.logjson import mask
 from soak.metric_catalogue import buckets_for_slo, check_thresholds_are_buckets

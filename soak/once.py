@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from soak.config_schema import Config
+from soak.config.schema import Config
 from soak.reports import write_reports
 from soak.reports.progress import Progress
 from soak.runner import PlanError, run_plan, select_phases

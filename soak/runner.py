@@ -15,7 +15,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 from soak.client import make_session
-from soak.config_schema import Config
+from soak.config.schema import Config
 from soak.gateway.said import GatewaySaid
 from soak.mockctl import MockControl, MockControlError
 from soak.phases import (

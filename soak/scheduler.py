@@ -33,7 +33,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from soak.config_daemon import PlanConfig
+from soak.config.daemon import PlanConfig
 from soak.metric_catalogue import PLAN_LAST_RUN, PLAN_NEXT_RUN, PLAN_RUNS
 from soak.metrics import SoakMetrics
 

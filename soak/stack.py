@@ -12,7 +12,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from soak.config_schema import Config, ProcessTarget
+from soak.config.schema import Config, ProcessTarget
 from soak.gateway.kinds import GatewayKind, get_kind
 from soak.gateway.managed import build_managed
 from soak.gateway.process import GatewayStartError, ManagedProcess, free_port

@@ -17,7 +17,7 @@ from soak.mock.app import MockConfig, MockServer
 from soak.mock.profile import parse_profile
 
 from soak.config import load_config
-from soak.config_capacity import CapacityPhase, CapacitySlo
+from soak.config.capacity import CapacityPhase, CapacitySlo
 from soak.mockctl import MockControl
 from soak.phases import PhaseContext, Target
 from soak.phases.capacity import (

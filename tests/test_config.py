@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from soak.config import PROFILES, Config, ConfigError, Secret, describe, load_config, summarize
-from soak.config_source import layer, parse_yaml
+from soak.config.source import layer, parse_yaml
 from soak.durations import format_duration, parse_duration
 
 DATA = Path(__file__).parent / "data" / "configs"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from soak.config import ConfigError, describe, load_config
-from soak.config_capacity import DEFAULT_CAPACITY, DEFAULT_CAPACITY_SLO
+from soak.config.capacity import DEFAULT_CAPACITY, DEFAULT_CAPACITY_SLO
 
 GATEWAY = "gateway: {url: 'http://127.0.0.1:1'}\n"
 

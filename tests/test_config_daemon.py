@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from soak.config import ConfigError, load_config
-from soak.config_daemon import (
+from soak.config.daemon import (
     DEFAULT_DAEMON,
     DEFAULT_PLAN,
     PlanConfig,
@@ -15,7 +15,7 @@ from soak.config_daemon import (
     describe_daemon,
     split_listen,
 )
-from soak.config_fields import Secret
+from soak.config.fields import Secret
 
 HEAD = "version: 1\ngateway: {url: 'http://127.0.0.1:4000'}\n"
 ENV = {"SOAK_RELOAD_TOKEN": "tok-123"}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from soak.config import ConfigError, load_config
-from soak.config_schema import ProcessTarget
+from soak.config.schema import ProcessTarget
 from soak.stack import Stack
 
 

@@ -11,7 +11,7 @@ import pytest
 from soak.mock.app import MockConfig, MockServer
 
 from soak.config import ConfigError, load_config
-from soak.config_shard import UNSHARDED, ShardConfig, describe_shard, pod_ordinal
+from soak.config.shard import UNSHARDED, ShardConfig, describe_shard, pod_ordinal
 from soak.mockctl import MockControl
 from soak.phases.base import PhaseContext, Target, measure, shard_rate
 from soak.reports.progress import Progress

@@ -77,7 +77,7 @@ def test_schedule_gaps_come_from_cron_and_interval_plans() -> None:
     spec = importlib.util.spec_from_file_location("soak_build", ROOT / "dashboards" / "build.py")
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
-    from soak.config_daemon import PlanConfig
+    from soak.config.daemon import PlanConfig
 
     assert build.longest_gap(PlanConfig(name="q", phases=("a",), cron="*/15 * * * *")) == 900
     weekdays = PlanConfig(name="w", phases=("a",), cron="0 9 * * 1-5")

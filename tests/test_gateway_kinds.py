@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from soak.config_fields import Secret
-from soak.config_schema import ManagedConfig
+from soak.config.fields import Secret
+from soak.config.schema import ManagedConfig
 from soak.gateway.kinds import GatewayKind, get_kind
 from soak.gateway.litellm import LiteLLMKind, provider_of
 from soak.gateway.managed import build_managed

@@ -44,8 +44,8 @@ def test_wheel_maps_mock_under_soak_and_installs_cleanly(tmp_path: Path) -> None
         rel = init.relative_to(ROOT).as_posix()
         shipped = rel if rel.startswith("soak/") else "soak/" + rel
         assert shipped in names, f"{rel} is not in the wheel: add it to [tool.setuptools] packages"
-    assert "soak/profiles/embedded.yaml" in names
-    assert "soak/profiles/quick.yaml" in names
+    assert "soak/config/profiles/embedded.yaml" in names
+    assert "soak/config/profiles/quick.yaml" in names
 
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)

@@ -13,7 +13,7 @@ from soak.mock.app import MockConfig, MockServer
 from soak.mock.profile import parse_profile
 
 from soak.config import load_config
-from soak.config_schema import Tier
+from soak.config.schema import Tier
 from soak.mockctl import MockControl
 from soak.phases import PhaseContext, Target, run_breaker, run_failover, run_memory
 from soak.phases.memory import memory_trend

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_client import CollectorRegistry
 
-from soak.config_daemon import PlanConfig
+from soak.config.daemon import PlanConfig
 from soak.metrics import SoakMetrics
 from soak.scheduler import PlanScheduler, build_trigger, cron_problem, first_fire
 

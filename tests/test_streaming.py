@@ -12,7 +12,7 @@ from soak.mock.app import MockConfig, MockServer
 from soak.mock.profile import parse_profile
 
 from soak.client import ChatClient, make_session
-from soak.config_streaming import StreamingSlo
+from soak.config.streaming import StreamingSlo
 from soak.metrics import SoakMetrics
 from soak.mockctl import MockControl
 from soak.phases.streaming import flat_checks, flatness, stream_checks

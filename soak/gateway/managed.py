@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from soak.config_schema import ManagedConfig
+from soak.config.schema import ManagedConfig
 from soak.gateway.kinds import GatewayKind, LaunchSpec
 from soak.gateway.process import GatewayStartError, ManagedProcess, free_port
 

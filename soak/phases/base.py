@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from soak.client import ChatClient, make_session
-from soak.config_schema import Config
+from soak.config.schema import Config
 from soak.engine import LoadRun, LoadSpec, run_load
 from soak.gateway.selfreport import SelfReport
 from soak.mockctl import MockControl

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from soak.config_capacity import CapacityPhase, CapacitySlo
+from soak.config.capacity import CapacityPhase, CapacitySlo
 from soak.phases.base import PhaseContext, measure, set_mock_latency
 from soak.summary import PhaseReport, Status
 from soak.verdicts import at_least, settle

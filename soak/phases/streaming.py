@@ -16,7 +16,7 @@ import dataclasses
 from typing import Any
 
 from soak.client import make_session
-from soak.config_streaming import StreamingPhase, StreamingSlo
+from soak.config.streaming import StreamingPhase, StreamingSlo
 from soak.phases.base import PhaseContext, chat_client, measure
 from soak.procwatch import ProcessWatch, Sample
 from soak.streaming import Bounds, StreamStats, analyze, sent_of

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from soak.config_schema import HIGHER_IS_BETTER, Tier
+from soak.config.schema import HIGHER_IS_BETTER, Tier
 from soak.phases.base import PhaseContext, measure, set_mock_latency
 from soak.summary import Check, PhaseReport
 from soak.verdicts import at_least, below, settle

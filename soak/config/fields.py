@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from soak.config_source import ConfigError, Path_
+from soak.config.source import ConfigError, Path_
 from soak.durations import DURATION_HINT, parse_duration
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

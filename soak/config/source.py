@@ -99,8 +99,8 @@ def read_file(path: Path, label: str) -> dict[str, Any]:
 
 
 def read_builtin(name: str) -> dict[str, Any]:
-    """A packaged YAML file under soak/profiles/ (`quick`, `full`, `embedded`)."""
-    text = resources.files("soak").joinpath("profiles", f"{name}.yaml").read_text("utf-8")
+    """A packaged YAML file under soak/config/profiles/ (`quick`, `full`, `embedded`)."""
+    text = resources.files("soak.config").joinpath("profiles", f"{name}.yaml").read_text("utf-8")
     return parse_yaml(text, profile_label(name))
 
 

@@ -15,17 +15,17 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from soak.config_capacity import capacity_phase, capacity_slo, describe_capacity
-from soak.config_daemon import parse_daemon
-from soak.config_fields import Secret, Section
-from soak.config_resilience import (
+from soak.config.capacity import capacity_phase, capacity_slo, describe_capacity
+from soak.config.daemon import parse_daemon
+from soak.config.fields import Secret, Section
+from soak.config.resilience import (
     PHASE_KEYS,
     SLO_KEYS,
     describe_resilience,
     resilience_phases,
     resilience_slos,
 )
-from soak.config_schema import (
+from soak.config.schema import (
     ARRIVALS,
     GATEWAY_KINDS,
     SLO_STATS,
@@ -45,8 +45,8 @@ from soak.config_schema import (
     StressPhase,
     StressSlo,
 )
-from soak.config_shard import parse_shard
-from soak.config_source import (
+from soak.config.shard import parse_shard
+from soak.config.source import (
     EMBEDDED_LABEL,
     PROFILES,
     ConfigError,
@@ -55,7 +55,7 @@ from soak.config_source import (
     read_builtin,
     read_file,
 )
-from soak.config_streaming import describe_streaming, streaming_phase, streaming_slo
+from soak.config.streaming import describe_streaming, streaming_phase, streaming_slo
 
 __all__ = ["PROFILES", "Config", "ConfigError", "Secret", "describe", "load_config", "summarize"]
 
@@ -112,7 +112,7 @@ def load_config(
         slo=_slo(root.section("slo")),
         report=ReportConfig(out=Path(root.section("report").string("out"))),
         daemon=parse_daemon(root, env, base_dir),  # `soak run`'s schedule and server sections
-        shard=parse_shard(root, env),  # this replica's slice of the load (soak.config_shard)
+        shard=parse_shard(root, env),  # this replica's slice of the load (soak.config.shard)
     )
 
 

@@ -11,8 +11,8 @@ from dataclasses import asdict
 from types import MappingProxyType
 from typing import Any
 
-from soak.config_fields import Section
-from soak.config_schema import (
+from soak.config.fields import Section
+from soak.config.schema import (
     HIGHER_IS_BETTER,
     TIER_METRICS,
     BreakerPhase,

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from soak.config_capacity import DEFAULT_CAPACITY, DEFAULT_CAPACITY_SLO, CapacityPhase, CapacitySlo
-from soak.config_daemon import DEFAULT_DAEMON, DaemonConfig
-from soak.config_fields import Secret
-from soak.config_shard import UNSHARDED, ShardConfig
-from soak.config_streaming import (
+from soak.config.capacity import DEFAULT_CAPACITY, DEFAULT_CAPACITY_SLO, CapacityPhase, CapacitySlo
+from soak.config.daemon import DEFAULT_DAEMON, DaemonConfig
+from soak.config.fields import Secret
+from soak.config.shard import UNSHARDED, ShardConfig
+from soak.config.streaming import (
     DEFAULT_STREAMING,
     DEFAULT_STREAMING_SLO,
     StreamingPhase,
@@ -355,6 +355,6 @@ class Config:
     slo: SloConfig
     report: ReportConfig
     daemon: DaemonConfig = DEFAULT_DAEMON
-    """`soak run`: the schedule of phase plans and the HTTP server (see soak.config_daemon)."""
+    """`soak run`: the schedule of phase plans and the HTTP server (see soak.config.daemon)."""
     shard: ShardConfig = UNSHARDED
-    """This replica's slice of the load when N replicas share it (see soak.config_shard)."""
+    """This replica's slice of the load when N replicas share it (see soak.config.shard)."""

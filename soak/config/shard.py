@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from soak.config_fields import Section
-from soak.config_source import ConfigError
+from soak.config.fields import Section
+from soak.config.source import ConfigError
 
 ENV_INDEX = "SOAK_SHARD_INDEX"
 ENV_COUNT = "SOAK_SHARD_COUNT"

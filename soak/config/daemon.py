@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from soak.config_fields import Secret, Section
+from soak.config.fields import Secret, Section
 
 _PLAN_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _PLAN_HINT = "lowercase letters, digits, '_', '-'; at most 32 characters"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from soak.config_fields import Section
+from soak.config.fields import Section
 
 
 @dataclass(frozen=True, slots=True)
