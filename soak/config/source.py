@@ -4,6 +4,12 @@ Reads YAML strictly (duplicate keys and syntax errors become one-line `ConfigErr
 line number), loads the packaged profiles with importlib.resources, and deep-merges a user
 file over a profile while remembering which layer every key came from, so that an error
 names the file the offending key was written in.
+
+Reading is bounded, because `soak check` and the daemon's reload must answer whatever file they
+are given: a file over `MAX_FILE_BYTES` is refused before it is parsed, and the composer refuses
+a recursive alias, nesting deeper than `MAX_DEPTH` and aliases that would expand the document
+past a node budget linear in its size (a "billion laughs" file of a few hundred bytes would
+otherwise burn a core for hours), each as a one-line `ConfigError` naming the line.
 """
 
 from __future__ import annotations
@@ -14,12 +20,21 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.events import AliasEvent
 
 PROFILES = ("quick", "full")
 """Built-in profiles: `quick` for CI on 2 cores, `full` with the seed's rates and durations."""
 
 EMBEDDED_LABEL = "(embedded default)"
 Path_ = tuple[str, ...]
+
+MAX_FILE_BYTES = 1 << 20
+"""A config file is a few KiB; 1 MiB already takes the pure-Python parser seconds."""
+MAX_DEPTH = 64
+"""Nesting levels, aliases expanded (the config's own structure is under ten)."""
+NODE_BUDGET_BASE = 10_000
+"""Nodes any document may expand to; plus two per character of the document, so a file
+without aliases (at most one node per character) is never refused by the budget."""
 
 
 class ConfigError(Exception):
@@ -50,8 +65,67 @@ def _check_duplicates(node: yaml.Node, path: Path_) -> None:
             _check_duplicates(item, (*path, str(index)))
 
 
+class _Refused(Exception):
+    """A document the bounded loader will not expand; `mark` is where it stopped."""
+
+    def __init__(self, problem: str, mark: yaml.Mark) -> None:
+        super().__init__(problem)
+        self.problem, self.mark = problem, mark
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader whose composer counts nodes with aliases expanded and nesting depth.
+
+    Each anchored node remembers its expanded size and height once composed, so an alias
+    costs O(1) to account for; an alias to a node still being composed is recursive.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.size = len(text)
+        self.budget = NODE_BUDGET_BASE + 2 * self.size
+        self._nodes = 0
+        self._depth = 0  # levels enclosing the node being composed
+        self._deepest = 0  # deepest level reached, aliases expanded
+        self._shapes: dict[int, tuple[int, int]] = {}  # id(anchored node) → (size, height)
+
+    def _reach(self, nodes: int, depth: int, mark: yaml.Mark) -> None:
+        self._nodes += nodes
+        if self._nodes > self.budget:
+            raise _Refused(
+                f"aliases expand to more than {self.budget} nodes, "
+                f"the limit for a document of {self.size} characters", mark,
+            )  # fmt: skip
+        if depth > MAX_DEPTH:
+            raise _Refused(f"nested deeper than {MAX_DEPTH} levels", mark)
+        self._deepest = max(self._deepest, depth)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, AliasEvent):
+            target = self.anchors.get(event.anchor or "")
+            if target is not None:  # an undefined alias is the base class's error
+                shape = self._shapes.get(id(target))
+                if shape is None:
+                    raise _Refused(f"recursive alias *{event.anchor}", event.start_mark)
+                self._reach(shape[0], self._depth + shape[1], event.start_mark)
+            return super().compose_node(parent, index)
+        outer_deepest, before = self._deepest, self._nodes
+        self._depth += 1
+        self._reach(1, self._depth, event.start_mark)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            self._shapes[id(node)] = (self._nodes - before, self._deepest - self._depth)
+        self._deepest = max(outer_deepest, self._deepest)
+        return node
+
+
 def _load(text: str) -> Any:
-    loader = yaml.SafeLoader(text)
+    loader = _BoundedLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -69,6 +143,11 @@ def parse_yaml(text: str, label: str) -> dict[str, Any]:
     except _DuplicateKey as dup:
         raise ConfigError(
             f"{label}: {dup.path}: duplicate key (line {dup.line}, first at line {dup.first})"
+        ) from None
+    except _Refused as refused:
+        mark = refused.mark
+        raise ConfigError(
+            f"{label}: refused: {refused.problem} (line {mark.line + 1}, column {mark.column + 1})"
         ) from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
@@ -88,14 +167,27 @@ def parse_yaml(text: str, label: str) -> dict[str, Any]:
 
 
 def read_file(path: Path, label: str) -> dict[str, Any]:
-    """Parse the user's config file at `path`."""
+    """Parse the user's config file at `path`, refusing one over `MAX_FILE_BYTES` unread."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)  # never more, whatever the file (or device) holds
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
+        if len(data) > MAX_FILE_BYTES:  # the cut may split a character: say what matters
+            raise ConfigError(_too_large(label)) from None
         raise ConfigError(f"{label}: cannot read file (not UTF-8 text)") from None
     except OSError as err:
         raise ConfigError(f"{label}: cannot read file ({err.strerror or err})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(_too_large(label))
     return parse_yaml(text, label)
+
+
+def _too_large(label: str) -> str:
+    return (
+        f"{label}: file larger than the {MAX_FILE_BYTES // (1 << 20)} MiB limit for a config "
+        "(a soak config is a few KiB: is this the right file?)"
+    )
 
 
 def read_builtin(name: str) -> dict[str, Any]:
