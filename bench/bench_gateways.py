@@ -32,8 +32,8 @@ from typing import Any
 
 import yaml
 
+from soak.gateway.kinds.portkey import PortkeyKind
 from soak.gateway.managed import default_cache_dir
-from soak.gateway.portkey import PortkeyKind
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "BENCHMARKS.md"

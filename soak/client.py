@@ -14,13 +14,14 @@ import hashlib
 import json
 import time
 from array import array
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
 from yarl import URL
 
+from soak.gateway.registry import self_headers
 from soak.results import END_DONE, END_FINISH, END_USAGE, MAX_GAPS, Outcome, Result
 from soak.tracing import BODY_FIELD, PROVIDER_HEADER, SERVICE_HEADER, find_marker, make_nonce
 
@@ -56,23 +57,15 @@ def make_session(max_connections: int, timeout: float) -> aiohttp.ClientSession:
     )
 
 
-GATEWAY_HEADERS = (
-    "x-litellm-model-api-base",
-    "x-litellm-model-id",
-    "x-litellm-attempted-retries",
-    "x-litellm-attempted-fallbacks",
-    "x-portkey-last-used-option-index",
-    "x-portkey-retry-attempt-count",
-)
-"""Response headers in which gateways say which target served and how often they retried
-(kept per Result for the gateway-said vs mock-saw comparison; values cut to 200 characters)."""
-
-
-def gateway_headers(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...] | None:
-    """The `GATEWAY_HEADERS` present in `headers`, or None."""
-    found = tuple(
-        (name, value[:200]) for name in GATEWAY_HEADERS if (value := headers.get(name)) is not None
-    )
+def gateway_headers(
+    headers: Mapping[str, str], names: Iterable[str] | None = None
+) -> tuple[tuple[str, str], ...] | None:
+    """The gateway's own response headers present in `headers`, or None: `names`, by default
+    every known kind's `self_headers` (`soak.gateway.registry`), in which gateways say which
+    target served and how often they retried (kept per Result for the gateway-said vs mock-saw
+    comparison; values cut to 200 characters)."""
+    keep = self_headers() if names is None else names
+    found = tuple((name, value[:200]) for name in keep if (value := headers.get(name)) is not None)
     return found or None
 
 
@@ -139,6 +132,7 @@ class ChatClient:
         run_id: str = "soak",
         timeout: float | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        keep_headers: Iterable[str] | None = None,
     ) -> None:
         if api not in APIS:
             raise ValueError(f"api {api!r} must be one of {', '.join(APIS)}")
@@ -151,6 +145,8 @@ class ChatClient:
         self.stream = stream
         self.run_id = run_id
         self._clock = clock
+        # the gateway's response headers kept per Result: by default every kind's own
+        self._keep = tuple(self_headers() if keep_headers is None else keep_headers)
         self._timeout = aiohttp.ClientTimeout(total=timeout) if timeout else None
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if stream:
@@ -174,7 +170,7 @@ class ChatClient:
             ) as resp:
                 read.first_byte = clock()
                 read.status = status = resp.status
-                read.gateway = gateway_headers(resp.headers)
+                read.gateway = gateway_headers(resp.headers, self._keep)
                 if not 200 <= status < 300:
                     read.nbytes = await _discard(resp)
                     outcome = Outcome.from_status(status)

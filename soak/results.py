@@ -65,8 +65,8 @@ class Result:
     """The mock's own service time for the serving attempt, from its marker."""
     nonce: str | None = None
     gateway_headers: tuple[tuple[str, str], ...] | None = None
-    """The gateway's own response headers about routing (a fixed, bounded allowlist in
-    `soak.client.GATEWAY_HEADERS`: which target it says served, its retries); None: none sent."""
+    """The gateway's own response headers about routing (a bounded allowlist: the gateway kinds'
+    `self_headers`, which target it says served, its retries); None: none sent."""
     last_token: float | None = None
     """When the last content chunk arrived (streams; same clock as `sent`)."""
     chunks: int = 0

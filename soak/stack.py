@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from soak.config.schema import Config, ProcessTarget
-from soak.gateway.kinds import GatewayKind, get_kind
+from soak.gateway.kind import GatewayKind
 from soak.gateway.managed import build_managed
 from soak.gateway.process import GatewayStartError, ManagedProcess, free_port
+from soak.gateway.registry import kind_class
 from soak.procwatch import find_pid, pid_from_file
 
 MOCK_READY_TIMEOUT = 30.0
@@ -107,7 +108,7 @@ async def start_stack(config: Config, workdir: Path, exits: AsyncExitStack) -> S
         mock_url = config.mock.url
 
     gw = config.gateway
-    kind = get_kind(gw.kind, **({"primary_api": gw.primary_api} if gw.kind == "litellm" else {}))
+    kind = kind_class(gw.kind).from_config(gw)
     api_key = gw.api_key.reveal() if gw.api_key else None
     if gw.managed is None:
         assert gw.url is not None  # validated: an unmanaged gateway has a URL

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from soak.client import MAX_BODY_BYTES, ChatClient, make_session
-from soak.gateway.kinds import MAX_SCRAPE_BYTES, get_kind
+from soak.gateway.kind import MAX_SCRAPE_BYTES
+from soak.gateway.registry import get_kind
 from soak.results import Outcome
 
 BAD_GATEWAY = Path(__file__).parent / "bad_gateway.py"

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from types import MappingProxyType
 
@@ -11,14 +16,22 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+import soak.gateway
+import soak.gateway.kinds
+from soak.client import ChatClient
+from soak.config import ConfigError, load_config
 from soak.config.fields import Secret
 from soak.config.schema import ManagedConfig
-from soak.gateway.kinds import GatewayKind, get_kind
-from soak.gateway.litellm import LiteLLMKind, provider_of
+from soak.gateway import registry
+from soak.gateway.kind import GatewayKind
+from soak.gateway.kinds.litellm import LiteLLMKind, provider_of
+from soak.gateway.kinds.portkey import PortkeyKind
 from soak.gateway.managed import build_managed
-from soak.gateway.portkey import PortkeyKind
 from soak.gateway.process import GatewayStartError
+from soak.gateway.registry import get_kind
+from soak.gateway.said import GatewaySaid
 from soak.gateway.selfreport import CLOSED, HALF_OPEN, HistogramSnapshot
+from soak.stack import start_stack
 
 MOCK = "http://127.0.0.1:9999"
 
@@ -289,3 +302,136 @@ async def test_portkey_install_without_npm_is_one_clear_line(tmp_path: Path) -> 
     script.write_text("")
     await kind.install(tmp_path)  # already there: no npm needed
     assert kind.package_dir == tmp_path / "portkey-gateway-1.15.2"
+
+
+TINY_KIND = '''
+from soak.gateway.kind import GatewayKind
+
+
+class TinyKind(GatewayKind):
+    name = "tinygw"
+    title = "Tiny"
+    self_headers = ("x-tiny-served-by",)
+
+    def served_by(self, headers, *, primary, fallback):
+        return {k.lower(): v for k, v in headers.items()}.get("x-tiny-served-by")
+
+
+KIND = TinyKind
+'''
+
+
+@pytest.fixture
+def tiny_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A kind that exists only as one module in a directory the registry scans."""
+    extra = tmp_path / "more-kinds"
+    extra.mkdir()
+    (extra / "tinygw.py").write_text(TINY_KIND)
+    monkeypatch.setattr(soak.gateway.kinds, "__path__", [*soak.gateway.kinds.__path__, str(extra)])
+    registry.rescan()
+    yield
+    monkeypatch.undo()
+    sys.modules.pop("soak.gateway.kinds.tinygw", None)
+    registry.rescan()
+
+
+async def _answer_with(header: str, value: str) -> tuple[web.AppRunner, str]:
+    """A chat endpoint that answers OK with the mock's marker and one gateway header."""
+
+    async def chat(request: web.Request) -> web.Response:
+        body = {"choices": [{"message": {"content": "hi [mock:fallback:10]"},
+                             "finish_reason": "stop"}]}  # fmt: skip
+        return web.json_response(body, headers={header: value, "x-other": "dropped"})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
+@pytest.mark.usefixtures("tiny_kind")
+async def test_a_new_kind_is_one_module(tmp_path: Path) -> None:
+    assert registry.kind_names() == ("openai", "litellm", "portkey", "tinygw")
+    runner, url = await _answer_with("x-tiny-served-by", "fallback")
+    path = tmp_path / "tiny.yaml"
+    path.write_text(f"version: 1\ngateway: {{kind: tinygw, url: '{url}'}}\nmock: {{url: '{url}'}}")
+    try:
+        config = load_config(path, env={})
+        assert config.gateway.kind == "tinygw"
+        async with AsyncExitStack() as exits:
+            stack = await start_stack(config, tmp_path / "work", exits)
+        assert type(stack.kind).__name__ == "TinyKind" and stack.gateway is None
+        async with aiohttp.ClientSession() as session:
+            client = ChatClient(session, f"{url}/v1/chat/completions", model="m", run_id="t")
+            result = await client.send(1, 0.0)
+    finally:
+        await runner.cleanup()
+    assert result.ok and result.gateway_headers == (("x-tiny-served-by", "fallback"),)
+    said = GatewaySaid(stack.kind, "primary", "fallback")
+    said.add(result, "overhead")
+    assert said.phases["overhead"].pairs == {("fallback", "fallback"): 1}
+    path.write_text("version: 1\ngateway: {kind: tinygw, url: 'http://x:1', primary_api: bedrock}")
+    with pytest.raises(ConfigError, match=r"gateway.primary_api: only for kind litellm \("):
+        load_config(path, env={})
+
+
+def test_register_adds_a_kind_until_unregistered() -> None:
+    class Routed(GatewayKind):
+        name = "routed"
+        title = "Routed"
+        self_headers = ("x-routed-by",)
+        primary_apis = ("openai", "bedrock")
+
+    assert registry.register(Routed) is Routed
+    try:
+        assert registry.kind_names()[-1] == "routed"
+        assert registry.self_headers()[-1] == "x-routed-by"
+        assert registry.primary_api_refusal("openai", "bedrock") == (
+            "only for kind litellm or routed",
+            "soak writes the routes of LiteLLM and Routed only",
+        )
+        assert registry.primary_api_refusal("routed", "bedrock") is None
+        with pytest.raises(ValueError, match=r"'litellm' is already soak.gateway.kinds.litellm"):
+            registry.register(type("Clash", (GatewayKind,), {"name": "litellm"}))
+    finally:
+        registry.unregister("routed")
+    assert "routed" not in registry.kind_names()
+    assert "x-routed-by" not in registry.self_headers()
+
+
+def test_kind_modules_import_the_base_only_and_nothing_loops() -> None:
+    """Each kind module imports no other kind and not the registry; soak.gateway has no import
+    cycle; importing soak.config pulls in no phase code."""
+    root = Path(soak.gateway.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for file in root.rglob("*.py"):
+        rel = file.relative_to(root).with_suffix("")
+        module = ".".join(("soak", "gateway", *rel.parts)).removesuffix(".__init__")
+        found = set()
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+        graph[module] = {m for m in found if m.startswith("soak.gateway")}
+    kinds = [m for m in graph if m.startswith("soak.gateway.kinds.")]
+    assert {"soak.gateway.kinds.openai", "soak.gateway.kinds.litellm"} <= set(kinds)
+    for module in kinds:
+        assert not graph[module] & {*kinds, "soak.gateway.registry", "soak.gateway.kinds"}, module
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, f"import cycle: {' -> '.join((*path, module))}"
+        if module not in done:
+            for dep in graph.get(module, ()):
+                visit(dep, (*path, module))
+            done.add(module)
+
+    for module in graph:
+        visit(module, ())
+    code = "import sys, soak.config; print(sorted(m for m in sys.modules if 'phases' in m))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

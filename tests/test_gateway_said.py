@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from soak.client import gateway_headers
-from soak.gateway.litellm import LiteLLMKind
-from soak.gateway.portkey import PortkeyKind
+from soak.gateway.kinds.litellm import LiteLLMKind
+from soak.gateway.kinds.portkey import PortkeyKind
 from soak.gateway.said import GatewaySaid
 from soak.gateway.selfreport import OPEN, SelfReport
 from soak.reports.gateway_md import gateway_section

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from soak.gateway.litellm import LiteLLMKind
+from soak.gateway.kinds.litellm import LiteLLMKind
 from soak.gateway.selfreport import CLOSED, HALF_OPEN, OPEN
 
 ROUTE = {"primary": "primary", "fallback": "fallback"}

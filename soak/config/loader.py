@@ -27,7 +27,6 @@ from soak.config.resilience import (
 )
 from soak.config.schema import (
     ARRIVALS,
-    GATEWAY_KINDS,
     SLO_STATS,
     CalibrationPhase,
     Config,
@@ -56,6 +55,7 @@ from soak.config.source import (
     read_file,
 )
 from soak.config.streaming import describe_streaming, streaming_phase, streaming_slo
+from soak.gateway.registry import DEFAULT_KIND, kind_names, primary_api_refusal, primary_apis
 
 __all__ = ["PROFILES", "Config", "ConfigError", "Secret", "describe", "load_config", "summarize"]
 
@@ -120,10 +120,10 @@ def _gateway(s: Section, env: Mapping[str, str], base_dir: Path) -> GatewayConfi
     s.only("name", "kind", "url", "chat_path", "model", "api_key_env", "api_key_file",
            "generate_key", "headers", "timeout", "managed", "primary_api",
            "process")  # fmt: skip
-    kind = s.choice("kind", GATEWAY_KINDS, "openai")
-    primary_api = s.choice("primary_api", ("openai", "bedrock"), "openai")
-    if primary_api != "openai" and kind != "litellm":
-        s.fail("primary_api", "only for kind litellm", "soak writes the routes of LiteLLM only")
+    kind = s.choice("kind", kind_names(), DEFAULT_KIND)
+    primary_api = s.choice("primary_api", primary_apis(), "openai")
+    if (refusal := primary_api_refusal(kind, primary_api)) is not None:
+        s.fail("primary_api", *refusal)
     managed_section = s.section("managed", optional=True)
     managed = _managed(managed_section, env) if managed_section is not None else None
     url = s.url("url", None)
@@ -149,7 +149,7 @@ def _gateway(s: Section, env: Mapping[str, str], base_dir: Path) -> GatewayConfi
     headers = s.section("headers", optional=True)
     return GatewayConfig(
         name=s.string("name", kind, pattern=_LABEL, hint=_LABEL_HINT),
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         url=url,
         chat_path=s.string(
             "chat_path",

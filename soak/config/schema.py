@@ -22,10 +22,8 @@ from soak.config.streaming import (
     StreamingSlo,
 )
 
-GatewayKind = Literal["openai", "litellm", "portkey"]
 Arrival = Literal["constant", "poisson"]
 
-GATEWAY_KINDS: tuple[GatewayKind, ...] = ("openai", "litellm", "portkey")
 ARRIVALS: tuple[Arrival, ...] = ("constant", "poisson")
 SLO_STATS = ("mean", "p50", "p90", "p95", "p99")
 
@@ -63,7 +61,8 @@ class GatewayConfig:
 
     name: str
     """Bounded label value for metrics and reports."""
-    kind: GatewayKind
+    kind: str
+    """A name in `soak.gateway.registry.kind_names()` (validated by the loader)."""
     url: str | None
     """Base URL without trailing slash; None only when managed (soak picks a loopback port)."""
     chat_path: str

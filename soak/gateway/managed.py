@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from soak.config.schema import ManagedConfig
-from soak.gateway.kinds import GatewayKind, LaunchSpec
+from soak.gateway.kind import GatewayKind, LaunchSpec
 from soak.gateway.process import GatewayStartError, ManagedProcess, free_port
 
 PLACEHOLDERS = ("{config}", "{port}", "{workdir}", "{mock_url}")

@@ -1,12 +1,12 @@
 """What the gateway says about each answer, next to what the mock saw, per phase.
 
-The client keeps a bounded set of the gateway's own response headers per request
-(`soak.client.GATEWAY_HEADERS`); the gateway's kind reads from them which provider it says
-served (`served_by`) and how many extra attempts it made (`retries`). The mock's marker in the
-answer says which provider really served. `GatewaySaid` tallies both per phase, and after the
-phase it reads the gateway's self-report once (reported breaker state per provider, e.g.
-LiteLLM's deployment state). A request where the two name different providers is a
-disagreement: a note in the phase report says so, since one of them is wrong about the route.
+The client keeps a bounded set of the gateway's own response headers per request (the kinds'
+`self_headers`, see `soak.client.gateway_headers`); the gateway's kind reads from them which
+provider it says served (`served_by`) and how many extra attempts it made (`retries`). The mock's
+marker in the answer says which provider really served. `GatewaySaid` tallies both per phase, and
+after the phase it reads the gateway's self-report once (reported breaker state per provider, e.g.
+LiteLLM's deployment state). A request where the two name different providers is a disagreement: a
+note in the phase report says so, since one of them is wrong about the route.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from soak.gateway.kinds import GatewayKind
+from soak.gateway.kind import GatewayKind
 from soak.gateway.selfreport import CLOSED, HALF_OPEN, OPEN, SelfReport
 from soak.results import Result
 from soak.summary import PhaseReport

@@ -19,7 +19,7 @@ from soak.mock.bedrock_stream import SIGV4_KEY
 from soak.mock.profile import MockConfig, Profile
 
 from soak.client import ChatClient
-from soak.gateway.litellm import BEDROCK_REGION, LiteLLMKind
+from soak.gateway.kinds.litellm import BEDROCK_REGION, LiteLLMKind
 from soak.gateway.managed import build_managed
 from soak.results import Outcome
 

@@ -19,7 +19,7 @@ from soak.mock.app import MockServer
 from soak.mock.profile import MockConfig, Profile
 
 from soak.client import ChatClient
-from soak.gateway.litellm import LiteLLMKind
+from soak.gateway.kinds.litellm import LiteLLMKind
 from soak.gateway.managed import build_managed
 from soak.gateway.selfreport import CLOSED, OPEN
 from soak.procwatch import ProcessWatch, summarize

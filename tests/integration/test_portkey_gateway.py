@@ -17,8 +17,8 @@ from soak.mock.app import MockServer
 from soak.mock.profile import MockConfig, Profile
 
 from soak.client import ChatClient
+from soak.gateway.kinds.portkey import PortkeyKind
 from soak.gateway.managed import build_managed, default_cache_dir
-from soak.gateway.portkey import PortkeyKind
 from soak.results import Outcome
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from soak.gateway.kinds import GatewayKind, LaunchSpec
+from soak.gateway.kind import GatewayKind, LaunchSpec
 from soak.gateway.process import GatewayStartError
 
 PACKAGE = "@portkey-ai/gateway"
@@ -28,7 +28,9 @@ class PortkeyKind(GatewayKind):
     """The Portkey gateway; `package_dir` holds (or will hold) its `node_modules`."""
 
     name = "portkey"
+    title = "Portkey"
     metrics_path = None
+    self_headers = ("x-portkey-last-used-option-index", "x-portkey-retry-attempt-count")
 
     def __init__(
         self,
@@ -129,3 +131,6 @@ class PortkeyKind(GatewayKind):
         lowered = {k.lower(): v for k, v in headers.items()}
         value = lowered.get("x-portkey-retry-attempt-count", "")
         return int(value) if value.lstrip("-").isdigit() else None
+
+
+KIND = PortkeyKind

@@ -18,10 +18,10 @@ import secrets
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
-from soak.gateway.kinds import GatewayKind, LaunchSpec
+from soak.gateway.kind import GatewayKind, LaunchSpec
 from soak.gateway.selfreport import (
     CLOSED,
     HALF_OPEN,
@@ -32,6 +32,9 @@ from soak.gateway.selfreport import (
     parse_samples,
     total,
 )
+
+if TYPE_CHECKING:
+    from soak.config.schema import GatewayConfig
 
 LITELLM_DEFAULT_ALLOWED_FAILS = 3
 """LiteLLM treats this router value as "not set" and falls back to its rate-based cooldown,
@@ -58,7 +61,15 @@ class LiteLLMKind(GatewayKind):
     """The LiteLLM proxy (`pip install 'litellm[proxy]'`), one worker by default."""
 
     name = "litellm"
+    title = "LiteLLM"
     metrics_path = "/metrics/"  # without the slash LiteLLM answers a redirect
+    self_headers = (
+        "x-litellm-model-api-base",
+        "x-litellm-model-id",
+        "x-litellm-attempted-retries",
+        "x-litellm-attempted-fallbacks",
+    )
+    primary_apis = PRIMARY_APIS
     fallback_group = "soak-fallback"
 
     def __init__(
@@ -87,6 +98,11 @@ class LiteLLMKind(GatewayKind):
         self.request_timeout = request_timeout
         self.workers = workers
         self.executable = executable or _litellm_script()
+
+    @classmethod
+    def from_config(cls, gateway: GatewayConfig) -> Self:
+        """Routes the primary through `gateway.primary_api` (openai or bedrock)."""
+        return cls(primary_api=gateway.primary_api)
 
     def config(self, *, mock_url: str, primary: str, fallback: str, model: str) -> dict[str, Any]:
         """The proxy config as a dict (written by `prepare`)."""
@@ -278,3 +294,6 @@ def _litellm_script() -> str:
     """The `litellm` console script of this interpreter's environment, else the one on PATH."""
     here = Path(sys.executable).with_name("litellm")
     return str(here) if here.exists() else "litellm"
+
+
+KIND = LiteLLMKind

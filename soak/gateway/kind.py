@@ -1,10 +1,12 @@
-"""Gateway kinds: the only place that knows how one gateway differs from another.
+"""The gateway kind base class: the only place that knows how one gateway differs from another.
 
-A kind owns four things: how soak writes the gateway's routes when it manages it (`prepare`),
-how a client authenticates (`auth_headers`), which request headers steer routing
-(`routing_headers`), and where the gateway reports on itself (`self_report`, `served_by`).
-Black-box measurement never asks the kind anything. The generic OpenAI-compatible kind is the
-base class; `litellm` and `portkey` live in their own modules.
+A kind owns: how soak writes the gateway's routes when it manages it (`prepare`), how a client
+authenticates (`auth_headers`), which request headers steer routing (`routing_headers`), which
+response headers it reports on itself in (`self_headers`, read by `served_by` and `retries`),
+where its self-report is (`self_report`), and which upstream APIs soak can route it to
+(`primary_apis`). Black-box measurement never asks the kind anything. `GatewayKind` itself is
+the generic OpenAI-compatible kind; each concrete kind is one module of `soak.gateway.kinds`
+that imports this module only (`soak.gateway.registry` finds them).
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from soak.gateway.process import GatewayStartError
 from soak.gateway.selfreport import MetricsParseError, SelfReport, parse_samples, total
+
+if TYPE_CHECKING:
+    from soak.config.schema import GatewayConfig
 
 SCRAPE_TIMEOUT = 5.0
 MAX_SCRAPE_BYTES = 8 * 2**20
@@ -46,8 +51,23 @@ class GatewayKind:
     """A generic OpenAI-compatible gateway: bearer auth, no managed defaults, no self-report
     beyond the standard process metrics when it serves `/metrics`."""
 
-    name = "openai"
-    metrics_path: str | None = "/metrics"
+    name: ClassVar[str] = "openai"
+    """The `gateway.kind` value that selects this kind."""
+    title: ClassVar[str] = "a generic OpenAI-compatible gateway"
+    """What error messages call the gateway."""
+    metrics_path: ClassVar[str | None] = "/metrics"
+    self_headers: ClassVar[tuple[str, ...]] = ()
+    """Response headers (lower case) in which the gateway says which target served and how
+    often it retried: the client keeps these per request for `served_by` and `retries`."""
+    primary_apis: ClassVar[tuple[str, ...]] = ("openai",)
+    """Upstream APIs soak can route the primary through (`gateway.primary_api`); more than
+    `openai` only for a kind whose routes soak writes."""
+
+    @classmethod
+    def from_config(cls, gateway: GatewayConfig) -> Self:
+        """The kind as the config's `gateway` block sets it up (the generic kind takes nothing
+        from it; a kind with options overrides this)."""
+        return cls()
 
     async def install(self, cache_dir: Path) -> None:
         """Fetch what a managed start needs (no-op unless the kind ships a package)."""
@@ -143,17 +163,3 @@ async def _read_bounded(content: Any) -> str | None:
             return None
     return page.decode("utf-8", "replace")
 
-
-def get_kind(name: str, **options: Any) -> GatewayKind:
-    """The kind called `name` (`openai`, `litellm`, `portkey`), built with its options."""
-    from soak.gateway.litellm import LiteLLMKind
-    from soak.gateway.portkey import PortkeyKind
-
-    kinds: dict[str, type[GatewayKind]] = {
-        "openai": GatewayKind,
-        "litellm": LiteLLMKind,
-        "portkey": PortkeyKind,
-    }
-    if name not in kinds:
-        raise ValueError(f"gateway.kind: unknown kind {name!r} (use one of {', '.join(kinds)})")
-    return kinds[name](**options)
