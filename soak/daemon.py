@@ -21,9 +21,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from prometheus_client import CollectorRegistry
 
 from soak.config import ConfigError, describe, load_config
 from soak.config.daemon import PlanConfig, split_listen
@@ -31,7 +28,7 @@ from soak.config.schema import Config
 from soak.history import RunHistory
 from soak.logjson import mask
 from soak.metric_catalogue import buckets_for_slo, check_thresholds_are_buckets
-from soak.metrics import BREAKER_SOURCES, BreakerState, SoakMetrics, register_default_collectors
+from soak.metrics import SoakMetrics, new_registry
 from soak.once import new_run
 from soak.procwatch import Sample
 from soak.reports import render_json
@@ -48,9 +45,6 @@ log = logging.getLogger(__name__)
 
 SELF_WATCH_WINDOW = 5.0
 """Seconds per reading of the daemon's own loop lag and CPU (soak_generator_* gauges)."""
-
-_BREAKER_STATES = {s.name: s for s in BreakerState}
-"""Timeline state names of a breaker phase's details (CLOSED, HALF_OPEN, OPEN) → gauge value."""
 
 
 class DaemonError(RuntimeError):
@@ -101,50 +95,12 @@ class _PhaseMetrics:
         self.metrics.observe(result, target=self.target, phase=phase)
 
     def process_sample(self, sample: Sample) -> None:
-        """A live 1 Hz sample of the gateway process while a phase watches it."""
-        self.metrics.set_gateway_process(
-            target=self.target,
-            rss_bytes=sample.rss,
-            cpu_ratio=(sample.cpu_percent or 0.0) / 100.0,
-            open_fds=sample.fds,
-            threads=sample.threads,
-        )
+        self.metrics.gateway_sample(sample, target=self.target)
 
     def phase_done(self, report: PhaseReport) -> None:
-        m, target = self.metrics, self.target
-        m.record_phase(report, target=target, finished_at=time.time())
+        self.metrics.phase_done(report, target=self.target, finished_at=time.time())
         if report.name == self.phase:
             self.phase = ""
-        proc = report.process
-        if proc is not None and proc.samples:
-            m.set_gateway_process(
-                target=target,
-                rss_bytes=proc.rss_final or proc.rss_peak,
-                cpu_ratio=proc.cpu_avg / 100.0,
-                open_fds=proc.fds_peak,
-                threads=proc.threads_peak,
-            )
-        details = report.details
-        self._breakers(details)
-        if report.kind == "failover":
-            for seconds in details.get("times") or ():
-                m.observe_failover(float(seconds), target=target, phase=report.name)
-
-    def _breakers(self, details: dict[str, Any]) -> None:
-        """Replay a breaker phase's timelines (observed and reported) into the state gauges,
-        so each state change counts one transition."""
-        for source in BREAKER_SOURCES:
-            per_provider = details.get(source)
-            if not isinstance(per_provider, dict):
-                continue  # absent, or "not reported" by this gateway kind
-            for provider, obs in per_provider.items():
-                timeline = obs.get("timeline") if isinstance(obs, dict) else None
-                for _t, name in timeline or ():
-                    state = _BREAKER_STATES.get(name)
-                    if state is not None:
-                        self.metrics.set_breaker_state(
-                            state, target=self.target, provider=provider, source=source
-                        )
 
     def end(self) -> None:
         if self.phase:
@@ -199,8 +155,7 @@ class Daemon:
         srv = config.daemon.server
         self.listen = listen or srv.listen
         self.host, self.port = split_listen(self.listen)
-        self.registry = CollectorRegistry()
-        register_default_collectors(self.registry)
+        self.registry = new_registry()
         self.metrics = SoakMetrics(self.registry, buckets=buckets_for_slo(describe(config)["slo"]))
         self.metrics.config_loaded(True, at=clock())
         self.history = RunHistory(data_dir or srv.data_dir, keep=srv.keep_runs)

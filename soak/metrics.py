@@ -13,11 +13,12 @@ replica: percentiles among them must never be averaged or summed across replicas
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import re
 from collections.abc import Mapping, Sequence
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -60,6 +61,9 @@ from soak.metric_catalogue import (
     LAST_VERDICT,
     OVERHEAD,
     PHASE_RUNNING,
+    PLAN_LAST_RUN,
+    PLAN_NEXT_RUN,
+    PLAN_RUNS,
     RELOAD_OK,
     RELOAD_TS,
     REQUEST_DURATION,
@@ -82,6 +86,9 @@ from soak.metric_catalogue import (
 from soak.results import Outcome, Result
 from soak.summary import LatencySummary, PhaseReport, Status
 
+if TYPE_CHECKING:
+    from soak.procwatch import Sample
+
 __all__ = [
     "BASE_BUCKETS",
     "BREAKER_SOURCES",
@@ -93,6 +100,7 @@ __all__ = [
     "buckets_with",
     "check_thresholds_are_buckets",
     "exposed_names",
+    "new_registry",
     "register_default_collectors",
     "slo_thresholds",
 ]
@@ -326,3 +334,69 @@ class SoakMetrics:
         self[RELOAD_OK].set(1 if success else 0)
         if success:
             self[RELOAD_TS].set(at)
+
+    def forget_plan(self, plan: str) -> None:
+        """A plan left the schedule (reload): drop its next/last-run timestamps."""
+        for spec in (PLAN_NEXT_RUN, PLAN_LAST_RUN):
+            with contextlib.suppress(KeyError):  # never set: nothing to drop
+                self[spec].remove(plan)
+
+    def set_plan_next_run(self, plan: str, at: float) -> None:
+        """When a plan is next due (Unix time)."""
+        self[PLAN_NEXT_RUN].labels(plan).set(at)
+
+    def count_plan_run(self, plan: str, status: str, *, at: float) -> None:
+        """A scheduled run of `plan` ended with `status` at `at` (Unix time)."""
+        self[PLAN_RUNS].labels(plan, status).inc()
+        self[PLAN_LAST_RUN].labels(plan).set(at)
+
+    def gateway_sample(self, sample: Sample, *, target: str) -> None:
+        """A live 1 Hz sample of the gateway process while a phase watches it."""
+        self.set_gateway_process(
+            target=target,
+            rss_bytes=sample.rss,
+            cpu_ratio=(sample.cpu_percent or 0.0) / 100.0,
+            open_fds=sample.fds,
+            threads=sample.threads,
+        )
+
+    def phase_done(self, report: PhaseReport, *, target: str, finished_at: float) -> None:
+        """Everything a finished phase report feeds: its summary gauges (`record_phase`), the
+        gateway process at its end, its breaker timelines and its failover times."""
+        self.record_phase(report, target=target, finished_at=finished_at)
+        proc = report.process
+        if proc is not None and proc.samples:
+            self.set_gateway_process(
+                target=target,
+                rss_bytes=proc.rss_final or proc.rss_peak,
+                cpu_ratio=proc.cpu_avg / 100.0,
+                open_fds=proc.fds_peak,
+                threads=proc.threads_peak,
+            )
+        self.replay_breakers(report.details, target=target)
+        if report.kind == "failover":
+            for seconds in report.details.get("times") or ():
+                self.observe_failover(float(seconds), target=target, phase=report.name)
+
+    def replay_breakers(self, details: Mapping[str, Any], *, target: str) -> None:
+        """Replay a breaker phase's timelines (observed and reported, state names) into the
+        state gauges, so each state change counts one transition."""
+        for source in BREAKER_SOURCES:
+            per_provider = details.get(source)
+            if not isinstance(per_provider, dict):
+                continue  # absent, or "not reported" by this gateway kind
+            for provider, obs in per_provider.items():
+                timeline = obs.get("timeline") if isinstance(obs, dict) else None
+                for _t, name in timeline or ():
+                    state = BreakerState.__members__.get(name)
+                    if state is not None:
+                        self.set_breaker_state(
+                            state, target=target, provider=provider, source=source
+                        )
+
+
+def new_registry() -> CollectorRegistry:
+    """A fresh registry with the default collectors: the daemon's, served at `/metrics`."""
+    registry = CollectorRegistry()
+    register_default_collectors(registry)
+    return registry

@@ -34,7 +34,6 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from soak.config.daemon import PlanConfig
-from soak.metric_catalogue import PLAN_LAST_RUN, PLAN_NEXT_RUN, PLAN_RUNS
 from soak.metrics import SoakMetrics
 
 log = logging.getLogger(__name__)
@@ -122,9 +121,7 @@ class PlanScheduler:
         old, new = self._plans, {plan.name: plan for plan in plans}
         for name in set(old) - set(new):
             self._sched.remove_job(name)
-            for spec in (PLAN_NEXT_RUN, PLAN_LAST_RUN):
-                with contextlib.suppress(KeyError):
-                    self._metrics[spec].remove(name)
+            self._metrics.forget_plan(name)
         self._plans = new
         for plan in new.values():
             if old.get(plan.name) == plan:
@@ -157,7 +154,7 @@ class PlanScheduler:
     def _refresh(self, name: str) -> None:
         when = self.next_run_times().get(name)
         if when is not None:
-            self._metrics[PLAN_NEXT_RUN].labels(name).set(when)
+            self._metrics.set_plan_next_run(name, when)
 
     def _on_event(self, event: JobEvent) -> None:
         name = event.job_id
@@ -193,8 +190,7 @@ class PlanScheduler:
                 status = "aborted"
                 raise
             finally:
-                self._metrics[PLAN_RUNS].labels(name, status).inc()
-                self._metrics[PLAN_LAST_RUN].labels(name).set(self._clock())
+                self._metrics.count_plan_run(name, status, at=self._clock())
                 self.running, self._task = None, None
 
     def run_now(self, name: str) -> None:

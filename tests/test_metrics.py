@@ -211,6 +211,23 @@ def test_process_generator_scheduler_and_reload(registry: CollectorRegistry) -> 
     )
 
 
+def test_plan_runs_next_and_last_run_and_forgetting_a_plan(registry: CollectorRegistry) -> None:
+    m = SoakMetrics(registry)
+    m.set_plan_next_run("hourly", 5000.0)
+    m.count_plan_run("hourly", "passed", at=4000.0)
+    m.count_plan_run("hourly", "passed", at=4100.0)
+    m.forget_plan("never-scheduled")  # nothing to drop: no error
+    get = registry.get_sample_value
+    plan = {"plan": "hourly"}
+    assert get("soak_plan_runs_total", {**plan, "status": "passed"}) == 2
+    assert get("soak_plan_last_run_timestamp_seconds", plan) == 4100.0
+    assert get("soak_plan_next_run_timestamp_seconds", plan) == 5000.0
+    m.forget_plan("hourly")
+    assert get("soak_plan_last_run_timestamp_seconds", plan) is None
+    assert get("soak_plan_next_run_timestamp_seconds", plan) is None
+    assert get("soak_plan_runs_total", {**plan, "status": "passed"}) == 2  # a counter stays
+
+
 def test_label_sets_are_bounded(registry: CollectorRegistry) -> None:
     m = SoakMetrics(registry)
     for seq, outcome in enumerate(Outcome):
