@@ -8,17 +8,43 @@ attempted the provider reads as a state: ≥ `high` → CLOSED, 0 → OPEN, in b
 
 Pure and clock-free: times are arguments (unix seconds, the mock's clock and the client's wall
 clock mapped onto it), so tests feed synthetic trails and never sleep.
+
+`BreakerState` (0 closed, 1 half-open, 2 open) is defined here once; the gateways' reported
+states, the metrics and the reports all use it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from enum import IntEnum
+from typing import Any, TypeVar
 
-from soak.gateway.selfreport import CLOSED, HALF_OPEN, OPEN
 
-STATE_NAMES = {CLOSED: "CLOSED", HALF_OPEN: "HALF_OPEN", OPEN: "OPEN"}
+class BreakerState(IntEnum):
+    """A circuit breaker's state, observed or reported; its value is what `soak_breaker_state`
+    exports and its name what reports and phase details show."""
+
+    CLOSED = 0
+    HALF_OPEN = 1
+    OPEN = 2
+
+    @classmethod
+    def named(cls, name: object) -> BreakerState | None:
+        """The state called `name` (`"OPEN"`), None for anything else."""
+        return cls.__members__.get(name) if isinstance(name, str) else None
+
+
+def state_name(state: int) -> str:
+    """A state value's name; a value outside the enum (a gateway's surprise) as its number."""
+    try:
+        return BreakerState(state).name
+    except ValueError:
+        return str(state)
+
+
+STATE_NAMES: Mapping[int, str] = {state: state.name for state in BreakerState}
+"""State value → name, derived from `BreakerState` (for JSON phase details)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +82,7 @@ class BreakerObservation:
     """What the trails say about one provider's breaker over a phase."""
 
     provider: str
-    timeline: list[tuple[float, int]] = field(default_factory=list)
+    timeline: list[tuple[float, BreakerState]] = field(default_factory=list)
     """(t, state) at every change, t in unix seconds."""
     time_to_open: float | None = None
     """Seconds from the fault's start to the first OPEN window after it; None: never opened."""
@@ -69,13 +95,13 @@ class BreakerObservation:
 
     @property
     def reached_open(self) -> bool:
-        return any(state == OPEN for _, state in self.timeline)
+        return any(state == BreakerState.OPEN for _, state in self.timeline)
 
     @property
-    def final_state(self) -> int | None:
+    def final_state(self) -> BreakerState | None:
         return self.timeline[-1][1] if self.timeline else None
 
-    def states_seen(self) -> list[int]:
+    def states_seen(self) -> list[BreakerState]:
         return sorted({state for _, state in self.timeline})
 
 
@@ -117,9 +143,9 @@ def eligible(
 
 def window_states(
     points: Sequence[tuple[float, bool]], rule: WindowRule = WindowRule()
-) -> list[tuple[float, int | None]]:
+) -> list[tuple[float, BreakerState | None]]:
     """For every request time t, the state its window [t, t + window) reads as (None: too few)."""
-    states: list[tuple[float, int | None]] = []
+    states: list[tuple[float, BreakerState | None]] = []
     hits = 0
     end = 0
     n = len(points)
@@ -133,15 +159,22 @@ def window_states(
             states.append((t0, None))
         else:
             share = hits / count
-            state = CLOSED if share >= rule.high else OPEN if hits == 0 else HALF_OPEN
+            if share >= rule.high:
+                state = BreakerState.CLOSED
+            else:
+                state = BreakerState.OPEN if hits == 0 else BreakerState.HALF_OPEN
             states.append((t0, state))
         hits -= points[start][1]
     return states
 
 
-def compress(states: Iterable[tuple[float, int | None]]) -> list[tuple[float, int]]:
+S = TypeVar("S", bound=int)
+"""A state: `BreakerState` observed here, or a gateway's reported value."""
+
+
+def compress(states: Iterable[tuple[float, S | None]]) -> list[tuple[float, S]]:
     """Only the changes: the first point of every run of one state (unknown windows skipped)."""
-    out: list[tuple[float, int]] = []
+    out: list[tuple[float, S]] = []
     for t, state in states:
         if state is None or (out and out[-1][1] == state):
             continue
@@ -168,14 +201,17 @@ def observe(
     states = window_states(points, rule)
     obs = BreakerObservation(provider, compress(states))
     if fault_start is not None:
-        obs.time_to_open = _first_after(states, OPEN, fault_start, fault_end)
+        obs.time_to_open = _first_after(states, BreakerState.OPEN, fault_start, fault_end)
     if fault_end is not None:
-        obs.time_to_recover = _first_after(states, CLOSED, fault_end, None)
+        obs.time_to_recover = _first_after(states, BreakerState.CLOSED, fault_end, None)
     return obs
 
 
 def _first_after(
-    states: Sequence[tuple[float, int | None]], wanted: int, since: float, until: float | None
+    states: Sequence[tuple[float, BreakerState | None]],
+    wanted: BreakerState,
+    since: float,
+    until: float | None,
 ) -> float | None:
     for t, state in states:
         if t >= since and state == wanted and (until is None or t < until):

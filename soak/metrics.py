@@ -17,7 +17,6 @@ import contextlib
 import platform
 import re
 from collections.abc import Mapping, Sequence
-from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -31,6 +30,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 
 from soak import __version__
+from soak.breaker import BreakerState
 from soak.metric_catalogue import (
     BASE_BUCKETS,
     BREAKER_STATE,
@@ -115,14 +115,6 @@ STATISTICS = ("min", "mean", "p50", "p90", "p95", "p99", "max")
 VERDICTS = {Status.PASSED: 1, Status.BASELINE: 1, Status.FAILED: 0, Status.ERROR: -1}
 """`soak_phase_last_verdict`: 1 passed (or baseline, nothing to fail), 0 failed, -1 error.
 A skipped phase did not run: its gauges are left untouched."""
-
-
-class BreakerState(IntEnum):
-    """`soak_breaker_state` values, as in the design: 0 closed, 1 half-open, 2 open."""
-
-    CLOSED = 0
-    HALF_OPEN = 1
-    OPEN = 2
 
 
 BREAKER_SOURCES = ("observed", "reported")
@@ -388,7 +380,7 @@ class SoakMetrics:
             for provider, obs in per_provider.items():
                 timeline = obs.get("timeline") if isinstance(obs, dict) else None
                 for _t, name in timeline or ():
-                    state = BreakerState.__members__.get(name)
+                    state = BreakerState.named(name)
                     if state is not None:
                         self.set_breaker_state(
                             state, target=target, provider=provider, source=source

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from soak.breaker import (
+    STATE_NAMES,
     Attempt,
+    BreakerState,
     ClientRequest,
     WindowRule,
     compress,
     observe,
     parse_trails,
     state_at,
+    state_name,
     window_states,
 )
-from soak.gateway.selfreport import CLOSED, HALF_OPEN, OPEN
+
+CLOSED, HALF_OPEN, OPEN = BreakerState.CLOSED, BreakerState.HALF_OPEN, BreakerState.OPEN
 
 RATE = 10  # requests per second in the synthetic story
 
@@ -56,6 +60,7 @@ def test_fault_opens_probes_read_half_open_then_recovers() -> None:
     states = [s for _, s in obs.timeline]
     assert states == [CLOSED, HALF_OPEN, OPEN, HALF_OPEN, OPEN, HALF_OPEN, CLOSED]
     assert obs.reached_open and obs.final_state == CLOSED
+    assert [s.name for _, s in obs.timeline[:3]] == ["CLOSED", "HALF_OPEN", "OPEN"]
     assert obs.transitions == 6
     # the first window with no primary attempt starts at the third faulted request (t=1005.2)
     assert obs.time_to_open is not None and abs(obs.time_to_open - 0.2) < 1e-6
@@ -116,3 +121,18 @@ def test_parse_trails_reads_the_mock_answer() -> None:
     trails = parse_trails(traces)
     assert [(a.provider, a.ok) for a in trails["a"]] == [("primary", False), ("fallback", True)]
     assert trails["b"] == []
+
+
+def test_one_breaker_state_enum_everywhere() -> None:
+    from soak import metrics
+    from soak.gateway import selfreport
+
+    assert [(s.name, int(s)) for s in BreakerState] == [("CLOSED", 0), ("HALF_OPEN", 1),
+                                                         ("OPEN", 2)]  # fmt: skip
+    assert metrics.BreakerState is BreakerState
+    assert (selfreport.CLOSED, selfreport.HALF_OPEN, selfreport.OPEN) == (CLOSED, HALF_OPEN, OPEN)
+    assert isinstance(selfreport.OPEN, BreakerState)
+    assert BreakerState.named("HALF_OPEN") is HALF_OPEN
+    assert BreakerState.named("half-open") is None and BreakerState.named(2) is None
+    assert state_name(2) == "OPEN" and state_name(7) == "7"
+    assert STATE_NAMES == {0: "CLOSED", 1: "HALF_OPEN", 2: "OPEN"}

@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from soak.breaker import STATE_NAMES
 from soak.gateway.kind import GatewayKind
-from soak.gateway.selfreport import CLOSED, HALF_OPEN, OPEN, SelfReport
+from soak.gateway.selfreport import SelfReport
 from soak.results import Result
 from soak.summary import PhaseReport
 
@@ -25,7 +26,6 @@ NONE = "-"
 """Stands for "not said" / "no marker" in the tallies."""
 
 Observe = Callable[[Result, str], None]
-STATE_NAMES = {CLOSED: "CLOSED", HALF_OPEN: "HALF_OPEN", OPEN: "OPEN"}
 
 
 @dataclass(slots=True)

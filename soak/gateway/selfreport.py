@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
-CLOSED, HALF_OPEN, OPEN = 0, 1, 2
-"""Breaker states as soak exports them (`soak_breaker_state`)."""
+from soak.breaker import BreakerState
+
+CLOSED, HALF_OPEN, OPEN = BreakerState.CLOSED, BreakerState.HALF_OPEN, BreakerState.OPEN
+"""Short names of the `BreakerState` members, for the gateway kinds' parsers."""
 
 
 class MetricsParseError(ValueError):

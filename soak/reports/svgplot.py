@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from html import escape
 
+from soak.breaker import BreakerState
+
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 W, H = 720, 300
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 34, 58
@@ -238,7 +240,11 @@ def bar_plot(
     return "\n".join([*out, "</svg>"])
 
 
-STATE_COLORS = {"CLOSED": "#2ca02c", "HALF_OPEN": "#ffbf00", "OPEN": "#d62728"}
+STATE_COLORS = {
+    BreakerState.CLOSED.name: "#2ca02c",
+    BreakerState.HALF_OPEN.name: "#ffbf00",
+    BreakerState.OPEN.name: "#d62728",
+}
 
 
 def state_timeline(
