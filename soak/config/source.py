@@ -34,7 +34,8 @@ MAX_DEPTH = 64
 """Nesting levels, aliases expanded (the config's own structure is under ten)."""
 NODE_BUDGET_BASE = 10_000
 """Nodes any document may expand to; plus two per character of the document, so a file
-without aliases (at most one node per character) is never refused by the budget."""
+without aliases is never refused by the budget (the densest YAML, `[?,?,...]`, has three
+nodes per two characters: a mapping with a null key and value per `?`)."""
 
 
 class ConfigError(Exception):
