@@ -218,12 +218,3 @@ def _first_after(
             return t - since
     return None
 
-
-def state_at(timeline: Sequence[tuple[float, int]], t: float) -> int | None:
-    """The state a compressed timeline was in at time t (None before its first point)."""
-    current = None
-    for when, state in timeline:
-        if when > t:
-            break
-        current = state
-    return current

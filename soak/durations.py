@@ -38,21 +38,3 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"invalid duration {value!r}")
     return sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(text))
 
-
-def format_duration(seconds: float) -> str:
-    """Short human form of `seconds` for messages and reports: `250ms`, `30s`, `1m30s`, `1h`."""
-    if seconds < 0 or not math.isfinite(seconds):
-        raise ValueError(f"cannot format duration {seconds!r}")
-    if seconds == 0:
-        return "0s"
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:g}us"
-    if seconds < 1:
-        return f"{seconds * 1e3:g}ms"
-    whole = int(seconds)
-    if whole != seconds or seconds < 60:
-        return f"{seconds:g}s"
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [(hours, "h"), (minutes, "m"), (secs, "s")]
-    return "".join(f"{n}{unit}" for n, unit in parts if n)

@@ -389,9 +389,3 @@ def build_prometheus_rule(
     spec = build_rules(slo, phases=phases, runbook_base=runbook_base, options=options)
     return {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
             "metadata": meta, "spec": spec}  # fmt: skip
-
-
-def alert_names(rules: Mapping[str, Any]) -> list[str]:
-    """Alert names of a rules file, in order, without repeats."""
-    return list(dict.fromkeys(r["alert"] for g in rules["groups"] for r in g["rules"]
-                              if "alert" in r))  # fmt: skip

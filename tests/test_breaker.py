@@ -11,7 +11,6 @@ from soak.breaker import (
     compress,
     observe,
     parse_trails,
-    state_at,
     state_name,
     window_states,
 )
@@ -67,7 +66,6 @@ def test_fault_opens_probes_read_half_open_then_recovers() -> None:
     # the primary serves again from 1018.0; the window [1017.9, 1018.9) is the first with
     # >= 90% of its requests at the primary (resolution: one request in a 1 s window)
     assert obs.time_to_recover is not None and abs(obs.time_to_recover - 2.9) < 1e-6
-    assert state_at(obs.timeline, 1010.0) == OPEN and state_at(obs.timeline, 999.0) is None
 
 
 def test_fallback_is_judged_only_on_requests_the_primary_did_not_serve() -> None:

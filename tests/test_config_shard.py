@@ -11,7 +11,7 @@ import pytest
 from soak.mock.app import MockConfig, MockServer
 
 from soak.config import ConfigError, load_config
-from soak.config.shard import UNSHARDED, ShardConfig, describe_shard, pod_ordinal
+from soak.config.shard import UNSHARDED, ShardConfig, pod_ordinal
 from soak.mockctl import MockControl
 from soak.phases.base import PhaseContext, Target, measure, shard_rate
 from soak.reports.progress import Progress
@@ -42,7 +42,6 @@ def test_file_sets_index_and_count(tmp_path):
     shard = load(tmp_path, "shard: {index: 2, count: 4}\n").shard
     assert shard == ShardConfig(index=2, count=4, source="config")
     assert shard.fraction == 0.25
-    assert describe_shard(shard) == {"index": 2, "count": 4, "source": "config"}
 
 
 def test_environment_overrides_the_file(tmp_path):

@@ -26,7 +26,6 @@ from soak.rules import (
     DEFAULT_PHASE_INTERVALS,
     DEFAULT_SLO,
     AlertOptions,
-    alert_names,
     build_prometheus_rule,
     build_rules,
 )
@@ -48,6 +47,10 @@ def promtool() -> str:
 
 def alerts(rules: dict) -> list[dict]:
     return [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
+
+
+def alert_names(rules: dict) -> list[str]:
+    return [r["alert"] for r in alerts(rules)]
 
 
 @pytest.fixture(scope="module")

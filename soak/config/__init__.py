@@ -5,7 +5,7 @@ parsed by the parser the phase registry hands in (see `soak.phases`).
 """
 
 from soak.config.fields import Secret
-from soak.config.loader import PROFILES, ConfigError, describe, load_config, summarize
+from soak.config.loader import PROFILES, ConfigError, describe, load_config
 from soak.config.schema import Config
 
-__all__ = ["PROFILES", "Config", "ConfigError", "Secret", "describe", "load_config", "summarize"]
+__all__ = ["PROFILES", "Config", "ConfigError", "Secret", "describe", "load_config"]

@@ -171,21 +171,3 @@ def _server(s: Section, env: Mapping[str, str], base_dir: Path) -> ServerConfig:
         grace=s.duration("grace", 30.0, positive=True),
     )
 
-
-def describe_daemon(daemon: DaemonConfig) -> dict[str, Any]:
-    """JSON-safe, secret-free view of the daemon sections (for /-/ready and logs)."""
-    srv = daemon.server
-    return {
-        "schedule": [
-            {
-                "name": p.name, "phases": list(p.phases), "cron": p.cron, "interval": p.interval,
-                "jitter": p.jitter, "run_on_start": p.run_on_start, "coalesce": p.coalesce,
-                "misfire_grace_time": p.misfire_grace_time,
-            }
-            for p in daemon.schedule
-        ],
-        "server": {
-            "listen": srv.listen, "reload_token_env": srv.reload_token_env,
-            "data_dir": str(srv.data_dir), "keep_runs": srv.keep_runs, "grace": srv.grace,
-        },
-    }  # fmt: skip

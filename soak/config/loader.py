@@ -2,7 +2,7 @@
 
 `load_config` is the single entry point (`soak once --config`, `soak check`); every problem
 becomes one `ConfigError` line naming the file and dotted key. `describe` gives a JSON-safe,
-secret-free view for reports; `summarize` the one line `soak check` prints on success.
+secret-free view for reports.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ from soak.config.source import (
 from soak.config.streaming import describe_streaming, streaming_phase, streaming_slo
 from soak.gateway.registry import DEFAULT_KIND, kind_names, primary_api_refusal, primary_apis
 
-__all__ = ["PROFILES", "Config", "ConfigError", "Secret", "describe", "load_config", "summarize"]
+__all__ = ["PROFILES", "Config", "ConfigError", "Secret", "describe", "load_config"]
 
 VERSION = 1
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -387,14 +387,3 @@ def describe(config: Config) -> dict[str, Any]:
         "report": {"out": str(config.report.out)},
     }  # fmt: skip
 
-
-def summarize(config: Config) -> str:
-    """The line `soak check` prints for a valid config."""
-    gw, p = config.gateway, config.phases
-    where = "managed" if gw.managed is not None else gw.url
-    mock = "managed" if config.mock.managed else config.mock.url
-    return (
-        f"{config.source}: ok (profile {config.profile}; gateway {gw.name} [{gw.kind}] {where}; "
-        f"mock {mock}; overhead {p.overhead.rate:g} req/s for {p.overhead.duration:g}s; "
-        f"stress {p.stress.rate:g} req/s x {p.stress.latency:g}s latency, {p.stress.rounds} rounds)"
-    )

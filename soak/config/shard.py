@@ -118,7 +118,3 @@ def _key(root: Section, key: str) -> str:
     path = (*root.path, "shard", key)
     return f"{root.locate(path)}: {'.'.join(path)}"
 
-
-def describe_shard(shard: ShardConfig) -> dict[str, Any]:
-    """JSON-safe view for reports and logs."""
-    return {"index": shard.index, "count": shard.count, "source": shard.source}
