@@ -26,6 +26,7 @@ from soak.config import ConfigError, describe, load_config
 from soak.config.daemon import PlanConfig, split_listen
 from soak.config.schema import Config
 from soak.history import RunHistory
+from soak.history_writer import HistoryWriter
 from soak.logjson import mask
 from soak.metric_catalogue import buckets_for_slo, check_thresholds_are_buckets
 from soak.metrics import SoakMetrics, new_registry
@@ -159,6 +160,8 @@ class Daemon:
         self.metrics = SoakMetrics(self.registry, buckets=buckets_for_slo(describe(config)["slo"]))
         self.metrics.config_loaded(True, at=clock())
         self.history = RunHistory(data_dir or srv.data_dir, keep=srv.keep_runs)
+        # Runs are written through this: a full or read-only disk never stops a run.
+        self.records = HistoryWriter(self.history, on_error=self.metrics.count_history_write_error)
         self.scheduler = PlanScheduler(self._execute, self.metrics, clock=clock)
         self.controls = Controls(
             registry=self.registry,
@@ -181,7 +184,7 @@ class Daemon:
     async def run(self, on_listening: Callable[[str, int], None] = lambda _h, _p: None) -> int:
         """Serve and schedule until SIGTERM / SIGINT; returns the exit code (0)."""
         self._shutdown = asyncio.Event()
-        aborted = self.history.recover()
+        aborted = self.records.recover()
         if aborted:
             log.warning("%d run(s) left running by a previous daemon marked aborted", aborted)
         try:
@@ -210,6 +213,7 @@ class Daemon:
             finally:
                 reading = await watch.stop()
             self.metrics.set_generator(loop_lag_s=reading.loop_lag_max, cpu_ratio=reading.cpu_ratio)
+            self.records.retry()  # runs held back by a full disk land once it takes writes
 
     def request_stop(self) -> None:
         if self._shutdown is not None:
@@ -227,7 +231,7 @@ class Daemon:
             log.warning("run did not drain within %gs: cancelled", grace * 0.8)
         self.scheduler.shutdown()
         await self.server.stop()
-        self.history.close()
+        self.records.close()
         log.info("stopped")
 
     @contextlib.contextmanager
@@ -279,13 +283,13 @@ class Daemon:
         ctx = {"run_id": run.run_id, "plan": plan.name}
         stop = asyncio.Event()
         self._current = (run, stop)
-        self.history.start(run.run_id, plan.name, run.started_at)
+        self.records.start(run.run_id, plan.name, run.started_at)
         log.info("run started: %s", ", ".join(plan.phases), extra=ctx)
         feed = _PhaseMetrics(self.metrics, config.gateway.name)
 
         def on_phase(report: PhaseReport) -> None:
             feed.phase_done(report)
-            self.history.update(run.run_id, render_json(run))
+            self.records.update(run.run_id, render_json(run))
             log.info("phase %s: %s", report.name, report.status.value,
                      extra={**ctx, "phase": report.name})  # fmt: skip
 
@@ -315,7 +319,7 @@ class Daemon:
                 reason = reason or ("daemon stopping (SIGTERM)" if self._stopping else "stopped")
             elif status == "error":
                 reason = run.error
-            self.history.finish(run.run_id, status, finished_at=run.finished_at,
+            self.records.finish(run.run_id, status, finished_at=run.finished_at,
                                 report_json=render_json(run), reason=reason)  # fmt: skip
             self._current = None
             release_memory()

@@ -121,6 +121,9 @@ RELOAD_OK = MetricSpec("soak_config_last_reload_successful", G, (),
     "1 when the last config (re)load succeeded, else 0.")
 RELOAD_TS = MetricSpec("soak_config_last_reload_success_timestamp_seconds", G, (),
     "Unix time of the last successful config load.")
+HISTORY_WRITE_ERRORS = MetricSpec("soak_history_write_errors_total", C, ("reason",),
+    "Run history writes the disk refused, by reason: disk_full, read_only, other (the runs "
+    "are still measured and kept in memory until a write succeeds).")
 BUILD_INFO = MetricSpec("soak_build_info", G, ("version", "python"),
     "Always 1; labels say which llm-soak runs.")
 del C, G, H, TPQ, TPS

@@ -47,6 +47,7 @@ from soak.metric_catalogue import (
     GW_FDS,
     GW_RSS,
     GW_THREADS,
+    HISTORY_WRITE_ERRORS,
     ITL,
     LAST_ADDED_TTFT,
     LAST_DURATION,
@@ -385,6 +386,16 @@ class SoakMetrics:
                         self.set_breaker_state(
                             state, target=target, provider=provider, source=source
                         )
+
+    def count_history_write_error(self, reason: str | None) -> None:
+        """A run-history write the disk refused (`reason`: disk_full, read_only, other);
+        None only exposes the three series at 0, so increase() sees the first refusal."""
+        for known in ("disk_full", "read_only", "other"):
+            self[HISTORY_WRITE_ERRORS].labels(known)
+        if reason is not None:
+            known = reason if reason in ("disk_full", "read_only") else "other"
+            self[HISTORY_WRITE_ERRORS].labels(known).inc()
+
 
 
 def new_registry() -> CollectorRegistry:
