@@ -16,13 +16,10 @@ staleness window. Outputs, committed and never edited by hand:
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import itertools
 import json
 import os
 import sys
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +34,7 @@ sys.path.insert(0, str(HERE))
 import soak_dashboard  # noqa: E402  (lives next to this script; grafanalib stays in dashboards/)
 
 from soak.config import describe, load_config  # noqa: E402
-from soak.config.daemon import PlanConfig  # noqa: E402
+from soak.config.daemon import longest_gap  # noqa: E402
 from soak.rules import (  # noqa: E402
     DEFAULT_PHASE_INTERVALS,
     DEFAULT_RUNBOOK_BASE,
@@ -45,7 +42,6 @@ from soak.rules import (  # noqa: E402
     build_rules,
     merge_slo,
 )
-from soak.scheduler import build_trigger  # noqa: E402
 
 
 class _Dumper(yaml.SafeDumper):
@@ -62,22 +58,6 @@ _Dumper.add_representer(str, _str)
 
 def to_yaml(data: Any) -> str:
     return HEADER + yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=100)
-
-
-def longest_gap(plan: PlanConfig, fires: int = 200) -> float:
-    """Longest time between two runs of `plan` over its next `fires` fire times, plus jitter."""
-    now = datetime(2026, 1, 5, tzinfo=UTC)  # fixed, so the output is reproducible
-    trigger = build_trigger(dataclasses.replace(plan, jitter=0.0), now)
-    times: list[datetime] = []
-    previous = None
-    for _ in range(fires):
-        fire = trigger.get_next_fire_time(previous, now)
-        if fire is None:
-            break
-        times.append(fire)
-        previous, now = fire, fire + timedelta(microseconds=1)
-    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
-    return max(gaps, default=float(plan.interval or 0)) + plan.jitter
 
 
 def schedule_intervals(plans: Iterable[tuple[Iterable[str], float]]) -> dict[str, float]:

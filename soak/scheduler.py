@@ -7,8 +7,9 @@ is still going (`max_instances=1`); a fire time missed by more than the plan's g
 *missed* and counted. Each plan's next fire time is exported, so an alert can tell "a scheduled
 run did not happen" from "the daemon is down".
 
-Trigger start dates and first runs come from the injected `clock`, so tests pin the schedule
-without sleeping.
+Cron expressions are read by `soak.config.cron` (the one grammar, shared with config
+validation and the dashboards); the triggers here only execute them. Trigger start dates and
+first runs come from the injected `clock`, so tests pin the schedule without sleeping.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from apscheduler.events import (
 )
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from soak.config.cron import WEEKDAY_NAMES, Cron, parse_cron
 from soak.config.daemon import PlanConfig
 from soak.metrics import SoakMetrics
 
@@ -47,22 +50,34 @@ _EVENTS = (
 )  # fmt: skip
 
 
-def cron_problem(expression: str) -> str | None:
-    """Why a five-field crontab expression is invalid, or None when it is valid."""
-    try:
-        CronTrigger.from_crontab(expression, timezone=UTC)
-    except ValueError as err:
-        return str(err)
-    return None
+def cron_trigger(cron: Cron, jitter: int | None = None) -> BaseTrigger:
+    """APScheduler's trigger for a parsed expression, in UTC: the values are spelled out so
+    APScheduler runs what `soak.config.cron` means (its own crontab parser numbers weekdays
+    from Monday, and ANDs the two day fields where cron ORs them)."""
+
+    def spell(values: frozenset[int], every: range) -> str:
+        return "*" if values == frozenset(every) else ",".join(map(str, sorted(values)))
+
+    times = {
+        "minute": spell(cron.minutes, range(60)),
+        "hour": spell(cron.hours, range(24)),
+        "month": spell(cron.months, range(1, 13)),
+        "timezone": UTC,
+    }
+    days = spell(cron.days, range(1, 32))
+    weekdays = ",".join(WEEKDAY_NAMES[d] for d in sorted(cron.weekdays))
+    weekdays = "*" if len(cron.weekdays) == 7 else weekdays
+    if not cron.days_or_weekdays:
+        return CronTrigger(day=days, day_of_week=weekdays, jitter=jitter, **times)
+    either = [CronTrigger(day=days, **times), CronTrigger(day_of_week=weekdays, **times)]
+    return OrTrigger(either, jitter=jitter)
 
 
 def build_trigger(plan: PlanConfig, now: datetime) -> BaseTrigger:
     """The plan's trigger, in UTC; an interval's first fire is one interval after `now`."""
     jitter = int(plan.jitter) or None
     if plan.cron is not None:
-        trigger = CronTrigger.from_crontab(plan.cron, timezone=UTC)
-        trigger.jitter = jitter
-        return trigger
+        return cron_trigger(parse_cron(plan.cron), jitter)
     assert plan.interval is not None  # validated: exactly one of cron / interval
     step = timedelta(seconds=plan.interval)
     return IntervalTrigger(

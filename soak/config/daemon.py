@@ -9,12 +9,15 @@ the first run right away, so `soak run` with no config shows live metrics within
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from soak.config.cron import cron_problem, fire_times, parse_cron
 from soak.config.fields import Secret, Section
 
 _PLAN_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
@@ -116,7 +119,6 @@ def _item(root: Section, index: int, item: Any) -> Section:
 
 def _plan(root: Section, index: int, item: Any) -> PlanConfig:
     from soak.phases import PHASES  # lazily: the phase modules import the config schema
-    from soak.scheduler import cron_problem
 
     s = _item(root, index, item)
     s.only("name", "cron", "interval", "phases", "jitter", "run_on_start", "coalesce",
@@ -171,3 +173,13 @@ def _server(s: Section, env: Mapping[str, str], base_dir: Path) -> ServerConfig:
         grace=s.duration("grace", 30.0, positive=True),
     )
 
+
+def longest_gap(plan: PlanConfig, fires: int = 200) -> float:
+    """Longest time between two runs of `plan` over its next `fires` fire times, plus its jitter:
+    how long a phase of it may go unseen (the rules' staleness windows)."""
+    if plan.cron is None:
+        return float(plan.interval or 0) + plan.jitter
+    start = datetime(2026, 1, 5, tzinfo=UTC)  # fixed, so generated files are reproducible
+    times = list(itertools.islice(fire_times(parse_cron(plan.cron), start), fires))
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+    return max(gaps, default=0.0) + plan.jitter
