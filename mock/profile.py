@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from soak import durations
+
 PROVIDER_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 DEFAULT_PROVIDER = "default"
 STATUSES = (429, 500, 502, 503, 529)
@@ -25,8 +27,6 @@ LATENCY_MODELS = {
     "lognormal": ("median", "sigma"),
 }
 RATE_KEYS = ("error_rate", "hang_rate", "reset_rate", "malformed_rate", "cut_rate")
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|µs|ms|s|m|h)?\s*$")
-_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
 class ProfileError(ValueError):
@@ -118,18 +118,16 @@ class MockConfig:
 
 
 def parse_duration(value: Any, where: str) -> float:
-    """Seconds from a number or a string like `250ms`, `1s`, `1m`."""
-    if isinstance(value, bool):
-        raise ProfileError(f"{where}: expected a duration, got {value!r}")
-    if isinstance(value, int | float):
-        secs = float(value)
-    elif isinstance(value, str) and (m := _DURATION_RE.match(value)):
-        secs = float(m.group(1)) * _UNITS[m.group(2)]
-    else:
-        raise ProfileError(f"{where}: expected a duration like 250ms or 1s, got {value!r}")
-    if not math.isfinite(secs) or secs < 0:
-        raise ProfileError(f"{where}: duration must be finite and >= 0, got {value!r}")
-    return secs
+    """Seconds from a number or a string like `250ms`, `1s`, `1m30s`: soak's one duration
+    grammar (`soak.durations`), its errors as a `ProfileError` naming `where`."""
+    try:
+        return durations.parse_duration(value)
+    except (TypeError, ValueError):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            problem = "duration must be finite and >= 0"
+        else:
+            problem = "expected a duration like 250ms or 1s"
+        raise ProfileError(f"{where}: {problem}, got {value!r}") from None
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:

@@ -21,10 +21,24 @@ from soak.mock.timing import sample
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [(0, 0.0), (1.5, 1.5), ("250ms", 0.25), ("1s", 1.0), ("1m", 60.0), ("500us", 0.0005)],
-)
+    [(0, 0.0), (1.5, 1.5), ("250ms", 0.25), ("1s", 1.0), ("1m", 60.0), ("500us", 0.0005),
+     ("1m30s", 90.0), ("1h30m", 5400.0)],
+)  # fmt: skip
 def test_durations(text, seconds):
     assert parse_duration(text, "x") == pytest.approx(seconds)
+
+
+def test_durations_use_the_testers_grammar():
+    """One grammar with soak's config (`soak.durations`): compound units work in a profile, and
+    what the config refuses (a bare number as a string, a space before the unit) the mock
+    refuses too, with the key in the message."""
+    profile = parse_profile({"latency": "1m30s", "faults": {"retry_after": "1m5s"}}, "p")
+    assert profile.latency.params == (90.0,) and profile.faults.retry_after == 65.0
+    for text in ("5", "1 s", ".5s", "-1s"):
+        with pytest.raises(ProfileError, match=rf"^p\.ttl: expected a duration like .*{text!r}$"):
+            parse_duration(text, "p.ttl")
+    with pytest.raises(ProfileError, match=r"^ttl: duration must be finite and >= 0, got inf$"):
+        parse_duration(float("inf"), "ttl")
 
 
 @pytest.mark.parametrize(
