@@ -45,9 +45,9 @@ SHAPE = {"rate": 50, "duration": "100ms", "latency": "1ms"}  # 5 requests per ph
 
 async def loop(mock_url: str, runs: int, trim: bool) -> dict[str, object]:
     """`runs` plans in this process; RSS after each."""
-    from soak.config import load_config
     from soak.daemon import release_memory
     from soak.once import new_run_id
+    from soak.phases import load_config
     from soak.reports.progress import Progress
     from soak.runner import run_plan
     from soak.summary import RunReport

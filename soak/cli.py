@@ -98,7 +98,8 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from soak.config import ConfigError, load_config
+    from soak.config import ConfigError
+    from soak.phases import load_config
 
     try:
         load_config(args.config, profile=args.profile)
@@ -110,8 +111,9 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _once(args: argparse.Namespace) -> int:
-    from soak.config import ConfigError, load_config
+    from soak.config import ConfigError
     from soak.once import OnceError, run_once
+    from soak.phases import load_config
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from soak.config import ConfigError, describe, load_config
+from soak import phases
+from soak.config import ConfigError
 from soak.config.daemon import PlanConfig, split_listen
 from soak.config.schema import Config
 from soak.history import RunHistory
@@ -31,6 +32,7 @@ from soak.logjson import mask
 from soak.metric_catalogue import buckets_for_slo, check_thresholds_are_buckets
 from soak.metrics import SoakMetrics, new_registry
 from soak.once import new_run
+from soak.phases import load_config
 from soak.procwatch import Sample
 from soak.reports import render_json
 from soak.reports.progress import Progress
@@ -82,6 +84,11 @@ class _LogLines:
         return False
 
 
+def _spec(name: str) -> phases.PhaseSpec | None:
+    """The registered phase called `name` (None for a round name such as a warm-up)."""
+    return phases.get(name) if name in phases.names() else None
+
+
 class _PhaseMetrics:
     """Feeds one run's results and phase reports into the metrics; tracks the running phase."""
 
@@ -91,6 +98,10 @@ class _PhaseMetrics:
     def observe(self, result: Result, phase: str) -> None:
         if phase != self.phase:
             self.end()
+            spec = _spec(phase)
+            self.metrics.bind(
+                target=self.target, phase=phase, histograms=spec.histograms if spec else ()
+            )
             self.metrics.set_phase_running(True, target=self.target, phase=phase)
             self.phase = phase
         self.metrics.observe(result, target=self.target, phase=phase)
@@ -99,7 +110,7 @@ class _PhaseMetrics:
         self.metrics.gateway_sample(sample, target=self.target)
 
     def phase_done(self, report: PhaseReport) -> None:
-        self.metrics.phase_done(report, target=self.target, finished_at=time.time())
+        phases.record(report, self.metrics, target=self.target, finished_at=time.time())
         if report.name == self.phase:
             self.phase = ""
 
@@ -157,7 +168,8 @@ class Daemon:
         self.listen = listen or srv.listen
         self.host, self.port = split_listen(self.listen)
         self.registry = new_registry()
-        self.metrics = SoakMetrics(self.registry, buckets=buckets_for_slo(describe(config)["slo"]))
+        buckets = buckets_for_slo(phases.thresholds(config.slo))
+        self.metrics = SoakMetrics(self.registry, buckets=buckets)
         self.metrics.config_loaded(True, at=clock())
         self.history = RunHistory(data_dir or srv.data_dir, keep=srv.keep_runs)
         # Runs are written through this: a full or read-only disk never stops a run.
@@ -262,7 +274,7 @@ class Daemon:
         """Validate, then swap the config; None on success, else why the old one stays."""
         try:
             new = await asyncio.to_thread(self.source.load)
-            check_thresholds_are_buckets(self.metrics.buckets, describe(new)["slo"])
+            check_thresholds_are_buckets(self.metrics.buckets, phases.thresholds(new.slo))
         except (ConfigError, ValueError) as err:
             problem = mask(str(err))
             if isinstance(err, ValueError) and not isinstance(err, ConfigError):

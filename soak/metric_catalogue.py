@@ -11,9 +11,9 @@ these on a registry and records into them.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +165,7 @@ BASE_BUCKETS: dict[str, tuple[float, ...]] = {
         0.02,
         0.05,
         0.1,
+        0.2,
         0.25,
         0.5,
         1,
@@ -181,40 +182,39 @@ BASE_BUCKETS: dict[str, tuple[float, ...]] = {
 seeds' default thresholds."""
 # fmt: on
 
-_STAT_RE = re.compile(r"^(mean|max|p\d{1,2}(\.\d+)?)$")
-_SECTION_METRIC = {"overhead": OVERHEAD.name, "failover": FAILOVER.name, "ttft": TTFT.name}
-_TIER_METRIC = {"failover_time": FAILOVER.name, "failover": FAILOVER.name} | dict.fromkeys(
+class Threshold(NamedTuple):
+    """A latency bound of the SLO block that alerts count exactly: it must be a bucket bound
+    of `histogram`. Phases declare theirs (`PhaseSpec.thresholds`); tiers map below."""
+
+    histogram: str
+    path: str
+    """The config key it came from, e.g. `slo.overhead.p95`."""
+    seconds: float
+
+
+TIER_HISTOGRAMS = {"failover_time": FAILOVER.name} | dict.fromkeys(
     ("p50", "p90", "p95", "p99"), REQUEST_DURATION.name
 )
+"""Latency tiers (`slo.tiers.<metric>`) → the histogram their bounds are counted in."""
 
 
-def _seconds(path: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ValueError(f"{path}: expected a positive number of seconds, got {value!r}")
-    return float(value)
+def tier_thresholds(tiers: Mapping[str, Any]) -> list[Threshold]:
+    """The latency tiers' target and acceptable bounds (objects with those two attributes)."""
+    out = []
+    for metric, histogram in TIER_HISTOGRAMS.items():
+        tier = tiers.get(metric)
+        if tier is not None:
+            for level in ("target", "acceptable"):
+                path = f"slo.tiers.{metric}.{level}"
+                out.append(Threshold(histogram, path, float(getattr(tier, level))))
+    return out
 
 
-def slo_thresholds(slo: Mapping[str, object]) -> dict[str, dict[str, float]]:
-    """Latency thresholds of an SLO block per histogram: {metric: {"slo.overhead.p95": 0.02}}.
-
-    `overhead`, `failover`, `ttft` sections go to their histograms, any other section's
-    mean/max/pNN to request latency; `tiers.{p50..p99,failover_time}.{target,acceptable}` too.
-    """
+def slo_thresholds(thresholds: Iterable[Threshold]) -> dict[str, dict[str, float]]:
+    """Thresholds per histogram: {metric: {"slo.overhead.p95": 0.02}}."""
     found: dict[str, dict[str, float]] = {}
-    for section, body in slo.items():
-        if not isinstance(body, Mapping):
-            continue
-        for key, value in body.items():
-            if section == "tiers":
-                if key not in _TIER_METRIC or not isinstance(value, Mapping):
-                    continue
-                for level, limit in value.items():
-                    path = f"slo.tiers.{key}.{level}"
-                    found.setdefault(_TIER_METRIC[key], {})[path] = _seconds(path, limit)
-            elif _STAT_RE.match(str(key)) and value is not None:
-                path = f"slo.{section}.{key}"
-                metric = _SECTION_METRIC.get(str(section), REQUEST_DURATION.name)
-                found.setdefault(metric, {})[path] = _seconds(path, value)
+    for t in thresholds:
+        found.setdefault(t.histogram, {})[t.path] = t.seconds
     return found
 
 
@@ -224,18 +224,18 @@ def buckets_with(base: Iterable[float], thresholds: Iterable[float]) -> tuple[fl
 
 
 def buckets_for_slo(
-    slo: Mapping[str, object], base: Mapping[str, Sequence[float]] = BASE_BUCKETS
+    thresholds: Iterable[Threshold], base: Mapping[str, Sequence[float]] = BASE_BUCKETS
 ) -> dict[str, tuple[float, ...]]:
     """Histogram bounds for a config: `base` plus each SLO latency threshold of that histogram."""
-    wanted = slo_thresholds(slo)
+    wanted = slo_thresholds(thresholds)
     return {name: buckets_with(b, wanted.get(name, {}).values()) for name, b in base.items()}
 
 
 def check_thresholds_are_buckets(
-    buckets: Mapping[str, Sequence[float]], slo: Mapping[str, object]
+    buckets: Mapping[str, Sequence[float]], thresholds: Iterable[Threshold]
 ) -> None:
     """Raise ValueError naming the first SLO latency threshold that is not a bucket bound."""
-    for metric, paths in slo_thresholds(slo).items():
+    for metric, paths in slo_thresholds(thresholds).items():
         bounds = {float(b) for b in buckets.get(metric, BASE_BUCKETS[metric])}
         for path, value in paths.items():
             if value not in bounds:

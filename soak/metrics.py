@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import platform
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -78,6 +78,7 @@ from soak.metric_catalogue import (
     TPOT,
     TTFT,
     MetricSpec,
+    Threshold,
     buckets_for_slo,
     buckets_with,
     check_thresholds_are_buckets,
@@ -154,8 +155,6 @@ class _Bound:
         # Series that are only written when the phase ends exist (at 0) from its first request,
         # so rate() and increase() see the first run after a daemon start too.
         m[GEN_DROPS].labels(target, phase)
-        if phase == "failover":
-            m[FAILOVER].labels(target, phase)
 
 
 class SoakMetrics:
@@ -169,10 +168,10 @@ class SoakMetrics:
         registry: CollectorRegistry,
         *,
         buckets: Mapping[str, Sequence[float]] = BASE_BUCKETS,
-        slo: Mapping[str, object] | None = None,
+        thresholds: Iterable[Threshold] | None = None,
     ) -> None:
-        if slo is not None:
-            check_thresholds_are_buckets(buckets, slo)
+        if thresholds is not None:
+            check_thresholds_are_buckets(buckets, thresholds)
         self.buckets = {name: tuple(buckets.get(name, b)) for name, b in BASE_BUCKETS.items()}
         self._m: dict[MetricSpec, Any] = {}
         for spec in CATALOGUE:
@@ -181,6 +180,7 @@ class SoakMetrics:
                 kw["buckets"] = self.buckets[spec.name]
             cls = {"histogram": Histogram, "counter": Counter, "gauge": Gauge}[spec.kind]
             self._m[spec] = cls(spec.name, spec.help, **kw)
+        self._by_name = {spec.name: self._m[spec] for spec in CATALOGUE}
         self[BUILD_INFO].labels(__version__, platform.python_version()).set(1)
         self._bound: dict[tuple[str, str], _Bound] = {}
         self._breakers: dict[tuple[str, str, str], BreakerState] = {}
@@ -188,12 +188,15 @@ class SoakMetrics:
     def __getitem__(self, spec: MetricSpec) -> Any:
         return self._m[spec]
 
-    def bind(self, *, target: str, phase: str) -> _Bound:
-        """Label children for (target, phase), created (and validated) once."""
+    def bind(self, *, target: str, phase: str, histograms: Sequence[str] = ()) -> _Bound:
+        """Label children for (target, phase), created (and validated) once; `histograms` are
+        the phase's own (target, phase) histograms (`PhaseSpec.histograms`), at 0 from now."""
         bound = self._bound.get((target, phase))
         if bound is None:
             bound = _Bound(self, _label("target", target), _label("phase", phase))
             self._bound[(target, phase)] = bound
+        for name in histograms:
+            self._by_name[name].labels(target, phase)
         return bound
 
     def observe(self, result: Result, *, target: str, phase: str) -> None:
@@ -257,8 +260,6 @@ class SoakMetrics:
         ):
             self[spec].labels(*labels).set(value)
         self[GEN_DROPS].labels(*labels).inc(report.drops)
-        if report.kind == "capacity" and report.status is not Status.ERROR:
-            self[CAPACITY_KNEE].labels(target).set(report.details.get("knee") or 0.0)
         dist = report.distributions
         self._summary(LAST_LATENCY, labels, report.latency)
         self._summary(LAST_OVERHEAD, labels, dist.get("overhead_per_request"))
@@ -269,9 +270,17 @@ class SoakMetrics:
             self[LAST_MEMORY_GROWTH].labels(*labels).set(proc.rss_final / proc.rss_initial - 1)
         if report.generator is not None:
             self[GEN_TRUSTED].labels(*labels).set(1 if report.generator.trusted else 0)
-        integrity = (report.details.get("streaming") or {}).get("integrity") or {}
-        for cls, count in integrity.items():
-            self[STREAM_INTEGRITY].labels(*labels, _label("class", cls)).inc(count)
+
+    def set_capacity_knee(self, rate: float, *, target: str) -> None:
+        """The highest rate the last capacity search held (0: none held)."""
+        self[CAPACITY_KNEE].labels(_label("target", target)).set(rate)
+
+    def count_stream_integrity(
+        self, counts: Mapping[str, int], *, target: str, phase: str
+    ) -> None:
+        """Streams of one run by integrity class (whole, rechunked, ...)."""
+        for cls, count in counts.items():
+            self[STREAM_INTEGRITY].labels(target, phase, _label("class", cls)).inc(count)
 
     def _summary(
         self, spec: MetricSpec, labels: tuple[str, str], summary: LatencySummary | None
@@ -354,8 +363,9 @@ class SoakMetrics:
         )
 
     def phase_done(self, report: PhaseReport, *, target: str, finished_at: float) -> None:
-        """Everything a finished phase report feeds: its summary gauges (`record_phase`), the
-        gateway process at its end, its breaker timelines and its failover times."""
+        """What every finished phase report feeds: its summary gauges (`record_phase`) and the
+        gateway process at its end. A phase's own figures (breaker timelines, failover times,
+        the capacity knee) go through its `PhaseSpec.record` hook."""
         self.record_phase(report, target=target, finished_at=finished_at)
         proc = report.process
         if proc is not None and proc.samples:
@@ -366,10 +376,6 @@ class SoakMetrics:
                 open_fds=proc.fds_peak,
                 threads=proc.threads_peak,
             )
-        self.replay_breakers(report.details, target=target)
-        if report.kind == "failover":
-            for seconds in report.details.get("times") or ():
-                self.observe_failover(float(seconds), target=target, phase=report.name)
 
     def replay_breakers(self, details: Mapping[str, Any], *, target: str) -> None:
         """Replay a breaker phase's timelines (observed and reported, state names) into the
@@ -395,7 +401,6 @@ class SoakMetrics:
         if reason is not None:
             known = reason if reason in ("disk_full", "read_only") else "other"
             self[HISTORY_WRITE_ERRORS].labels(known).inc()
-
 
 
 def new_registry() -> CollectorRegistry:

@@ -15,9 +15,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from soak.config.schema import Config
+from soak.phases import PlanError
+from soak.phases import markdown_sections as phase_sections
+from soak.phases import select as select_phases
 from soak.reports import write_reports
 from soak.reports.progress import Progress
-from soak.runner import PlanError, run_plan, select_phases
+from soak.runner import run_plan
 from soak.summary import RunReport
 
 
@@ -65,6 +68,7 @@ async def run_once(
     except PlanError as exc:
         raise OnceError(f"--phases: {exc}") from None
     out = Path(out_dir or config.report.out)
+    sections = phase_sections()
     progress = progress or Progress()
     run = new_run(config)
     stop = asyncio.Event()
@@ -75,10 +79,10 @@ async def run_once(
             names,
             progress=progress,
             stop=stop,
-            on_phase=lambda _report: write_reports(run, out),  # partial results survive
+            on_phase=lambda _report: write_reports(run, out, sections=sections),  # partial results
         )
     run.finished_at = time.time()
-    paths = write_reports(run, out)
+    paths = write_reports(run, out, sections=sections)
     progress.run_finished(run)
     return run, paths
 

@@ -10,64 +10,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+from soak import phases
 from soak.client import make_session
 from soak.config.schema import Config
 from soak.gateway.said import GatewaySaid
 from soak.mockctl import MockControl, MockControlError
-from soak.phases import (
-    ON_DEMAND,
-    PHASES,
-    PhaseContext,
-    Target,
-    run_breaker,
-    run_calibration,
-    run_capacity,
-    run_failover,
-    run_memory,
-    run_overhead,
-    run_readiness,
-    run_streaming,
-    run_stress,
-    run_sustained,
-)
+from soak.phases import PhaseContext, Target
 from soak.procwatch import Sample
 from soak.reports.progress import Progress
 from soak.results import Result
 from soak.stack import Stack, StackError, start_stack
 from soak.summary import PhaseReport, RunReport, Status
-
-Runner = Callable[[PhaseContext], Awaitable[PhaseReport | list[PhaseReport]]]
-RUNNERS: dict[str, Runner] = {
-    "calibration": run_calibration,
-    "overhead": run_overhead,
-    "stress": run_stress,
-    "sustained": run_sustained,
-    "breaker": run_breaker,
-    "failover": run_failover,
-    "memory": run_memory,
-    "readiness": run_readiness,
-    "capacity": run_capacity,
-    "streaming": run_streaming,
-}
-"""Phase name → coroutine running it; `PHASES` gives the order."""
-
-
-class PlanError(ValueError):
-    """The phase selection is not valid (usage error)."""
-
-
-def select_phases(only: Sequence[str] | None) -> list[str]:
-    """The phases to run, in canonical order; an unknown name is a `PlanError`."""
-    if not only:
-        return [p for p in PHASES if p not in ON_DEMAND]
-    unknown = [p for p in only if p not in RUNNERS]
-    if unknown:
-        raise PlanError(f"unknown phase {unknown[0]!r} (use {', '.join(PHASES)})")
-    return [p for p in PHASES if p in only]
 
 
 async def run_plan(
@@ -127,7 +84,7 @@ async def run_plan(
 
 async def _run_one(ctx: PhaseContext, name: str, stack: Stack) -> list[PhaseReport]:
     try:
-        result = await RUNNERS[name](ctx)
+        result = await phases.get(name).run(ctx)
     except MockControlError as exc:
         result = PhaseReport(
             name=name, kind=name, status=Status.ERROR, error=f"mock control API: {exc}"

@@ -7,7 +7,9 @@ Thresholds are upper bounds for latencies (`value < threshold`) and lower bounds
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
+from soak.config.schema import HIGHER_IS_BETTER, Tier
 from soak.summary import Check, LatencySummary, PhaseReport, Status
 
 
@@ -42,3 +44,26 @@ def settle(report: PhaseReport) -> PhaseReport:
         return report
     report.status = Status.PASSED if all(c.passed for c in report.checks) else Status.FAILED
     return report
+
+
+def tier_of(metric: str, value: float | None, tiers: Mapping[str, Tier]) -> str | None:
+    """`target`, `acceptable` or `warning` for `value` of `metric`; None without a tier or value."""
+    tier = tiers.get(metric)
+    if tier is None or value is None:
+        return None
+    if metric in HIGHER_IS_BETTER:
+        return (
+            "target"
+            if value >= tier.target
+            else "acceptable"
+            if value >= tier.acceptable
+            else "warning"
+        )
+    return (
+        "target" if value < tier.target else "acceptable" if value < tier.acceptable else "warning"
+    )
+
+
+def tiered(check: Check, metric: str, tiers: Mapping[str, Tier]) -> Check:
+    """`check` with the seed's tier of its value: tiers grade a figure, never fail a phase."""
+    return replace(check, tier=tier_of(metric, check.value, tiers))

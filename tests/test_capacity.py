@@ -16,17 +16,17 @@ from aiohttp import web
 from soak.mock.app import MockConfig, MockServer
 from soak.mock.profile import parse_profile
 
-from soak.config import load_config
-from soak.config.capacity import CapacityPhase, CapacitySlo
 from soak.mockctl import MockControl
-from soak.phases import PhaseContext, Target
+from soak.phases import PhaseContext, Target, load_config
 from soak.phases.capacity import (
     BUDGET,
     GENERATOR,
     MAX_RATE,
     RUNAWAY,
     SLO,
+    CapacityPhase,
     CapacitySearch,
+    CapacitySlo,
     Step,
     capacity_report,
     judge,

@@ -6,6 +6,7 @@ from html.parser import HTMLParser
 
 from prometheus_client import CollectorRegistry
 
+from soak import phases
 from soak.metrics import SoakMetrics
 from soak.reports.html import render_html
 from soak.summary import PhaseReport, RunReport, Status
@@ -27,10 +28,10 @@ def _capacity(knee: float | None) -> PhaseReport:
 
 def test_knee_is_exported_per_target(registry: CollectorRegistry) -> None:
     metrics = SoakMetrics(registry)
-    metrics.record_phase(_capacity(40.0), target="gw", finished_at=1000.0)
+    phases.record(_capacity(40.0), metrics, target="gw", finished_at=1000.0)
     value = registry.get_sample_value("soak_capacity_knee_requests_per_second", {"target": "gw"})
     assert value == 40.0
-    metrics.record_phase(_capacity(None), target="gw", finished_at=2000.0)
+    phases.record(_capacity(None), metrics, target="gw", finished_at=2000.0)
     value = registry.get_sample_value("soak_capacity_knee_requests_per_second", {"target": "gw"})
     assert value == 0.0
 

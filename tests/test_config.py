@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from soak.config import PROFILES, Config, ConfigError, Secret, describe, load_config
+from soak.config import PROFILES, Config, ConfigError, Secret, describe
 from soak.config.source import layer, parse_yaml
 from soak.durations import parse_duration
+from soak.phases import load_config
 
 DATA = Path(__file__).parent / "data" / "configs"
 PLANTED = "sk-planted-6f1d2c9a"

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from soak.config import ConfigError, describe, load_config
-from soak.config.capacity import DEFAULT_CAPACITY, DEFAULT_CAPACITY_SLO
+from soak.config import ConfigError, describe
+from soak.phases import load_config
+from soak.phases.capacity import DEFAULT_CAPACITY, DEFAULT_CAPACITY_SLO
 
 GATEWAY = "gateway: {url: 'http://127.0.0.1:1'}\n"
 

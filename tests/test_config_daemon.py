@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from soak.config import ConfigError, load_config
+from soak.config import ConfigError
 from soak.config.daemon import (
     DEFAULT_DAEMON,
     DEFAULT_PLAN,
@@ -15,6 +15,7 @@ from soak.config.daemon import (
     split_listen,
 )
 from soak.config.fields import Secret
+from soak.phases import load_config
 
 HEAD = "version: 1\ngateway: {url: 'http://127.0.0.1:4000'}\n"
 ENV = {"SOAK_RELOAD_TOKEN": "tok-123"}

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from soak.config import ConfigError, load_config
+from soak.config import ConfigError
 from soak.config.schema import ProcessTarget
+from soak.phases import load_config
 from soak.stack import Stack
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from soak.mock.app import MockConfig, MockServer
 
-from soak.config import ConfigError, load_config
+from soak.config import ConfigError
 from soak.config.shard import UNSHARDED, ShardConfig, pod_ordinal
 from soak.mockctl import MockControl
+from soak.phases import load_config
 from soak.phases.base import PhaseContext, Target, measure, shard_rate
 from soak.reports.progress import Progress
 

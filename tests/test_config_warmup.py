@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from soak.config import ConfigError, load_config
+from soak.config import ConfigError
+from soak.phases import load_config
 
 
 def _write(tmp_path: Path, overhead: str) -> Path:

@@ -22,7 +22,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from soak.config import load_config
+from soak.phases import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

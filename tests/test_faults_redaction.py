@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from soak.config import load_config
 from soak.gateway.process import redact
+from soak.phases import load_config
 from soak.stack import config_secrets
 
 ENV = {

@@ -19,7 +19,7 @@ from aiohttp import web
 import soak.gateway
 import soak.gateway.kinds
 from soak.client import ChatClient
-from soak.config import ConfigError, load_config
+from soak.config import ConfigError
 from soak.config.fields import Secret
 from soak.config.schema import ManagedConfig
 from soak.gateway import registry
@@ -31,6 +31,7 @@ from soak.gateway.process import GatewayStartError
 from soak.gateway.registry import get_kind
 from soak.gateway.said import GatewaySaid
 from soak.gateway.selfreport import CLOSED, HALF_OPEN, HistogramSnapshot
+from soak.phases import load_config
 from soak.stack import start_stack
 
 MOCK = "http://127.0.0.1:9999"

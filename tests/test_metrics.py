@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from soak import phases
+from soak.config.schema import SloConfig
+from soak.metric_catalogue import Threshold
 from soak.metrics import (
     BASE_BUCKETS,
     CATALOGUE,
@@ -22,6 +25,7 @@ from soak.metrics import (
     register_default_collectors,
     slo_thresholds,
 )
+from soak.phases import load_config
 from soak.results import Outcome, Result
 from soak.summary import (
     GeneratorHealth,
@@ -33,6 +37,9 @@ from soak.summary import (
 
 ALLOWED_LABELS = {"target", "phase", "outcome", "provider", "source", "plan", "statistic", "le"}
 ALLOWED_LABELS |= {"version", "python"}  # soak_build_info only
+
+
+OVERHEAD_SECONDS = "soak_gateway_overhead_seconds"
 
 
 def result(seq: int, latency: float, outcome: Outcome = Outcome.OK, **kw) -> Result:
@@ -84,8 +91,8 @@ def test_latency_is_measured_from_the_intended_start(registry: CollectorRegistry
 def test_threshold_bucket_counts_requests_at_and_above_it_exactly(
     registry: CollectorRegistry,
 ) -> None:
-    slo = {"overhead": {"p95": 0.015}}
-    m = SoakMetrics(registry, buckets=buckets_for_slo(slo), slo=slo)
+    slo = [Threshold(OVERHEAD_SECONDS, "slo.overhead.p95", 0.015)]
+    m = SoakMetrics(registry, buckets=buckets_for_slo(slo), thresholds=slo)
     for i, over in enumerate((0.010, 0.015, 0.016, 0.030)):
         m.observe(result(i, 0.1 + over, service_s=0.1), target="gw", phase="overhead")
     labels = {"target": "gw", "phase": "overhead"}
@@ -273,43 +280,56 @@ def test_buckets_with_adds_thresholds_once() -> None:
     assert buckets_with((0.1, 1, 5), (3, 5, 0.1)) == (0.1, 1.0, 3.0, 5.0)
 
 
-def test_buckets_for_slo_covers_every_threshold() -> None:
-    slo = {
-        "overhead": {"mean": 0.005, "p95": 0.015, "p99": 0.1},
-        "readiness": {"success_ratio": 0.95, "p95": 4.5},
-        "failover": {"mean": 5, "max": 12},
-        "tiers": {"p95": {"target": 2.5, "acceptable": 5}, "success_ratio": {"target": 0.99}},
-    }
-    buckets = buckets_for_slo(slo)
+def slo_of(tmp_path: Path, slo: str) -> SloConfig:
+    """The SLO block of a config whose `slo:` section is `slo` (YAML flow text)."""
+    path = tmp_path / "soak.yaml"
+    path.write_text(f"version: 1\ngateway: {{url: 'http://127.0.0.1:4000'}}\nslo: {slo}\n")
+    return load_config(path, env={}).slo
+
+
+def test_buckets_for_slo_covers_every_threshold(tmp_path: Path) -> None:
+    slo = slo_of(tmp_path, """{
+        overhead: {mean: 5ms, p95: 15ms, p99: 100ms},
+        readiness: {success_ratio: 0.95, p95: 4.5s},
+        failover: {mean: 5s, max: 12s},
+        tiers: {p95: {target: 2.5s, acceptable: 5s}, success_ratio: {target: 0.99}}}""")
+    thresholds = phases.thresholds(slo)
+    buckets = buckets_for_slo(thresholds)
     assert 0.015 in buckets["soak_gateway_overhead_seconds"]
     assert {4.5, 2.5} <= set(buckets["soak_request_duration_seconds"])
     assert 12.0 in buckets["soak_failover_seconds"]
     assert 0.99 not in buckets["soak_request_duration_seconds"]  # ratios are not latencies
-    check_thresholds_are_buckets(buckets, slo)  # no error
-    assert slo_thresholds(slo)["soak_failover_seconds"] == {
+    check_thresholds_are_buckets(buckets, thresholds)  # no error
+    assert slo_thresholds(thresholds)["soak_failover_seconds"].items() >= {
         "slo.failover.mean": 5.0,
         "slo.failover.max": 12.0,
-    }
+    }.items()
 
 
-def test_threshold_that_is_not_a_bucket_is_a_config_error(registry: CollectorRegistry) -> None:
-    slo = {"overhead": {"p95": 0.015}}
+def test_each_threshold_goes_to_the_histogram_of_its_quantity(tmp_path: Path) -> None:
+    """`slo.capacity.p99` bounds the per-request overhead: it is an overhead bucket, never a
+    request-latency one (a key regex once put it there)."""
+    found = slo_thresholds(phases.thresholds(slo_of(tmp_path, "{capacity: {p99: 0.3}}")))
+    assert found[OVERHEAD_SECONDS]["slo.capacity.p99"] == 0.3
+    assert "slo.capacity.p99" not in found["soak_request_duration_seconds"]
+    assert found["soak_request_duration_seconds"]["slo.sustained.p95"] > 0
+
+
+def test_threshold_that_is_not_a_bucket_is_a_config_error(
+    registry: CollectorRegistry, tmp_path: Path
+) -> None:
+    slo = [Threshold(OVERHEAD_SECONDS, "slo.overhead.p95", 0.015)]
     with pytest.raises(ValueError, match=r"^slo\.overhead\.p95: threshold 0\.015s is not a bucket"):
         check_thresholds_are_buckets(BASE_BUCKETS, slo)
+    tiers = phases.thresholds(slo_of(tmp_path, "{tiers: {p99: {target: 7s, acceptable: 10s}}}"))
     with pytest.raises(ValueError, match=r"slo\.tiers\.p99\.target: threshold 7s"):
-        SoakMetrics(registry, slo={"tiers": {"p99": {"target": 7}}})
-    with pytest.raises(ValueError, match=r"slo\.overhead\.p50: expected a positive number"):
-        slo_thresholds({"overhead": {"p50": "5ms"}})
+        SoakMetrics(registry, thresholds=tiers)
 
 
 def test_default_buckets_hold_the_seed_thresholds() -> None:
-    seeds = {
-        "overhead": {"mean": 0.005, "p50": 0.005, "p90": 0.01, "p95": 0.02, "p99": 0.1},
-        "readiness": {"p95": 5, "p99": 10},
-        "failover": {"mean": 5, "max": 10},
-        "tiers": {"p95": {"target": 3, "acceptable": 5}, "p99": {"target": 5, "acceptable": 10},
-                  "failover": {"target": 1, "acceptable": 5}},
-    }  # fmt: skip
+    seeds = phases.thresholds(load_config(None, env={}).slo)
+    assert {t.path for t in seeds} >= {"slo.overhead.p50", "slo.readiness.p99",
+                                        "slo.failover.max", "slo.tiers.failover_time.target"}
     check_thresholds_are_buckets(BASE_BUCKETS, seeds)
     assert BASE_BUCKETS["soak_gateway_overhead_seconds"][0] == 5e-05
     assert BASE_BUCKETS["soak_request_duration_seconds"][-1] >= 300

@@ -12,15 +12,16 @@ import pytest
 from soak.mock.app import MockConfig, MockServer
 from soak.mock.profile import parse_profile
 
-from soak.config import load_config
 from soak.config.schema import Tier
 from soak.mockctl import MockControl
-from soak.phases import PhaseContext, Target, run_breaker, run_failover, run_memory
-from soak.phases.memory import memory_trend
-from soak.phases.sustained import tier_of
+from soak.phases import PhaseContext, Target, load_config
+from soak.phases.breaker import run_breaker
+from soak.phases.failover import run_failover
+from soak.phases.memory import memory_trend, run_memory
 from soak.procwatch import Sample
 from soak.reports.progress import Progress
 from soak.summary import Status
+from soak.verdicts import tier_of
 
 MB = 1024 * 1024
 

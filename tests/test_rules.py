@@ -12,19 +12,20 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry, start_http_server
 
-from soak.config import describe, load_config
+from soak.config.schema import Sections, SloConfig, Tier
 from soak.metrics import BASE_BUCKETS, SoakMetrics, register_default_collectors
+from soak.phases import load_config
 from soak.promql import le_matcher
 from soak.results import Outcome, Result
 from soak.rules import (
     DEFAULT_PHASE_INTERVALS,
-    DEFAULT_SLO,
     AlertOptions,
     build_prometheus_rule,
     build_rules,
@@ -37,6 +38,18 @@ REFERENCE_FILE = ROOT / "dashboards" / "tests" / "all-phases.rules.yml"
 """Every phase scheduled: what the promtool unit tests run against."""
 RULE_TESTS = sorted((ROOT / "dashboards" / "tests").glob("*.test.yml"))
 ALERTS_DOC = ROOT / "docs" / "alerts.md"
+
+
+DEFAULT_SLO = load_config(None, env={}).slo
+"""The built-in SLO block (the quick profile's, the seeds' numbers)."""
+
+
+def slo_with(tiers: dict[str, Tier] | None = None, **sections: object) -> SloConfig:
+    """The built-in SLO block with some tiers or phase sections replaced."""
+    return SloConfig(
+        tiers={**DEFAULT_SLO.tiers, **(tiers or {})},
+        phases=Sections({**DEFAULT_SLO.phases, **sections}),
+    )
 
 
 def promtool() -> str:
@@ -113,7 +126,8 @@ def test_staleness_and_daemon_down_are_different_alerts(default_rules: dict) -> 
 
 
 def test_windows_follow_the_schedule_and_unscheduled_phases_get_no_alerts() -> None:
-    rules = build_rules({}, phases={"overhead": 3600}, options=AlertOptions(job="llm-soak"))
+    options = AlertOptions(job="llm-soak")
+    rules = build_rules(DEFAULT_SLO, phases={"overhead": 3600}, options=options)
     exprs = " ".join(r["expr"] for r in alerts(rules))
     assert "[65m]" in exprs and "[20m]" not in exprs
     names = alert_names(rules)
@@ -123,7 +137,10 @@ def test_windows_follow_the_schedule_and_unscheduled_phases_get_no_alerts() -> N
 
 
 def test_thresholds_come_from_the_slo_block() -> None:
-    slo = {"overhead": {"p95": 0.015}, "tiers": {"success_ratio": {"target": 0.999}}}
+    slo = slo_with(
+        overhead=replace(DEFAULT_SLO.overhead, p95=0.015),
+        tiers={"success_ratio": Tier(target=0.999, acceptable=0.95)},
+    )
     rules = build_rules(slo, phases=DEFAULT_PHASE_INTERVALS)
     overhead = next(r for r in alerts(rules) if r["labels"].get("statistic") == "p95")
     assert "le=~`0\\.015`" in overhead["expr"] and "> 0.05" in overhead["expr"]
@@ -133,15 +150,16 @@ def test_thresholds_come_from_the_slo_block() -> None:
     assert fast["labels"]["severity"] == "warning"
 
 
-def test_bad_slo_and_missing_buckets_are_one_line_errors() -> None:
-    with pytest.raises(ValueError, match=r"^slo\.overhead\.p95: expected a non-negative number"):
-        build_rules({"overhead": {"p95": "20ms"}}, phases={})
-    with pytest.raises(ValueError, match=r"^slo: statistic 'p100' must be mean, max or pNN"):
-        build_rules({"overhead": {"p100": 0.5}}, phases={"overhead": 60})
+def test_bad_schedule_and_missing_buckets_are_one_line_errors() -> None:
+    """SLO values are typed and validated by the config loader (tests/test_config.py); what
+    build_rules still checks is the schedule it is given and the bucket bounds."""
     with pytest.raises(ValueError, match=r"^phases\.stress: expected an interval"):
-        build_rules({}, phases={"stress": 0})
+        build_rules(DEFAULT_SLO, phases={"stress": 0})
+    with pytest.raises(ValueError, match=r"^phases\.strees: unknown phase"):
+        build_rules(DEFAULT_SLO, phases={"strees": 60})
     with pytest.raises(ValueError, match=r"slo\.overhead\.p95: threshold 0\.015s is not a bucket"):
-        build_rules({"overhead": {"p95": 0.015}}, phases={}, buckets=BASE_BUCKETS)
+        slo = slo_with(overhead=replace(DEFAULT_SLO.overhead, p95=0.015))
+        build_rules(slo, phases={}, buckets=BASE_BUCKETS)
 
 
 @pytest.mark.parametrize(
@@ -168,17 +186,9 @@ def test_prometheus_rule_wraps_the_same_groups(default_rules: dict) -> None:
     assert obj["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert obj["metadata"]["namespace"] == "soak"
     assert obj["spec"] == default_rules
-    custom = build_prometheus_rule({}, phases={}, labels={"prometheus": "main"})
+    custom = build_prometheus_rule(DEFAULT_SLO, phases={}, labels={"prometheus": "main"})
     assert "release" not in custom["metadata"]["labels"]
     assert custom["metadata"]["labels"]["prometheus"] == "main"
-
-
-def test_defaults_match_the_default_config() -> None:
-    """DEFAULT_SLO mirrors the built-in config; the committed files are built from the latter."""
-    config_slo = describe(load_config(None, env={}))["slo"]
-    for section, values in DEFAULT_SLO.items():
-        for key, value in values.items():
-            assert config_slo[section][key] == value, f"slo.{section}.{key}"
 
 
 def test_reference_file_matches_the_defaults(default_rules: dict) -> None:
@@ -207,10 +217,10 @@ def test_deployed_rules_are_the_unit_tested_rules_for_the_deployed_schedule() ->
 def test_promtool_check_rules_accepts_generated_and_custom_rules(tmp_path: Path) -> None:
     custom = tmp_path / "custom.rules.yml"
     # 5e-05 makes the le matcher escape "-" for RE2 (le=~`0\.00005|5e\-05`).
-    slo = {
-        "overhead": {"p50": 5e-05, "p99": 0.25, "max": 1.0},
-        "tiers": {"p50": {"target": 1, "acceptable": 2}},
-    }
+    slo = slo_with(
+        overhead=replace(DEFAULT_SLO.overhead, p50=5e-05, p99=0.25),
+        tiers={"p50": Tier(target=1.0, acceptable=2.0)},
+    )
     custom.write_text(yaml.safe_dump(build_rules(slo, phases={"readiness": 300, "overhead": 60})))
     for path in (RULES_FILE, REFERENCE_FILE, custom):
         done = subprocess.run(

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from soak.config import load_config
 from soak.daemon import ConfigSource, Daemon
+from soak.phases import load_config
 from soak.results import Outcome, Result
 from soak.server import make_app
 

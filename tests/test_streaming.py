@@ -11,11 +11,11 @@ import pytest
 from soak.mock.app import MockConfig, MockServer
 from soak.mock.profile import parse_profile
 
+from soak import phases
 from soak.client import ChatClient, make_session
-from soak.config.streaming import StreamingSlo
 from soak.metrics import SoakMetrics
 from soak.mockctl import MockControl
-from soak.phases.streaming import flat_checks, flatness, stream_checks
+from soak.phases.streaming import StreamingSlo, flat_checks, flatness, stream_checks
 from soak.procwatch import Sample
 from soak.reports.markdown import render_markdown
 from soak.results import END_DONE, END_FINISH, END_USAGE, Outcome, Result
@@ -201,7 +201,7 @@ def test_metrics_count_integrity_classes_and_observe_stream_timing(registry) -> 
     report.details["streaming"] = {"integrity": {**dict.fromkeys(CLASSES, 0), "whole": 7,
                                                  "truncated": 2}}  # fmt: skip
     for _ in range(2):
-        metrics.record_phase(report, target="gw", finished_at=1.0)
+        phases.record(report, metrics, target="gw", finished_at=1.0)
     value = registry.get_sample_value
     assert value("soak_stream_integrity_total", {**labels, "class": "whole"}) == 14
     assert value("soak_stream_integrity_total", {**labels, "class": "truncated"}) == 4

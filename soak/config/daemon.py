@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,15 +91,18 @@ def split_listen(value: str) -> tuple[str, int]:
     return match["host"].strip("[]") or "0.0.0.0", port
 
 
-def parse_daemon(root: Section, env: Mapping[str, str], base_dir: Path) -> DaemonConfig:
-    """The `schedule` and `server` sections of the merged config at `root`."""
+def parse_daemon(
+    root: Section, env: Mapping[str, str], base_dir: Path, phase_names: Sequence[str]
+) -> DaemonConfig:
+    """The `schedule` and `server` sections of the merged config at `root`; plans may name
+    `phase_names` only (the registered phases)."""
     raw = root.data.get("schedule")
     if raw is None:
         plans: tuple[PlanConfig, ...] = DEFAULT_DAEMON.schedule
     else:
         if not isinstance(raw, list) or not raw:
             root.wrong_type("schedule", "a non-empty list of plans", raw)
-        plans = tuple(_plan(root, i, item) for i, item in enumerate(raw))
+        plans = tuple(_plan(root, i, item, phase_names) for i, item in enumerate(raw))
         seen: set[str] = set()
         for i, plan in enumerate(plans):
             if plan.name in seen:
@@ -117,9 +120,7 @@ def _item(root: Section, index: int, item: Any) -> Section:
     return Section(item, (*root.path, f"schedule[{index}]"), root.locate)
 
 
-def _plan(root: Section, index: int, item: Any) -> PlanConfig:
-    from soak.phases import PHASES  # lazily: the phase modules import the config schema
-
+def _plan(root: Section, index: int, item: Any, phase_names: Sequence[str]) -> PlanConfig:
     s = _item(root, index, item)
     s.only("name", "cron", "interval", "phases", "jitter", "run_on_start", "coalesce",
            "misfire_grace_time")  # fmt: skip
@@ -136,8 +137,8 @@ def _plan(root: Section, index: int, item: Any) -> PlanConfig:
     if not isinstance(phases, list) or not phases or not all(isinstance(p, str) for p in phases):
         s.wrong_type("phases", "a non-empty list of phase names", phases)
     for phase in phases:
-        if phase not in PHASES:
-            s.fail("phases", f"unknown phase {phase!r}", f"use {', '.join(PHASES)}")
+        if phase not in phase_names:
+            s.fail("phases", f"unknown phase {phase!r}", f"use {', '.join(phase_names)}")
     if len(set(phases)) != len(phases):
         s.fail("phases", "a phase is listed twice")
     return PlanConfig(

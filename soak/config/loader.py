@@ -9,40 +9,27 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import asdict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from soak.config.capacity import capacity_phase, capacity_slo, describe_capacity
 from soak.config.daemon import parse_daemon
 from soak.config.fields import Secret, Section
-from soak.config.resilience import (
-    PHASE_KEYS,
-    SLO_KEYS,
-    describe_resilience,
-    resilience_phases,
-    resilience_slos,
-)
 from soak.config.schema import (
     ARRIVALS,
-    SLO_STATS,
-    CalibrationPhase,
     Config,
     EngineConfig,
     GatewayConfig,
     ManagedConfig,
     MockSettings,
-    OverheadPhase,
-    OverheadSlo,
-    PhasesConfig,
+    PhaseSections,
     ProcessTarget,
     ReportConfig,
     RequestConfig,
+    Sections,
     SloConfig,
-    StressPhase,
-    StressSlo,
 )
 from soak.config.shard import parse_shard
 from soak.config.source import (
@@ -54,7 +41,7 @@ from soak.config.source import (
     read_builtin,
     read_file,
 )
-from soak.config.streaming import describe_streaming, streaming_phase, streaming_slo
+from soak.config.tiers import describe_tiers, parse_tiers
 from soak.gateway.registry import DEFAULT_KIND, kind_names, primary_api_refusal, primary_apis
 
 __all__ = ["PROFILES", "Config", "ConfigError", "Secret", "describe", "load_config"]
@@ -70,11 +57,14 @@ _NO_GATEWAY = "add a gateway section; without --config soak runs its embedded Li
 def load_config(
     path: str | Path | None,
     *,
+    phases: Sequence[PhaseSections],
     profile: str | None = None,
     env: Mapping[str, str] = os.environ,
 ) -> Config:
     """The validated config from `path` (None: the embedded default) over a built-in profile.
 
+    `phases` are the registered phases (`soak.phases.registry()`): each parses its own
+    `phases.<name>` and `slo.<name>`; any other key there is unknown.
     `profile` (e.g. from `--profile`) overrides the file's `profile:` key; the default is quick.
     Secrets are resolved from `env` and files now, so a missing one fails before any load runs.
     """
@@ -107,11 +97,12 @@ def load_config(
         gateway=_gateway(root.section("gateway", hint=_NO_GATEWAY), env, base_dir),
         mock=_mock(root.section("mock"), env),
         request=_request(root.section("request")),
-        phases=_phases(root.section("phases")),
+        phases=_phases(root.section("phases"), phases),
         engine=_engine(root.section("engine")),
-        slo=_slo(root.section("slo")),
+        slo=_slo(root.section("slo"), phases),
         report=ReportConfig(out=Path(root.section("report").string("out"))),
-        daemon=parse_daemon(root, env, base_dir),  # `soak run`'s schedule and server sections
+        # `soak run`: the schedule (plans name registered phases only) and server sections
+        daemon=parse_daemon(root, env, base_dir, [p.name for p in phases]),
         shard=parse_shard(root, env),  # this replica's slice of the load (soak.config.shard)
     )
 
@@ -281,34 +272,15 @@ def _request(s: Section) -> RequestConfig:
     )
 
 
-def _phases(s: Section) -> PhasesConfig:
-    s.only("calibration", "overhead", "stress", *PHASE_KEYS, "capacity", "streaming")
-    cal, over, stress = (s.section(name) for name in ("calibration", "overhead", "stress"))
-    assert cal is not None and over is not None and stress is not None
-    cal.only("rate", "duration", "latency")
-    over.only("rate", "duration", "latency", "warmup")
-    stress.only("rate", "duration", "latency", "rounds", "gap", "timeout")
+def _phases(s: Section, phases: Sequence[PhaseSections]) -> Sections:
+    """Each registered phase parses its own `phases.<name>` (an empty section when absent)."""
+    s.only(*(p.name for p in phases))
+    return Sections({p.name: p.settings(_sub(s, p.name)) for p in phases})
 
-    def shape(p: Section) -> dict[str, float]:
-        return {
-            "rate": p.number("rate", positive=True),
-            "duration": p.duration("duration", positive=True),
-            "latency": p.duration("latency"),
-        }
 
-    return PhasesConfig(
-        calibration=CalibrationPhase(**shape(cal)),
-        overhead=OverheadPhase(**shape(over), warmup=over.duration("warmup", 0.0)),
-        stress=StressPhase(
-            **shape(stress),
-            rounds=stress.integer("rounds", minimum=1),
-            gap=stress.duration("gap"),
-            timeout=stress.duration("timeout", positive=True),
-        ),
-        **resilience_phases(s),
-        capacity=capacity_phase(s),
-        streaming=streaming_phase(s),
-    )
+def _sub(s: Section, name: str) -> Section:
+    found = s.section(name, optional=True)
+    return found if found is not None else Section({}, (*s.path, name), s.locate)
 
 
 def _engine(s: Section) -> EngineConfig:
@@ -320,19 +292,13 @@ def _engine(s: Section) -> EngineConfig:
     )
 
 
-def _slo(s: Section) -> SloConfig:
-    s.only("overhead", "stress", *SLO_KEYS, "capacity", "streaming")
-    over, stress = s.section("overhead"), s.section("stress")
-    assert over is not None and stress is not None
-    over.only(*SLO_STATS)
-    stress.only("success_ratio")
-    bounds = {stat: over.duration(stat, positive=True) for stat in SLO_STATS}
+def _slo(s: Section, phases: Sequence[PhaseSections]) -> SloConfig:
+    """`slo.tiers`, then each judged phase's own `slo.<name>`."""
+    judged = [p for p in phases if p.slo is not None]
+    s.only("tiers", *(p.name for p in judged))
     return SloConfig(
-        overhead=OverheadSlo(**bounds),
-        stress=StressSlo(success_ratio=stress.number("success_ratio", at_most=1.0)),
-        **resilience_slos(s),
-        capacity=capacity_slo(s),
-        streaming=streaming_slo(s),
+        tiers=parse_tiers(_sub(s, "tiers")),
+        phases=Sections({p.name: p.slo(_sub(s, p.name)) for p in judged if p.slo}),
     )
 
 
@@ -348,14 +314,8 @@ def describe(config: Config) -> dict[str, Any]:
         "ready_timeout": m.ready_timeout, "restart_between_phases": m.restart_between_phases,
         "env": {k: "***" for k in m.env},
     }  # fmt: skip
-    phases = config.phases
-    more_phases, more_slo = describe_resilience(config)
-    more_phases["capacity"], more_slo["capacity"] = describe_capacity(
-        config.phases.capacity, config.slo.capacity
-    )
-    more_phases["streaming"], more_slo["streaming"] = describe_streaming(
-        config.phases.streaming, config.slo.streaming
-    )
+    slo = {name: _plain(section) for name, section in config.slo.phases.items()}
+    slo["tiers"] = describe_tiers(config.slo.tiers)
     return {
         "version": config.version,
         "profile": config.profile,
@@ -375,15 +335,13 @@ def describe(config: Config) -> dict[str, Any]:
         },
         "request": {"stream": config.request.stream, "max_tokens": config.request.max_tokens,
                     "prompt": config.request.prompt},
-        "phases": {
-            "calibration": asdict(phases.calibration),
-            "overhead": asdict(phases.overhead),
-            "stress": asdict(phases.stress),
-            **more_phases,
-        },
+        "phases": {name: _plain(section) for name, section in config.phases.items()},
         "engine": asdict(config.engine),
-        "slo": {"overhead": asdict(config.slo.overhead), "stress": asdict(config.slo.stress),
-                **more_slo},
+        "slo": slo,
         "report": {"out": str(config.report.out)},
     }  # fmt: skip
 
+
+def _plain(section: object) -> Any:
+    """A phase's parsed section as JSON-safe data (its dataclass fields)."""
+    return asdict(section) if is_dataclass(section) and not isinstance(section, type) else section

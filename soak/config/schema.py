@@ -6,26 +6,63 @@ rates are > 0, ratios in 0..1, URLs are http(s) with a host, secrets are `Secret
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from types import MappingProxyType
+from typing import Any, Literal, Protocol
 
-from soak.config.capacity import DEFAULT_CAPACITY, DEFAULT_CAPACITY_SLO, CapacityPhase, CapacitySlo
 from soak.config.daemon import DEFAULT_DAEMON, DaemonConfig
-from soak.config.fields import Secret
+from soak.config.fields import Secret, Section
 from soak.config.shard import UNSHARDED, ShardConfig
-from soak.config.streaming import (
-    DEFAULT_STREAMING,
-    DEFAULT_STREAMING_SLO,
-    StreamingPhase,
-    StreamingSlo,
-)
 
 Arrival = Literal["constant", "poisson"]
 
 ARRIVALS: tuple[Arrival, ...] = ("constant", "poisson")
 SLO_STATS = ("mean", "p50", "p90", "p95", "p99")
+
+
+class PhaseSections(Protocol):
+    """What the loader needs of a phase (`soak.phases.PhaseSpec` is one): its name and the
+    parsers of its `phases.<name>` and `slo.<name>` sections."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def settings(self) -> Callable[[Section], Any]: ...
+    @property
+    def slo(self) -> Callable[[Section], Any] | None: ...
+
+
+class Sections(Mapping[str, Any]):
+    """Phase name → its parsed, frozen section; `sections.overhead` reads `sections["overhead"]`.
+
+    Each phase module owns the type of its section (e.g. `soak.phases.stress.StressPhase`)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, Any] | None = None) -> None:
+        self._items: Mapping[str, Any] = MappingProxyType(dict(items or {}))
+
+    def __getitem__(self, name: str) -> Any:
+        return self._items[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._items[name]
+        except KeyError:
+            raise AttributeError(f"no phase section {name!r}") from None
+
+    def __repr__(self) -> str:
+        return f"Sections({dict(self._items)!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,124 +148,13 @@ class RequestConfig:
     prompt: str
 
 
-@dataclass(frozen=True, slots=True)
-class CalibrationPhase:
-    """Load straight to the mock: the baseline the seed subtracts."""
-
-    rate: float
-    duration: float
-    latency: float
-    """Mock latency for this phase (seconds)."""
 
 
-@dataclass(frozen=True, slots=True)
-class OverheadPhase:
-    """The same load through the gateway: what it adds."""
-
-    rate: float
-    duration: float
-    latency: float
-    warmup: float = 0.0
-    """Seconds of the same load through the gateway before measuring, not recorded (a gateway's
-    first requests after a start pay for lazy imports, pools and caches)."""
 
 
-@dataclass(frozen=True, slots=True)
-class StressPhase:
-    """rate × latency requests in flight, `rounds` times with an idle `gap` between."""
-
-    rate: float
-    duration: float
-    latency: float
-    rounds: int
-    gap: float
-    timeout: float
-    """Per-request client timeout in this phase."""
-
-    @property
-    def in_flight(self) -> float:
-        """Expected concurrent requests (the seed's ~rate × latency)."""
-        return self.rate * self.latency
 
 
-@dataclass(frozen=True, slots=True)
-class SustainedPhase:
-    """The seed's 1000 requests per minute, held for `duration`."""
 
-    rate: float
-    duration: float
-    latency: float
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerPhase:
-    """One load of `duration`: healthy for `lead`, the primary faulted for `fault`, then healthy
-    again while the primary's breaker should close."""
-
-    rate: float
-    duration: float
-    latency: float
-    lead: float
-    """Healthy seconds before the fault (the breaker reads CLOSED first)."""
-    fault: float
-    """Seconds the primary answers every request with HTTP 500."""
-    window: float
-    """Sliding window of the observed breaker (seconds of client requests)."""
-    closed_share: float
-    """Share of requests still trying the primary at or above which it reads CLOSED."""
-    scrape_interval: float
-    """How often the gateway's self-reported breaker state is read."""
-
-
-@dataclass(frozen=True, slots=True)
-class FailoverPhase:
-    """`requests` requests at `rate` while the primary fails every request."""
-
-    requests: int
-    rate: float
-    latency: float
-
-
-@dataclass(frozen=True, slots=True)
-class MemoryPhase:
-    """`requests` requests with ~`concurrency` in flight: open loop at concurrency / latency."""
-
-    requests: int
-    concurrency: int
-    latency: float
-    warmup: float
-    """Seconds of RSS samples left out of the trend (start-up allocations are no leak)."""
-
-    @property
-    def rate(self) -> float:
-        return self.concurrency / self.latency
-
-    @property
-    def duration(self) -> float:
-        return self.requests / self.rate
-
-
-@dataclass(frozen=True, slots=True)
-class ReadinessPhase:
-    """The seed's combined production run at a fixed rate."""
-
-    rate: float
-    duration: float
-    latency: float
-
-
-@dataclass(frozen=True, slots=True)
-class PhasesConfig:
-    calibration: CalibrationPhase
-    overhead: OverheadPhase
-    stress: StressPhase
-    sustained: SustainedPhase
-    breaker: BreakerPhase
-    failover: FailoverPhase
-    memory: MemoryPhase
-    readiness: ReadinessPhase
-    capacity: CapacityPhase = DEFAULT_CAPACITY
-    streaming: StreamingPhase = DEFAULT_STREAMING
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,69 +164,11 @@ class EngineConfig:
     seed: int
 
 
-@dataclass(frozen=True, slots=True)
-class OverheadSlo:
-    """Upper bounds (seconds) on the gateway's added latency, per statistic."""
-
-    mean: float
-    p50: float
-    p90: float
-    p95: float
-    p99: float
-
-    def get(self, stat: str) -> float:
-        return float(getattr(self, stat))
 
 
-@dataclass(frozen=True, slots=True)
-class StressSlo:
-    success_ratio: float
-    """Minimum share of successful requests in every stress round (1.0 = 100%)."""
 
 
-@dataclass(frozen=True, slots=True)
-class SustainedSlo:
-    completed_ratio: float
-    """Successful requests / scheduled requests (the seed's 900 of 1000)."""
-    throughput_ratio: float
-    """Achieved throughput / target rate."""
-    p95: float
-    success_ratio: float
 
-
-@dataclass(frozen=True, slots=True)
-class BreakerSlo:
-    success_ratio: float
-    """Clients must not see the fault: share of successful requests over the whole phase."""
-    open_within: float
-    """Seconds from the fault's start by which the primary must read OPEN."""
-    recover_within: float
-    """Seconds from the fault's end by which the primary must read CLOSED again."""
-
-
-@dataclass(frozen=True, slots=True)
-class FailoverSlo:
-    failed_over_ratio: float
-    mean: float
-    max: float
-
-
-@dataclass(frozen=True, slots=True)
-class MemorySlo:
-    growth: float
-    """(final − initial) / initial RSS must stay below this (1.0 = +100%)."""
-    peak_ratio: float
-    """peak / initial RSS must stay below this."""
-    slope_mb_per_min: float
-    """RSS trend after the warm-up (least squares) must stay below this many MB per minute."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReadinessSlo:
-    success_ratio: float
-    throughput_ratio: float
-    p95: float
-    p99: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,19 +185,23 @@ TIER_METRICS = (
 HIGHER_IS_BETTER = frozenset({"success_ratio", "throughput"})
 
 
+
 @dataclass(frozen=True, slots=True)
 class SloConfig:
-    overhead: OverheadSlo
-    stress: StressSlo
-    sustained: SustainedSlo
-    breaker: BreakerSlo
-    failover: FailoverSlo
-    memory: MemorySlo
-    readiness: ReadinessSlo
+    """The SLO block: the tiers every phase grades by, and each judged phase's own section
+    (`slo.overhead` reads `slo.phases["overhead"]`)."""
+
     tiers: Mapping[str, Tier]
     """Metric (`TIER_METRICS`) → its tier bounds; shown per check, never failing one."""
-    capacity: CapacitySlo = DEFAULT_CAPACITY_SLO
-    streaming: StreamingSlo = DEFAULT_STREAMING_SLO
+    phases: Sections
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.phases, name)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.phases[name]
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,7 +221,8 @@ class Config:
     gateway: GatewayConfig
     mock: MockSettings
     request: RequestConfig
-    phases: PhasesConfig
+    phases: Sections
+    """Phase name → its parsed `phases.<name>` section, for every registered phase."""
     engine: EngineConfig
     slo: SloConfig
     report: ReportConfig

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from soak.client import ChatClient, make_session
+from soak.config.fields import Section
 from soak.config.schema import Config
 from soak.engine import LoadRun, LoadSpec, run_load
 from soak.gateway.selfreport import SelfReport
@@ -62,6 +63,34 @@ class PhaseContext:
     """Called with each 1 Hz sample of the gateway process during a phase (live gauges)."""
     self_report: Callable[[], Awaitable[SelfReport | None]] | None = None
     """One scrape of what the gateway says about itself (its kind knows where)."""
+
+
+def rate_shape(s: Section) -> dict[str, float]:
+    """`rate`, `duration` and `latency` of a fixed-rate phase's section (all required)."""
+    return {
+        "rate": s.number("rate", positive=True),
+        "duration": s.duration("duration", positive=True),
+        "latency": s.duration("latency"),
+    }
+
+
+async def fixed_rate(ctx: PhaseContext, name: str) -> PhaseReport:
+    """One load through the gateway at the phase's `rate`, `duration` and mock `latency`;
+    `details["scheduled"]` holds how many requests the schedule asked for."""
+    phase = ctx.config.phases[name]
+    await set_mock_latency(ctx, phase.latency)
+    run, report = await measure(
+        ctx,
+        name=name,
+        kind=name,
+        target=ctx.gateway,
+        rate=phase.rate,
+        duration=phase.duration,
+        timeout=ctx.config.gateway.timeout,
+        params={"latency": phase.latency},
+    )
+    report.details["scheduled"] = run.scheduled
+    return report
 
 
 async def set_mock_latency(ctx: PhaseContext, latency: float) -> None:

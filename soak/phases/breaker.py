@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from soak.breaker import (
@@ -30,54 +30,79 @@ from soak.breaker import (
     compress,
     eligible,
     observe,
-    parse_trails,
 )
-from soak.breaker import Attempt as TrailAttempt
-from soak.phases.base import PhaseContext, measure, set_mock_latency
+from soak.config.fields import Section
+from soak.phases.base import PhaseContext, measure, rate_shape, set_mock_latency
+from soak.phases.spec import PhaseSpec
+from soak.phases.trails import client_trails, faulted
 from soak.results import Result
 from soak.summary import PhaseReport
 from soak.verdicts import at_least, below, settle
 
-FAULT = {"error_rate": 1.0, "status_mix": {"500": 1}}
-"""Every request to the faulted provider answers HTTP 500 at once."""
-TTL_MARGIN = 10.0
-"""Seconds an injected fault outlives its planned end if soak dies before clearing it."""
+
+@dataclass(frozen=True, slots=True)
+class BreakerPhase:
+    """One load of `duration`: healthy for `lead`, the primary faulted for `fault`, then healthy
+    again while the primary's breaker should close."""
+
+    rate: float
+    duration: float
+    latency: float
+    lead: float
+    """Healthy seconds before the fault (the breaker reads CLOSED first)."""
+    fault: float
+    """Seconds the primary answers every request with HTTP 500."""
+    window: float
+    """Sliding window of the observed breaker (seconds of client requests)."""
+    closed_share: float
+    """Share of requests still trying the primary at or above which it reads CLOSED."""
+    scrape_interval: float
+    """How often the gateway's self-reported breaker state is read."""
 
 
-@contextlib.asynccontextmanager
-async def faulted(ctx: PhaseContext, provider: str, ttl: float) -> AsyncIterator[None]:
-    """The provider fails every request inside the block; cleared on the way out, TTL-bounded."""
-    await ctx.mock.inject_fault(provider, FAULT, ttl=min(3600.0, ttl + TTL_MARGIN))
-    try:
-        yield
-    finally:
-        await asyncio.shield(ctx.mock.clear_faults(provider))
+@dataclass(frozen=True, slots=True)
+class BreakerSlo:
+    success_ratio: float
+    """Clients must not see the fault: share of successful requests over the whole phase."""
+    open_within: float
+    """Seconds from the fault's start by which the primary must read OPEN."""
+    recover_within: float
+    """Seconds from the fault's end by which the primary must read CLOSED again."""
+
+
+def parse_breaker(s: Section) -> BreakerPhase:
+    s.only("rate", "duration", "latency", "lead", "fault", "window", "closed_share",
+           "scrape_interval")  # fmt: skip
+    phase = BreakerPhase(
+        **rate_shape(s),
+        lead=s.duration("lead"),
+        fault=s.duration("fault", positive=True),
+        window=s.duration("window", positive=True),
+        closed_share=s.number("closed_share", positive=True, at_most=1.0),
+        scrape_interval=s.duration("scrape_interval", positive=True),
+    )
+    if phase.lead + phase.fault >= phase.duration:
+        s.fail(
+            "fault",
+            f"lead + fault ({phase.lead + phase.fault:g}s) must end before duration "
+            f"({phase.duration:g}s)",
+            "the load must go on after the fault so the breaker can be seen to close",
+        )
+    return phase
+
+
+def parse_breaker_slo(s: Section) -> BreakerSlo:
+    s.only("success_ratio", "open_within", "recover_within")
+    return BreakerSlo(
+        success_ratio=s.number("success_ratio", at_most=1.0),
+        open_within=s.duration("open_within", positive=True),
+        recover_within=s.duration("recover_within", positive=True),
+    )
 
 
 async def _pause(ctx: PhaseContext, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(ctx.stop.wait(), max(0.0, seconds))
-
-
-CLOCK_TOLERANCE = 0.25
-"""Seconds an attempt may seem to arrive before its request was sent (tester and mock clocks;
-the same clock for a soak-started mock). Older attempts under the same nonce are left out:
-nonces (`run:seq`) repeat in every phase of a run, so a trail would otherwise mix phases."""
-
-
-async def client_trails(
-    ctx: PhaseContext, results: Sequence[Result]
-) -> tuple[list[ClientRequest], dict[str, list[TrailAttempt]]]:
-    """Client requests on the wall clock (sent time) and their attempt trails from the mock,
-    each trail holding only the attempts that came after its request was sent."""
-    offset = time.time() - time.perf_counter()  # the engine's clock is perf_counter
-    requests = [ClientRequest(r.nonce, r.sent + offset) for r in results if r.nonce]
-    trails = parse_trails(await ctx.mock.traces([r.nonce for r in requests]))
-    for req in requests:
-        trail = trails.get(req.nonce)
-        if trail:
-            trails[req.nonce] = [a for a in trail if a.arrival >= req.t - CLOCK_TOLERANCE]
-    return requests, trails
 
 
 def observation_dict(obs: BreakerObservation, t0: float) -> dict[str, Any]:
@@ -222,3 +247,20 @@ def _errors_by_period(
         else:
             out["after"] += 1
     return out
+
+
+def record_breaker(report: PhaseReport, metrics: Any, target: str) -> None:
+    """Replay the observed and reported timelines into the breaker-state gauges, so each
+    state change counts one transition."""
+    metrics.replay_breakers(report.details, target=target)
+
+
+PHASE = PhaseSpec(
+    name="breaker",
+    order=50,
+    run=run_breaker,
+    settings=parse_breaker,
+    slo=parse_breaker_slo,
+    in_error_budget=False,  # it faults the primary on purpose
+    record=record_breaker,
+)

@@ -26,8 +26,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from soak.config.capacity import CapacityPhase, CapacitySlo
+from soak.config.fields import Section
+from soak.metric_catalogue import OVERHEAD, Threshold
 from soak.phases.base import PhaseContext, measure, set_mock_latency
+from soak.phases.spec import PhaseSpec
 from soak.summary import PhaseReport, Status
 from soak.verdicts import at_least, settle
 
@@ -45,6 +47,85 @@ STOP_WORDS = {
     BUDGET: "the time budget ran out",
     STOPPED: "the run was stopped",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityPhase:
+    """Raise the arrival rate from `start` by `factor` per step (each `step_duration` long) up to
+    `max_rate`, then bisect `bisect` times between the last rate that held and the first that
+    did not; the whole search ends within `budget`."""
+
+    start: float = 10.0
+    factor: float = 1.5
+    max_rate: float = 2000.0
+    step_duration: float = 5.0
+    budget: float = 120.0
+    latency: float = 0.05
+    """Mock latency during the search (short: the gateway, not the mock, sets the pace)."""
+    timeout: float = 10.0
+    """Per-request client timeout; a step drains for at most this long after its load."""
+    bisect: int = 2
+    pause: float = 2.0
+    """Idle seconds between steps, so a backlog from one step does not spill into the next."""
+
+
+@dataclass(frozen=True, slots=True)
+class CapacitySlo:
+    """What a rate must hold to count as carried."""
+
+    success_ratio: float = 0.99
+    p99: float = 0.2
+    """Upper bound on the per-request overhead's p99 (seconds)."""
+    runaway: float = 3.0
+    """A step whose p50 overhead exceeds this factor × the previous step's has run away."""
+    min_knee: float = 0.0
+    """The phase fails when the knee is below this rate (0: measured, not judged)."""
+
+
+DEFAULT_CAPACITY = CapacityPhase()
+DEFAULT_CAPACITY_SLO = CapacitySlo()
+PHASE_KEYS = ("start", "factor", "max_rate", "step_duration", "budget", "latency", "timeout",
+              "bisect", "pause")  # fmt: skip
+SLO_KEYS = ("success_ratio", "p99", "runaway", "min_knee")
+
+
+def parse_capacity(s: Section) -> CapacityPhase:
+    """`phases.capacity`, each missing key at its default."""
+    s.only(*PHASE_KEYS)
+    d = DEFAULT_CAPACITY
+    phase = CapacityPhase(
+        start=s.number("start", d.start, positive=True),
+        factor=s.number("factor", d.factor, positive=True),
+        max_rate=s.number("max_rate", d.max_rate, positive=True),
+        step_duration=s.duration("step_duration", d.step_duration, positive=True),
+        budget=s.duration("budget", d.budget, positive=True),
+        latency=s.duration("latency", d.latency),
+        timeout=s.duration("timeout", d.timeout, positive=True),
+        bisect=s.integer("bisect", d.bisect, minimum=0),
+        pause=s.duration("pause", d.pause),
+    )
+    if phase.factor <= 1.0:
+        s.fail("factor", f"must be above 1, got {phase.factor:g}", "e.g. 1.5: +50% per step")
+    if phase.max_rate < phase.start:
+        s.fail("max_rate", f"must not be below start ({phase.start:g})")
+    if phase.budget < phase.step_duration:
+        s.fail("budget", f"must allow at least one step ({phase.step_duration:g}s)")
+    return phase
+
+
+def parse_capacity_slo(s: Section) -> CapacitySlo:
+    """`slo.capacity`, each missing key at its default."""
+    s.only(*SLO_KEYS)
+    d = DEFAULT_CAPACITY_SLO
+    out = CapacitySlo(
+        success_ratio=s.number("success_ratio", d.success_ratio, positive=True, at_most=1.0),
+        p99=s.duration("p99", d.p99, positive=True),
+        runaway=s.number("runaway", d.runaway, positive=True),
+        min_knee=s.number("min_knee", d.min_knee),
+    )
+    if out.runaway <= 1.0:
+        s.fail("runaway", f"must be above 1, got {out.runaway:g}", "e.g. 3: p50 tripled")
+    return out
 
 
 @dataclass(slots=True)
@@ -279,3 +360,27 @@ def _reported(base: PhaseReport | None) -> dict[str, Any]:
     if base is None or "gateway_reported" not in base.params:
         return {}
     return {"gateway_reported": base.params["gateway_reported"]}
+
+
+def capacity_thresholds(slo: CapacitySlo) -> list[Threshold]:
+    """The p99 a step must hold is a per-request overhead bound."""
+    return [Threshold(OVERHEAD.name, "slo.capacity.p99", slo.p99)]
+
+
+def record_capacity(report: PhaseReport, metrics: Any, target: str) -> None:
+    """The knee into `soak_capacity_knee_requests_per_second` (0 when nothing held)."""
+    if report.status not in (Status.ERROR, Status.SKIPPED):
+        metrics.set_capacity_knee(report.details.get("knee") or 0.0, target=target)
+
+
+PHASE = PhaseSpec(
+    name="capacity",
+    order=90,
+    run=run_capacity,
+    settings=parse_capacity,
+    slo=parse_capacity_slo,
+    on_demand=True,  # a search of minutes: run when named
+    in_error_budget=False,  # it pushes the gateway past what it carries on purpose
+    thresholds=capacity_thresholds,
+    record=record_capacity,
+)

@@ -10,17 +10,96 @@ Checks: the share failed over, and mean and max failover time (the seed's 8/10, 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+from soak.alerting import LEVELS, TARGET, RuleWriter, ms
+from soak.config.fields import Section
 from soak.failover import failover_stats
+from soak.metric_catalogue import FAILOVER, Threshold
 from soak.phases.base import PhaseContext, measure, set_mock_latency
-from soak.phases.breaker import client_trails, faulted
-from soak.phases.sustained import tiered
+from soak.phases.spec import PhaseSpec
+from soak.phases.trails import client_trails, faulted
+from soak.promql import agg, count_above, gated, num, ratio
 from soak.stats import summarize
-from soak.summary import PhaseReport
-from soak.verdicts import at_least, below, settle
+from soak.summary import PhaseReport, Status
+from soak.verdicts import at_least, below, settle, tiered
 
 MAX_LISTED = 1000
 """Failover times listed one by one in `details["times"]` (for histograms); the rest are in the
 summary only."""
+
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverPhase:
+    """`requests` requests at `rate` while the primary fails every request."""
+
+    requests: int
+    rate: float
+    latency: float
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverSlo:
+    failed_over_ratio: float
+    mean: float
+    max: float
+
+
+def parse_failover(s: Section) -> FailoverPhase:
+    s.only("requests", "rate", "latency")
+    return FailoverPhase(
+        requests=s.integer("requests", minimum=1),
+        rate=s.number("rate", positive=True),
+        latency=s.duration("latency"),
+    )
+
+
+def parse_failover_slo(s: Section) -> FailoverSlo:
+    s.only("failed_over_ratio", "mean", "max")
+    return FailoverSlo(
+        failed_over_ratio=s.number("failed_over_ratio", at_most=1.0),
+        mean=s.duration("mean", positive=True),
+        max=s.duration("max", positive=True),
+    )
+
+
+def failover_thresholds(slo: FailoverSlo) -> list[Threshold]:
+    return [
+        Threshold(FAILOVER.name, "slo.failover.mean", slo.mean),
+        Threshold(FAILOVER.name, "slo.failover.max", slo.max),
+    ]
+
+
+def record_failover(report: PhaseReport, metrics: Any, target: str) -> None:
+    """Each timed failover of the run into `soak_failover_seconds`."""
+    if report.status is Status.SKIPPED:
+        return
+    for seconds in report.details.get("times") or ():
+        metrics.observe_failover(float(seconds), target=target, phase=report.name)
+
+
+def failover_alerts(
+    r: RuleWriter, slo: FailoverSlo, *, phase: str, window: str, tiers: Any, **_: object
+) -> None:
+    """Mean failover time against the `failover_time` tiers; any failover above `max`."""
+    metric, sel = FAILOVER.name, f'phase="{phase}"'
+    count = agg("increase", f"{metric}_count", sel, window)
+    mean = ratio(agg("increase", f"{metric}_sum", sel, window), count)
+    tier = tiers.get("failover_time")
+    for level, severity in LEVELS if tier is not None else ():
+        limit = getattr(tier, level)
+        r.alert("SoakFailoverSlow", gated(f"{mean}\n> {num(limit)}", count, 1), "5m",
+                severity, f"Mean failover time above {ms(limit)} on {TARGET}",
+                f"Failed-over requests in the last {window} took "
+                f"{{{{ $value | humanizeDuration }}}} on average to reach the fallback "
+                f"({level} tier: {ms(limit)}).", tier=level)  # fmt: skip
+    above, _ = count_above(metric, sel, slo.max, window)
+    r.alert("SoakFailoverMaxExceeded", f"{above}\n> 0", "1m", "warning",
+            f"A failover took longer than {ms(slo.max)} on {TARGET}",
+            f"{{{{ $value | humanize }}}} failed-over requests in the last {window} took "
+            f"longer than {ms(slo.max)} to reach the fallback.")  # fmt: skip
 
 
 async def run_failover(ctx: PhaseContext) -> PhaseReport:
@@ -70,3 +149,17 @@ async def run_failover(ctx: PhaseContext) -> PhaseReport:
             "already open): failover time not measured"
         )
     return settle(report)
+
+
+PHASE = PhaseSpec(
+    name="failover",
+    order=60,
+    run=run_failover,
+    settings=parse_failover,
+    slo=parse_failover_slo,
+    in_error_budget=False,  # the primary fails every request on purpose
+    thresholds=failover_thresholds,
+    histograms=(FAILOVER.name,),
+    record=record_failover,
+    alerts=failover_alerts,
+)

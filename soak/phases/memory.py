@@ -16,13 +16,62 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from soak.config.fields import Section
 from soak.phases.base import PhaseContext, measure, set_mock_latency
-from soak.phases.sustained import tiered
+from soak.phases.spec import PhaseSpec
 from soak.procwatch import ProcessWatch, Sample, rss_slope
 from soak.summary import PhaseReport, Status
-from soak.verdicts import below, settle
+from soak.verdicts import below, settle, tiered
 
 MB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryPhase:
+    """`requests` requests with ~`concurrency` in flight: open loop at concurrency / latency."""
+
+    requests: int
+    concurrency: int
+    latency: float
+    warmup: float
+    """Seconds of RSS samples left out of the trend (start-up allocations are no leak)."""
+
+    @property
+    def rate(self) -> float:
+        return self.concurrency / self.latency
+
+    @property
+    def duration(self) -> float:
+        return self.requests / self.rate
+
+
+@dataclass(frozen=True, slots=True)
+class MemorySlo:
+    growth: float
+    """(final − initial) / initial RSS must stay below this (1.0 = +100%)."""
+    peak_ratio: float
+    """peak / initial RSS must stay below this."""
+    slope_mb_per_min: float
+    """RSS trend after the warm-up (least squares) must stay below this many MB per minute."""
+
+
+def parse_memory(s: Section) -> MemoryPhase:
+    s.only("requests", "concurrency", "latency", "warmup")
+    return MemoryPhase(
+        requests=s.integer("requests", minimum=1),
+        concurrency=s.integer("concurrency", minimum=1),
+        latency=s.duration("latency", positive=True),
+        warmup=s.duration("warmup"),
+    )
+
+
+def parse_memory_slo(s: Section) -> MemorySlo:
+    s.only("growth", "peak_ratio", "slope_mb_per_min")
+    return MemorySlo(
+        growth=s.number("growth", positive=True),
+        peak_ratio=s.number("peak_ratio", positive=True),
+        slope_mb_per_min=s.number("slope_mb_per_min", positive=True),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,3 +208,12 @@ async def run_memory(ctx: PhaseContext) -> PhaseReport:
     if watch.vanished:
         report.notes.append("the gateway process went away during the phase")
     return settle(report)
+
+
+PHASE = PhaseSpec(
+    name="memory",
+    order=70,
+    run=run_memory,
+    settings=parse_memory,
+    slo=parse_memory_slo,
+)

@@ -7,10 +7,82 @@ SLO gates on ours, which is a true distribution of what the gateway added.
 
 from __future__ import annotations
 
-from soak.phases.base import PhaseContext, measure, set_mock_latency, warm_up
+from dataclasses import dataclass
+
+from soak.alerting import RuleWriter
+from soak.config.fields import Section
+from soak.config.schema import SLO_STATS
+from soak.metric_catalogue import OVERHEAD, Threshold
+from soak.phases.base import PhaseContext, measure, rate_shape, set_mock_latency, warm_up
+from soak.phases.spec import PhaseSpec
 from soak.stats import percentile_diff_summary
 from soak.summary import PhaseReport, Status
 from soak.verdicts import at_least, latency_checks, settle
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationPhase:
+    """Load straight to the mock: the baseline the seed subtracts."""
+
+    rate: float
+    duration: float
+    latency: float
+    """Mock latency for this phase (seconds)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OverheadPhase:
+    """The same load through the gateway: what it adds."""
+
+    rate: float
+    duration: float
+    latency: float
+    warmup: float = 0.0
+    """Seconds of the same load through the gateway before measuring, not recorded (a gateway's
+    first requests after a start pay for lazy imports, pools and caches)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OverheadSlo:
+    """Upper bounds (seconds) on the gateway's added latency, per statistic."""
+
+    mean: float
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+
+    def get(self, stat: str) -> float:
+        return float(getattr(self, stat))
+
+
+def parse_calibration(s: Section) -> CalibrationPhase:
+    s.only("rate", "duration", "latency")
+    return CalibrationPhase(**rate_shape(s))
+
+
+def parse_overhead(s: Section) -> OverheadPhase:
+    s.only("rate", "duration", "latency", "warmup")
+    return OverheadPhase(**rate_shape(s), warmup=s.duration("warmup", 0.0))
+
+
+def parse_overhead_slo(s: Section) -> OverheadSlo:
+    s.only(*SLO_STATS)
+    return OverheadSlo(**{stat: s.duration(stat, positive=True) for stat in SLO_STATS})
+
+
+def overhead_thresholds(slo: OverheadSlo) -> list[Threshold]:
+    """Every statistic's bound, counted in the per-request overhead histogram."""
+    return [Threshold(OVERHEAD.name, f"slo.overhead.{stat}", slo.get(stat)) for stat in SLO_STATS]
+
+
+def overhead_alerts(
+    r: RuleWriter, slo: OverheadSlo, *, phase: str, window: str, **_: object
+) -> None:
+    """One alert per statistic of the per-request overhead, counted exactly in its histogram."""
+    for stat in SLO_STATS:
+        r.latency("SoakGatewayOverheadHigh", OVERHEAD.name, phase, window, stat, slo.get(stat),
+                  "warning", "gateway overhead")  # fmt: skip
 
 
 async def run_calibration(ctx: PhaseContext) -> PhaseReport:
@@ -74,3 +146,23 @@ async def run_overhead(ctx: PhaseContext) -> PhaseReport:
 
 _MIN_SUCCESS = 0.99
 """Overhead measured on a few survivors would flatter the gateway: most requests must succeed."""
+
+
+PHASES = (
+    PhaseSpec(
+        name="calibration",
+        order=10,
+        run=run_calibration,
+        settings=parse_calibration,
+        in_error_budget=False,  # straight to the mock: not the gateway's errors
+    ),
+    PhaseSpec(
+        name="overhead",
+        order=20,
+        run=run_overhead,
+        settings=parse_overhead,
+        slo=parse_overhead_slo,
+        thresholds=overhead_thresholds,
+        alerts=overhead_alerts,
+    ),
+)

@@ -6,12 +6,57 @@ each carries the seed's target / acceptable / warning tier, and p50 is graded to
 
 from __future__ import annotations
 
-from soak.phases.base import PhaseContext
-from soak.phases.sustained import fixed_rate, tier_of, tiered
+from dataclasses import dataclass
+
+from soak.alerting import judged_alerts
+from soak.config.fields import Section
+from soak.metric_catalogue import REQUEST_DURATION, Threshold
+from soak.phases.base import PhaseContext, fixed_rate, rate_shape
+from soak.phases.spec import PhaseSpec
 from soak.summary import PhaseReport, Status
-from soak.verdicts import at_least, below, settle
+from soak.verdicts import at_least, below, settle, tier_of, tiered
 
 READY, NOT_READY = "READY", "NOT READY"
+
+
+
+@dataclass(frozen=True, slots=True)
+class ReadinessPhase:
+    """The seed's combined production run at a fixed rate."""
+
+    rate: float
+    duration: float
+    latency: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReadinessSlo:
+    success_ratio: float
+    throughput_ratio: float
+    p95: float
+    p99: float
+
+
+def parse_readiness(s: Section) -> ReadinessPhase:
+    s.only("rate", "duration", "latency")
+    return ReadinessPhase(**rate_shape(s))
+
+
+def parse_readiness_slo(s: Section) -> ReadinessSlo:
+    s.only("success_ratio", "throughput_ratio", "p95", "p99")
+    return ReadinessSlo(
+        success_ratio=s.number("success_ratio", at_most=1.0),
+        throughput_ratio=s.number("throughput_ratio", at_most=1.0),
+        p95=s.duration("p95", positive=True),
+        p99=s.duration("p99", positive=True),
+    )
+
+
+def readiness_thresholds(slo: ReadinessSlo) -> list[Threshold]:
+    return [
+        Threshold(REQUEST_DURATION.name, f"slo.readiness.{stat}", getattr(slo, stat))
+        for stat in ("p95", "p99")
+    ]
 
 
 async def run_readiness(ctx: PhaseContext) -> PhaseReport:
@@ -43,3 +88,14 @@ async def run_readiness(ctx: PhaseContext) -> PhaseReport:
     ready = report.status == Status.PASSED
     report.details["verdict"] = READY if ready else NOT_READY
     return report
+
+
+PHASE = PhaseSpec(
+    name="readiness",
+    order=80,
+    run=run_readiness,
+    settings=parse_readiness,
+    slo=parse_readiness_slo,
+    alerts=judged_alerts,  # normal traffic: held to the success and latency tiers
+    thresholds=readiness_thresholds,
+)

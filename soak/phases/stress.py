@@ -8,10 +8,67 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 
-from soak.phases.base import PhaseContext, measure, set_mock_latency
+from soak.alerting import TARGET, RuleWriter, pct
+from soak.config.fields import Section
+from soak.phases.base import PhaseContext, measure, rate_shape, set_mock_latency
+from soak.phases.spec import PhaseSpec
+from soak.promql import agg, gated, num, ratio
 from soak.summary import PhaseReport, Status
 from soak.verdicts import at_least, settle
+
+
+@dataclass(frozen=True, slots=True)
+class StressPhase:
+    """rate × latency requests in flight, `rounds` times with an idle `gap` between."""
+
+    rate: float
+    duration: float
+    latency: float
+    rounds: int
+    gap: float
+    timeout: float
+    """Per-request client timeout in this phase."""
+
+    @property
+    def in_flight(self) -> float:
+        """Expected concurrent requests (the seed's ~rate × latency)."""
+        return self.rate * self.latency
+
+
+@dataclass(frozen=True, slots=True)
+class StressSlo:
+    success_ratio: float
+    """Minimum share of successful requests in every stress round (1.0 = 100%)."""
+
+
+def parse_stress(s: Section) -> StressPhase:
+    s.only("rate", "duration", "latency", "rounds", "gap", "timeout")
+    return StressPhase(
+        **rate_shape(s),
+        rounds=s.integer("rounds", minimum=1),
+        gap=s.duration("gap"),
+        timeout=s.duration("timeout", positive=True),
+    )
+
+
+def parse_stress_slo(s: Section) -> StressSlo:
+    s.only("success_ratio")
+    return StressSlo(success_ratio=s.number("success_ratio", at_most=1.0))
+
+
+def stress_alerts(r: RuleWriter, slo: StressSlo, *, phase: str, window: str, **_: object) -> None:
+    """Any round's failures beyond the success SLO (one run of a few rounds: no traffic gate
+    beyond one request)."""
+    need, sel = slo.success_ratio, f'phase="{phase}"'
+    errors = agg("increase", "soak_requests_total", f'{sel}, outcome!="ok"', window)
+    total = agg("increase", "soak_requests_total", sel, window)
+    r.alert("SoakStressRequestsFailed",
+            gated(f"{ratio(errors, total)}\n> {num(round(1 - need, 9))}", total, 1), "1m",
+            "warning", f"Requests failed under stress on {TARGET}",
+            f"{{{{ $value | humanizePercentage }}}} of stress-phase requests failed in the "
+            f"last {window}; the stress SLO requires {pct(need)} success.")  # fmt: skip
 
 
 async def run_stress(ctx: PhaseContext) -> list[PhaseReport]:
@@ -50,3 +107,14 @@ async def run_stress(ctx: PhaseContext) -> list[PhaseReport]:
         )
         reports.append(settle(report))
     return reports
+
+
+PHASE = PhaseSpec(
+    name="stress",
+    order=30,
+    run=run_stress,
+    settings=parse_stress,
+    slo=parse_stress_slo,
+    in_error_budget=False,  # it provokes errors on purpose
+    alerts=stress_alerts,
+)

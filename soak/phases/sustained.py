@@ -1,59 +1,55 @@
-"""Sustained load: the seed's 1000 requests per minute, held, and the tiers every phase grades by.
+"""Sustained load: the seed's 1000 requests per minute, held.
 
 Gates on completed requests against the schedule, throughput against the target rate, client
-p95 and success. The seed's target / acceptable / warning tiers (`slo.tiers`) are attached to
-every check of a tiered metric (`tiered`): they grade a figure, they never fail a phase.
+p95 and success. The seed's target / acceptable / warning tiers (`slo.tiers`) grade the p95 and
+success checks (`soak.verdicts.tiered`): they grade a figure, they never fail a phase.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass
 
-from soak.config.schema import HIGHER_IS_BETTER, Tier
-from soak.phases.base import PhaseContext, measure, set_mock_latency
-from soak.summary import Check, PhaseReport
-from soak.verdicts import at_least, below, settle
+from soak.alerting import judged_alerts
+from soak.config.fields import Section
+from soak.metric_catalogue import REQUEST_DURATION, Threshold
+from soak.phases.base import PhaseContext, fixed_rate, rate_shape
+from soak.phases.spec import PhaseSpec
+from soak.summary import PhaseReport
+from soak.verdicts import at_least, below, settle, tiered
 
 
-def tier_of(metric: str, value: float | None, tiers: Mapping[str, Tier]) -> str | None:
-    """`target`, `acceptable` or `warning` for `value` of `metric`; None without a tier or value."""
-    tier = tiers.get(metric)
-    if tier is None or value is None:
-        return None
-    if metric in HIGHER_IS_BETTER:
-        return (
-            "target"
-            if value >= tier.target
-            else "acceptable"
-            if value >= tier.acceptable
-            else "warning"
-        )
-    return (
-        "target" if value < tier.target else "acceptable" if value < tier.acceptable else "warning"
+@dataclass(frozen=True, slots=True)
+class SustainedPhase:
+    """The seed's 1000 requests per minute, held for `duration`."""
+
+    rate: float
+    duration: float
+    latency: float
+
+
+@dataclass(frozen=True, slots=True)
+class SustainedSlo:
+    completed_ratio: float
+    """Successful requests / scheduled requests (the seed's 900 of 1000)."""
+    throughput_ratio: float
+    """Achieved throughput / target rate."""
+    p95: float
+    success_ratio: float
+
+
+def parse_sustained(s: Section) -> SustainedPhase:
+    s.only("rate", "duration", "latency")
+    return SustainedPhase(**rate_shape(s))
+
+
+def parse_sustained_slo(s: Section) -> SustainedSlo:
+    s.only("completed_ratio", "throughput_ratio", "p95", "success_ratio")
+    return SustainedSlo(
+        completed_ratio=s.number("completed_ratio", at_most=1.0),
+        throughput_ratio=s.number("throughput_ratio", at_most=1.0),
+        p95=s.duration("p95", positive=True),
+        success_ratio=s.number("success_ratio", at_most=1.0),
     )
-
-
-def tiered(check: Check, metric: str, tiers: Mapping[str, Tier]) -> Check:
-    """`check` with the tier of its value."""
-    return replace(check, tier=tier_of(metric, check.value, tiers))
-
-
-async def fixed_rate(ctx: PhaseContext, name: str) -> PhaseReport:
-    phase = getattr(ctx.config.phases, name)
-    await set_mock_latency(ctx, phase.latency)
-    run, report = await measure(
-        ctx,
-        name=name,
-        kind=name,
-        target=ctx.gateway,
-        rate=phase.rate,
-        duration=phase.duration,
-        timeout=ctx.config.gateway.timeout,
-        params={"latency": phase.latency},
-    )
-    report.details["scheduled"] = run.scheduled
-    return report
 
 
 async def run_sustained(ctx: PhaseContext) -> PhaseReport:
@@ -76,3 +72,14 @@ async def run_sustained(ctx: PhaseContext) -> PhaseReport:
         ),
     ]
     return settle(report)
+
+
+PHASE = PhaseSpec(
+    name="sustained",
+    order=40,
+    run=run_sustained,
+    settings=parse_sustained,
+    slo=parse_sustained_slo,
+    alerts=judged_alerts,  # normal traffic: held to the success and latency tiers
+    thresholds=lambda slo: [Threshold(REQUEST_DURATION.name, "slo.sustained.p95", slo.p95)],
+)

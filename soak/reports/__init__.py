@@ -16,7 +16,7 @@ from pathlib import Path
 from soak.reports.html import render_html
 from soak.reports.jsonfile import SCHEMA, parse_json, render_json
 from soak.reports.junit import render_junit
-from soak.reports.markdown import render_markdown
+from soak.reports.markdown import PhaseSection, render_markdown
 from soak.reports.progress import Progress
 from soak.reports.summary_md import render_step_summary, write_step_summary
 from soak.summary import RunReport
@@ -68,10 +68,13 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def write_reports(
-    run: RunReport, out_dir: Path | str, env: Mapping[str, str] | None = None
+    run: RunReport,
+    out_dir: Path | str,
+    env: Mapping[str, str] | None = None,
+    sections: Mapping[str, PhaseSection] | None = None,
 ) -> dict[str, Path]:
     """Write report.json, junit.xml, report.md and report.html into `out_dir` (created) and
-    the step summary.
+    the step summary. `sections` are the report.md sections phases bring (`render_markdown`).
 
     Returns report key → path of what was written (`step_summary` only when
     `$GITHUB_STEP_SUMMARY` is set). Raises `ReportWriteError` naming every report that failed,
@@ -84,7 +87,8 @@ def write_reports(
     for key, (name, render) in FILES.items():
         path = out / name
         try:
-            atomic_write(path, render(run))
+            text = render_markdown(run, sections) if render is render_markdown else render(run)
+            atomic_write(path, text)
         except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
             problems.append(f"{name}: {type(exc).__name__}: {exc}")
             continue

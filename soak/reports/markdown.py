@@ -8,6 +8,7 @@ there: a partial or aborted run still shows everything that was measured.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from soak.reports.capacity_md import capacity_section
@@ -310,23 +311,22 @@ METHOD = """## Method
 """
 
 
-def render_markdown(run: RunReport) -> str:
-    """The full markdown report of a run."""
+PhaseSection = Callable[[Sequence[PhaseReport]], list[str]]
+"""A phase's own report.md section (`PhaseSpec.markdown`), given that phase's reports."""
+
+
+def render_markdown(run: RunReport, sections: Mapping[str, PhaseSection] | None = None) -> str:
+    """The full markdown report of a run; `sections` (phase kind → renderer) add the sections
+    of phases that bring their own, after the built-in ones."""
     lines = [*_header(run), "", *_verdicts(run)]
-    for section in (
-        _overhead,
-        _stress,
-        *RESILIENCE_SECTIONS,
-        capacity_section,
-        streaming_section,
-        gateway_section,
-        _other_latencies,
-        _process,
-        _checks,
-        _generator,
-        _outcomes,
-        _settings,
-        _errors_notes,
-    ):
+    for section in (_overhead, _stress, *RESILIENCE_SECTIONS, capacity_section,
+                    streaming_section, gateway_section):  # fmt: skip
+        lines += section(run)
+    for kind, render in (sections or {}).items():
+        reports = [p for p in run.phases if p.kind == kind]
+        if reports:
+            lines += render(reports)
+    for section in (_other_latencies, _process, _checks, _generator, _outcomes, _settings,
+                    _errors_notes):  # fmt: skip
         lines += section(run)
     return "\n".join(lines) + "\n" + METHOD

@@ -27,7 +27,7 @@ import yaml
 from once_helpers import ROOT, proxy_gateway
 from test_daemon import SoakDaemon, daemons, free_port, get_json, http, wait_for
 
-from soak.config import describe, load_config
+from soak.phases import load_config
 from soak.rules import AlertOptions, build_rules
 
 pytestmark = pytest.mark.integration
@@ -157,7 +157,7 @@ def test_overhead_breach_reaches_the_webhook_through_alertmanager(
                       "run_on_start": True}],
     }  # fmt: skip
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    slo = describe(load_config(tmp_path / "config.yaml", env={}))["slo"]
+    slo = load_config(tmp_path / "config.yaml", env={}).slo
     options = AlertOptions(for_override="1s", min_requests=5)
     rules = build_rules(slo, phases={"overhead": 3600}, options=options)
     url, received = webhook
@@ -202,8 +202,9 @@ def test_overhead_breach_reaches_the_webhook_through_alertmanager(
 
 
 def test_for_override_shortens_every_alert_and_keeps_the_rest() -> None:
-    normal = build_rules({}, phases={"overhead": 3600})
-    short = build_rules({}, phases={"overhead": 3600}, options=AlertOptions(for_override="1s"))
+    slo = load_config(None, env={}).slo
+    normal = build_rules(slo, phases={"overhead": 3600})
+    short = build_rules(slo, phases={"overhead": 3600}, options=AlertOptions(for_override="1s"))
     alerts = [r for g in short["groups"] for r in g["rules"] if "alert" in r]
     assert alerts and {r["for"] for r in alerts} == {"1s"}
     assert [{**r, "for": "1s"} if "alert" in r else r for g in normal["groups"]

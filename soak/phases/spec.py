@@ -1,0 +1,60 @@
+"""What a phase declares about itself: the one record every other part of soak reads.
+
+A phase module exposes `PHASE` (or `PHASES`, a tuple, when one module owns two phases that
+share their code): a `PhaseSpec` with its name, its place in the default plan, how it runs,
+how its config and SLO sections parse, and optional hooks for metrics, alert rules and its
+report section. The registry (`soak.phases`) finds the modules; the config loader, the runner,
+the daemon's metrics, the rules and the reports loop over the specs and never name a phase.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from soak.metric_catalogue import Threshold
+
+if TYPE_CHECKING:
+    from soak.config.fields import Section
+    from soak.phases.base import PhaseContext
+    from soak.summary import PhaseReport
+
+Runner = Callable[["PhaseContext"], Awaitable["PhaseReport | list[PhaseReport]"]]
+"""Runs the phase against a live stack; one report, or one per round."""
+SectionParser = Callable[["Section"], Any]
+"""`phases.<name>` or `slo.<name>` (an empty section when neither profile nor file has it) →
+the phase's frozen settings; errors go through `Section.fail`, one line naming the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseSpec:
+    """One phase, as every reader of it needs it."""
+
+    name: str
+    """Config key (`phases.<name>`, `slo.<name>`), `--phases` name, `phase` label value."""
+    order: int
+    """Its place in every plan: phases always run in this order, whatever the selection."""
+    run: Runner
+    settings: SectionParser
+    """Parses `phases.<name>`."""
+    slo: SectionParser | None = None
+    """Parses `slo.<name>` (None: the phase is measured, not judged by an SLO block)."""
+    on_demand: bool = False
+    """Left out of the default plan; runs only when named (`--phases`, a schedule plan)."""
+    in_error_budget: bool = True
+    """Its request errors count against the success objective (burn-rate alerts); False for a
+    phase that provokes errors on purpose or bypasses the gateway."""
+    thresholds: Callable[[Any], Iterable[Threshold]] | None = None
+    """Latency bounds of its SLO section that alerts count (they become bucket bounds)."""
+    histograms: tuple[str, ...] = ()
+    """Catalogue histograms labelled (target, phase) it writes besides the per-request ones;
+    they exist at 0 from the phase's first request, so rate() sees its first run."""
+    record: Callable[[PhaseReport, Any, str], None] | None = None
+    """Writes its own figures after a run: `record(report, soak_metrics, target)`."""
+    alerts: Callable[..., None] | None = None
+    """Adds its alert rules: `alerts(rules, slo_section, tiers=..., window=..., options=...)`
+    (see `soak.rules`)."""
+    markdown: Callable[[Sequence[PhaseReport]], list[str]] | None = None
+    """Its own section of report.md, given its reports of the run."""
+
