@@ -15,6 +15,7 @@ DURATION_HINT = "use 500ms, 30s, 5m, 1h30m"
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|µs)")
 _WHOLE = re.compile(r"(?:\d+(?:\.\d+)?(?:h|ms|m|s|us|µs))+")
+_LARGEST = 2**1023  # the order of magnitude of the largest float
 
 
 def parse_duration(value: object) -> float:
@@ -26,6 +27,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise TypeError(f"expected a duration, got {type(value).__name__}")
     if isinstance(value, int | float):
+        if isinstance(value, int) and abs(value) > _LARGEST:  # float() would overflow
+            raise ValueError("invalid duration: a number too large to hold")
         if not math.isfinite(value):
             raise ValueError(f"invalid duration {value!r}")
         if value < 0:
@@ -36,5 +39,8 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"negative duration {value!r}")
     if not _WHOLE.fullmatch(text):
         raise ValueError(f"invalid duration {value!r}")
-    return sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(text))
+    seconds = sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(text))
+    if not math.isfinite(seconds):  # 400 digits of hours: float("1" * 400) is inf
+        raise ValueError("invalid duration: a number too large to hold")
+    return seconds
 

@@ -20,6 +20,12 @@ from soak.config.source import ConfigError, Path_
 from soak.durations import DURATION_HINT, parse_duration
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_DURATION_S = 7 * 86400.0
+"""Longest duration any key may hold unless it says otherwise (`at_most`): seven days. A phase,
+a timeout or a threshold longer than a week is a typo, and an unbounded one never ends."""
+MAX_INTEGER = 2**63 - 1
+"""Largest integer any key may hold unless it says otherwise (`maximum`): what SQLite, JSON
+readers and C libraries take without overflow."""
 _ENV_REF = re.compile(r"\$\$|\$\{([^}]*)\}")
 _MISSING: Any = object()
 
@@ -173,12 +179,22 @@ class Section:
             self.wrong_type(key, "a boolean (true or false)", value)
         return value
 
-    def integer(self, key: str, default: Any = _MISSING, *, minimum: int | None = None) -> int:
+    def integer(
+        self,
+        key: str,
+        default: Any = _MISSING,
+        *,
+        minimum: int | None = None,
+        maximum: int = MAX_INTEGER,
+    ) -> int:
+        """An integer in [`minimum`, `maximum`] (a boolean is not an integer)."""
         value = self._get(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
             self.wrong_type(key, "an integer", value)
         if minimum is not None and value < minimum:
-            self.fail(key, f"must be at least {minimum}, got {value}")
+            self.fail(key, f"must be at least {minimum}, got {_count(value)}")
+        if value > maximum:
+            self.fail(key, f"must be at most {maximum:,}, got {_count(value)}")
         return value
 
     def number(
@@ -188,25 +204,36 @@ class Section:
         *,
         positive: bool = False,
         at_most: float | None = None,
+        hint: str | None = None,
     ) -> float:
-        """A finite number; `positive` demands > 0, otherwise >= 0; `at_most` an upper bound."""
+        """A finite number; `positive` demands > 0, otherwise >= 0; `at_most` an upper bound
+        (`hint` says what the number is; a bound of 1 is a ratio)."""
         value = self._get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.wrong_type(key, "a number", value)
+        if isinstance(value, int) and abs(value) > MAX_INTEGER:
+            self.fail(key, f"must be a finite number, got {_count(value)}")
         if not math.isfinite(value):
             self.fail(key, f"must be a finite number, got {value}")
         if positive and value <= 0:
-            self.fail(key, f"must be greater than 0, got {value}")
+            self.fail(key, f"must be greater than 0, got {value:g}")
         if value < 0:
-            self.fail(key, f"must not be negative, got {value}")
+            self.fail(key, f"must not be negative, got {value:g}")
         if at_most is not None and value > at_most:
-            self.fail(
-                key, f"must be between 0 and {at_most:g}, got {value}", "a ratio: 1.0 is 100%"
-            )
+            hint = hint or ("a ratio: 1.0 is 100%" if at_most == 1.0 else None)
+            self.fail(key, f"must be between 0 and {at_most:g}, got {value:g}", hint)
         return float(value)
 
-    def duration(self, key: str, default: Any = _MISSING, *, positive: bool = False) -> float:
-        """Seconds from a number or a `1m30s`-style string; `positive` rejects zero."""
+    def duration(
+        self,
+        key: str,
+        default: Any = _MISSING,
+        *,
+        positive: bool = False,
+        at_most: float = MAX_DURATION_S,
+    ) -> float:
+        """Seconds from a number or a `1m30s`-style string; `positive` rejects zero; longer
+        than `at_most` (seven days unless the key says otherwise) is refused."""
         value = self._get(key, default)
         try:
             seconds = parse_duration(value)
@@ -216,6 +243,9 @@ class Section:
             self.fail(key, str(err), DURATION_HINT)
         if positive and seconds == 0:
             self.fail(key, "must be longer than 0", DURATION_HINT)
+        if seconds > at_most:
+            shown = _shown(value) if isinstance(value, str) else f"{seconds:g}s"
+            self.fail(key, f"must be at most {span(at_most)}, got {shown}")
         return seconds
 
     def url(self, key: str, default: Any = _MISSING) -> str | None:
@@ -257,6 +287,8 @@ class Section:
     def from_env(self, key: str, name: str, env: Mapping[str, str], hint: str) -> Secret:
         """The value of environment variable `name`, which `key` refers to."""
         value = env.get(name)
+        if value is None and getattr(env, "secrets_optional", False):  # soak check --offline
+            return Secret(f"offline-placeholder:{name}")
         if value is None:
             self.fail(key, f"environment variable '{name}' is not set", hint)
         if not value:
@@ -276,6 +308,8 @@ class Section:
                 self.fail(
                     key, "invalid ${...} reference", "use ${ENV_NAME}; write $$ for a literal $"
                 )
+            if name not in env and getattr(env, "secrets_optional", False):
+                return match.group(0)  # soak check --offline: the reference stands for itself
             if name not in env:
                 self.fail(
                     key,
@@ -287,6 +321,20 @@ class Section:
 
         value = _ENV_REF.sub(substitute, template)
         return Secret(value, tuple(p for p in parts if p and p != value))
+
+
+def span(seconds: float) -> str:
+    """A bound in the duration grammar, with days spelled out: `168h (7 days)`, `30s`."""
+    if seconds >= 86400 and seconds % 86400 == 0:
+        days = int(seconds // 86400)
+        return f"{int(seconds // 3600)}h ({days} day{'s' if days > 1 else ''})"
+    return f"{seconds / 3600:g}h" if seconds >= 3600 else f"{seconds:g}s"
+
+
+def _count(value: int) -> str:
+    """An integer for a message: a huge one by its size, not its thousand digits."""
+    digits = len(str(abs(value))) if abs(value) < 10**4300 else 4300
+    return f"{value:,}" if digits <= 24 else f"an integer of {digits}+ digits"
 
 
 def _alternatives(choices: tuple[str, ...]) -> str:
