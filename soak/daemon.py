@@ -17,6 +17,7 @@ import ctypes
 import gc
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from soak.reports import render_json
 from soak.reports.progress import Progress
 from soak.results import Result
 from soak.runner import run_plan
-from soak.scheduler import PlanScheduler
+from soak.scheduler import PlanScheduler, ScheduleError
 from soak.selfwatch import SelfWatch
 from soak.server import Controls, DaemonServer
 from soak.summary import PhaseReport, RunReport
@@ -178,16 +179,29 @@ class Daemon:
         self.controls = Controls(
             registry=self.registry,
             history=self.history,
-            ready=lambda: self.scheduler.started and not self._stopping,
+            not_ready=self._not_ready,
             reload=self.reload,
             reload_token=self._reload_token,
         )
-        self.server = DaemonServer(self.controls)
+        # Requests in progress get a tenth of the grace when the server stops (capped at 2 s).
+        self.server = DaemonServer(self.controls, shutdown_timeout=min(2.0, srv.grace / 10))
         self._current: tuple[RunReport, asyncio.Event] | None = None
         self._stopping = False
         self._shutdown: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[str | None]] = set()
+        self._reloads = 0  # reloads begun; a slow one never swaps over a later one
+        self._swapped = 0  # the number of the newest reload swapped in
         self.self_watch_window = SELF_WATCH_WINDOW
+
+    def _not_ready(self) -> str | None:
+        """Why /-/ready answers 503: stopping, not started, or no plan will ever run."""
+        if self._stopping:
+            return "the daemon is stopping"
+        if not self.scheduler.started:
+            return "the scheduler has not started"
+        if self.scheduler.running is None and not self.scheduler.scheduled():
+            return "no plan is scheduled (see the last config reload)"
+        return None
 
     def _reload_token(self) -> str | None:
         token = self.config.daemon.server.reload_token
@@ -196,6 +210,11 @@ class Daemon:
     async def run(self, on_listening: Callable[[str, int], None] = lambda _h, _p: None) -> int:
         """Serve and schedule until SIGTERM / SIGINT; returns the exit code (0)."""
         self._shutdown = asyncio.Event()
+        try:
+            self.scheduler.check(self.config.daemon.schedule)
+        except ScheduleError as err:
+            self.history.close()
+            raise DaemonError(f"config: {err}") from None
         aborted = self.records.recover()
         if aborted:
             log.warning("%d run(s) left running by a previous daemon marked aborted", aborted)
@@ -271,22 +290,79 @@ class Daemon:
         task.add_done_callback(self._tasks.discard)
 
     async def reload(self) -> str | None:
-        """Validate, then swap the config; None on success, else why the old one stays."""
+        """Validate everything the new config will do (its file, its SLO buckets, its plans on
+        a scratch scheduler), then swap; None on success, else the one-line reason the old
+        config and plans stay."""
+        self._reloads += 1
+        number = self._reloads
         try:
-            new = await asyncio.to_thread(self.source.load)
+            new = await self._read_config()
+            if new is None:
+                return "reload abandoned: the daemon is stopping"
+            self.scheduler.check(new.daemon.schedule)
             check_thresholds_are_buckets(self.metrics.buckets, phases.thresholds(new.slo))
-        except (ConfigError, ValueError) as err:
-            problem = mask(str(err))
-            if isinstance(err, ValueError) and not isinstance(err, ConfigError):
-                problem += " (new SLO thresholds need new histogram buckets: restart the daemon)"
-            self.metrics.config_loaded(False, at=self._clock())
-            log.error("config reload failed, keeping the old config: %s", problem)
-            return problem
-        self.config = new
-        self.scheduler.set_plans(new.daemon.schedule)
+            if number < self._swapped:
+                return "superseded by a later reload"
+            old, self.config = self.config, new
+            try:
+                self.scheduler.set_plans(new.daemon.schedule)  # builds every job before a change
+            except ScheduleError:
+                self.config = old
+                raise
+        except (ConfigError, ScheduleError) as err:
+            return self._reload_failed(mask(str(err)))
+        except ValueError as err:
+            return self._reload_failed(
+                f"{mask(str(err))} (new SLO thresholds need new histogram buckets: "
+                "restart the daemon)"
+            )
+        except Exception as err:  # a bug must not leave the daemon half-swapped or silent
+            return self._reload_failed(mask(f"{type(err).__name__}: {err}".splitlines()[0]))
+        self._swapped = number
         self.metrics.config_loaded(True, at=self._clock())
         log.info("config reloaded (%d plan(s))", len(new.daemon.schedule))
         return None
+
+    def _reload_failed(self, problem: str) -> str:
+        self.metrics.config_loaded(False, at=self._clock())
+        log.error("config reload failed, keeping the old config: %s", problem)
+        return problem
+
+    async def _read_config(self) -> Config | None:
+        """`source.load()` in a daemon thread, abandoned (never joined) when the daemon stops:
+        None then. A read that hangs (a FIFO, a stalled network mount) must not hold SIGTERM
+        past the grace, as a worker of asyncio's default executor would at exit."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Config] = loop.create_future()
+
+        def deliver(ok: bool, value: object) -> None:
+            if not done.done():  # cancelled when abandoned
+                if ok:
+                    done.set_result(value)  # type: ignore[arg-type]
+                else:
+                    done.set_exception(value)  # type: ignore[arg-type]
+
+        def work() -> None:
+            try:
+                outcome: tuple[bool, object] = (True, self.source.load())
+            except Exception as exc:
+                outcome = (False, exc)
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+                loop.call_soon_threadsafe(deliver, *outcome)
+
+        threading.Thread(target=work, name="soak-reload", daemon=True).start()
+        if self._shutdown is None:  # not serving (tests): nothing to abandon it for
+            return await done
+        stopping = asyncio.ensure_future(self._shutdown.wait())
+        try:
+            await asyncio.wait({done, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not done.done():
+            done.cancel()
+            log.warning("config reload abandoned: the daemon is stopping")
+            return None
+        return done.result()
 
     async def _execute(self, plan: PlanConfig) -> str:
         """One scheduled run of `plan` with the config of the moment; returns its status."""

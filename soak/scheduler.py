@@ -18,8 +18,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.events import (
     EVENT_JOB_ERROR,
@@ -85,12 +86,28 @@ def build_trigger(plan: PlanConfig, now: datetime) -> BaseTrigger:
     )
 
 
+class ScheduleError(ValueError):
+    """A plan the scheduler cannot hold (its trigger's date arithmetic overflows): one line
+    naming the plan's key, e.g. `schedule[0].interval`."""
+
+
 def first_fire(
     plan: PlanConfig, trigger: BaseTrigger, now: datetime, *, new: bool = True
 ) -> datetime | None:
     """When the plan first runs: `now` for a `new` plan with run_on_start, else its trigger's
     next time."""
     return now if plan.run_on_start and new else trigger.get_next_fire_time(None, now)
+
+
+@contextlib.contextmanager
+def _naming(index: int, plan: PlanConfig, key: str) -> Iterator[None]:
+    """Date arithmetic that overflows inside becomes a ScheduleError naming `key`."""
+    try:
+        yield
+    except (OverflowError, ValueError) as err:
+        raise ScheduleError(
+            f"schedule[{index}].{key}: plan '{plan.name}' cannot be scheduled: {err}"
+        ) from None
 
 
 class PlanScheduler:
@@ -127,35 +144,68 @@ class PlanScheduler:
         self._sched.start(paused=paused)
         self.set_plans(plans)
 
+    def check(self, plans: Iterable[PlanConfig]) -> None:
+        """Build every plan's job on a scratch scheduler, touching nothing here: ScheduleError
+        for a plan this scheduler could not hold (a reload validates before it swaps)."""
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        scratch = AsyncIOScheduler(timezone=UTC)  # never started: add_job only validates
+        for index, plan in enumerate(plans):
+            scratch.add_job(**self._job(index, plan, now, new=plan.name not in self._plans))
+
     def set_plans(self, plans: Iterable[PlanConfig]) -> None:
         """Replace the schedule (config reload); a run in progress goes on to its end.
 
         An unchanged plan keeps its next fire time; a new or changed one is scheduled from
-        now, and only a new one honours `run_on_start` (a reload is not a start)."""
+        now, and only a new one honours `run_on_start` (a reload is not a start). Every job
+        is built before anything changes: on ScheduleError the old plans stay scheduled."""
         now = datetime.fromtimestamp(self._clock(), UTC)
-        old, new = self._plans, {plan.name: plan for plan in plans}
+        listed = list(plans)
+        old, new = self._plans, {plan.name: plan for plan in listed}
+        jobs = [
+            self._job(index, plan, now, new=plan.name not in old)
+            for index, plan in enumerate(listed)
+            if old.get(plan.name) != plan
+        ]
         for name in set(old) - set(new):
             self._sched.remove_job(name)
             self._metrics.forget_plan(name)
         self._plans = new
-        for plan in new.values():
-            if old.get(plan.name) == plan:
-                continue
+        for job in jobs:
+            self._sched.add_job(**job)
+            self._metrics.init_plan(job["id"])
+            self._refresh(job["id"])
+
+    def _job(self, index: int, plan: PlanConfig, now: datetime, *, new: bool) -> dict[str, Any]:
+        """`add_job` arguments for `plan` (the `index`-th of the schedule). The trigger's date
+        arithmetic is tried up to the run after the first, delayed by the whole jitter and
+        misfire grace, so a plan that fits now also fits when it fires."""
+        with _naming(index, plan, "jitter"):  # applied inside the trigger: try it alone first
+            now + timedelta(seconds=plan.jitter)
+        with _naming(index, plan, "cron" if plan.cron is not None else "interval"):
             trigger = build_trigger(plan, now)
-            self._sched.add_job(
-                self._fire,
-                trigger,
-                args=(plan.name,),
-                id=plan.name,
-                name=f"plan {plan.name}",
-                replace_existing=True,
-                coalesce=plan.coalesce,
-                misfire_grace_time=max(1, round(plan.misfire_grace_time)),
-                max_instances=1,
-                next_run_time=first_fire(plan, trigger, now, new=plan.name not in old),
-            )
-            self._metrics.init_plan(plan.name)
-            self._refresh(plan.name)
+            first = first_fire(plan, trigger, now, new=new)
+            later = None if first is None else trigger.get_next_fire_time(first, first)
+        fires = [when for when in (first, later) if when is not None]
+        with _naming(index, plan, "jitter"):
+            fires = [when + timedelta(seconds=plan.jitter) for when in fires]
+        with _naming(index, plan, "misfire_grace_time"):
+            _ = [when + timedelta(seconds=plan.misfire_grace_time) for when in fires]
+        return {
+            "func": self._fire,
+            "trigger": trigger,
+            "args": (plan.name,),
+            "id": plan.name,
+            "name": f"plan {plan.name}",
+            "replace_existing": True,
+            "coalesce": plan.coalesce,
+            "misfire_grace_time": max(1, round(plan.misfire_grace_time)),
+            "max_instances": 1,
+            "next_run_time": first,
+        }
+
+    def scheduled(self) -> int:
+        """How many plans have a next fire time (0: the daemon would never run anything)."""
+        return sum(when is not None for when in self.next_run_times().values())
 
     def next_run_times(self) -> dict[str, float | None]:
         """Plan → Unix time it is next due (None: no further run)."""

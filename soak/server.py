@@ -4,7 +4,7 @@
 |---|---|
 | `GET /metrics` | the daemon's registry (soak_*, process_*, python_gc_*), Prometheus text |
 | `GET /-/healthy` | 200 while the process serves |
-| `GET /-/ready` | 200 once the config is loaded and the scheduler started, else 503 |
+| `GET /-/ready` | 200 while a plan is scheduled, else 503 + one line saying why |
 | `POST /-/reload` | re-read the config: 200 swapped; 500 + one-line reason, old one kept |
 | `GET /runs?limit=N` | `{"runs": [...]}` newest first, without reports |
 | `GET /runs/{id}` | one run with its report JSON, 404 when unknown |
@@ -39,7 +39,8 @@ class Controls:
 
     registry: CollectorRegistry
     history: RunHistory
-    ready: Callable[[], bool]
+    not_ready: Callable[[], str | None]
+    """Why the daemon is not ready (no plan scheduled, stopping), or None when it is."""
     reload: Callable[[], Awaitable[str | None]]
     """Re-read and swap the config: None on success, else the one-line reason it was kept."""
     reload_token: Callable[[], str | None]
@@ -66,9 +67,10 @@ async def healthy(_request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    if request.app[CONTROLS].ready():
+    why = request.app[CONTROLS].not_ready()
+    if why is None:
         return web.Response(text="Ready.\n")
-    return web.Response(text="Not ready.\n", status=503)
+    return web.Response(text=f"Not ready: {why}\n", status=503)
 
 
 async def reload(request: web.Request) -> web.Response:
@@ -119,10 +121,15 @@ def make_app(controls: Controls) -> web.Application:
 
 
 class DaemonServer:
-    """`make_app` served on host:port (port 0: a free one) until `stop()`."""
+    """`make_app` served on host:port (port 0: a free one) until `stop()`.
 
-    def __init__(self, controls: Controls) -> None:
-        self.runner = web.AppRunner(make_app(controls), access_log=None)
+    `stop()` waits at most `shutdown_timeout` for requests in progress (aiohttp's default is a
+    minute), so it fits in the daemon's SIGTERM grace."""
+
+    def __init__(self, controls: Controls, *, shutdown_timeout: float = 2.0) -> None:
+        self.runner = web.AppRunner(
+            make_app(controls), access_log=None, shutdown_timeout=shutdown_timeout
+        )
         self.port = 0
 
     async def start(self, host: str, port: int) -> int:

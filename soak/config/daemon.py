@@ -24,6 +24,12 @@ _PLAN_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _PLAN_HINT = "lowercase letters, digits, '_', '-'; at most 32 characters"
 _LISTEN = re.compile(r"(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):(?P<port>\d{1,5})")
 DEFAULT_LISTEN = "127.0.0.1:9105"
+MAX_INTERVAL_S = 366 * 86400.0
+"""Longest plan interval (and misfire grace): a year and a day, far inside what the scheduler's
+date arithmetic holds (an interval of 99999999h overflowed it on reload)."""
+MAX_JITTER_S = 86400.0
+MAX_GRACE_S = 3600.0
+MAX_KEEP_RUNS = 1_000_000
 DEFAULT_DATA_DIR = "soak-data"
 
 
@@ -132,7 +138,11 @@ def _plan(root: Section, index: int, item: Any, phase_names: Sequence[str]) -> P
     cron = s.string("cron", None)
     if cron is not None and (problem := cron_problem(cron)):
         s.fail("cron", f"invalid cron expression {cron!r}: {problem}", "five fields, in UTC")
-    interval = s.duration("interval", None, positive=True) if s.has("interval") else None
+    interval = (
+        s.duration("interval", None, positive=True, at_most=MAX_INTERVAL_S)
+        if s.has("interval")
+        else None
+    )
     phases = s.data.get("phases")
     if not isinstance(phases, list) or not phases or not all(isinstance(p, str) for p in phases):
         s.wrong_type("phases", "a non-empty list of phase names", phases)
@@ -146,10 +156,12 @@ def _plan(root: Section, index: int, item: Any, phase_names: Sequence[str]) -> P
         phases=tuple(phases),
         cron=cron,
         interval=interval,
-        jitter=s.duration("jitter", 0.0),
+        jitter=s.duration("jitter", 0.0, at_most=MAX_JITTER_S),
         run_on_start=s.boolean("run_on_start", False),
         coalesce=s.boolean("coalesce", True),
-        misfire_grace_time=s.duration("misfire_grace_time", 300.0, positive=True),
+        misfire_grace_time=s.duration(
+            "misfire_grace_time", 300.0, positive=True, at_most=MAX_INTERVAL_S
+        ),
     )
 
 
@@ -170,8 +182,8 @@ def _server(s: Section, env: Mapping[str, str], base_dir: Path) -> ServerConfig:
         reload_token_env=token_env,
         reload_token=token,
         data_dir=data_dir if data_dir.is_absolute() else base_dir / data_dir,
-        keep_runs=s.integer("keep_runs", 500, minimum=1),
-        grace=s.duration("grace", 30.0, positive=True),
+        keep_runs=s.integer("keep_runs", 500, minimum=1, maximum=MAX_KEEP_RUNS),
+        grace=s.duration("grace", 30.0, positive=True, at_most=MAX_GRACE_S),
     )
 
 
