@@ -125,7 +125,7 @@ def _rows(slo: Mapping[str, Any]) -> list[tuple[str, list[tuple[int, int, Any]]]
                  "{{phase}} target")), "reqps")),
             (6, 8, _series("Error ratio (burn-rate windows)", _targets(
                 *((f"target:soak_request_errors:ratio_rate{w}{{{TSEL}}}", f"{{{{target}}}} {w}")
-                  for w in ("5m", "1h", "6h"))), "percentunit")),
+                  for w in ("1h", "6h", "1d"))), "percentunit")),
         ]),
         ("Failover and breakers", [
             (12, 8, g.StateTimeline(title="Breaker state per provider: observed vs reported",

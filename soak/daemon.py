@@ -34,6 +34,7 @@ from soak.metric_catalogue import buckets_for_slo, check_thresholds_are_buckets
 from soak.metrics import SoakMetrics, new_registry
 from soak.once import new_run
 from soak.phases import load_config
+from soak.phases.spec import split_round
 from soak.procwatch import Sample
 from soak.reports import render_json
 from soak.reports.progress import Progress
@@ -96,7 +97,8 @@ class _PhaseMetrics:
     def __init__(self, metrics: SoakMetrics, target: str) -> None:
         self.metrics, self.target, self.phase = metrics, target, ""
 
-    def observe(self, result: Result, phase: str) -> None:
+    def observe(self, result: Result, name: str) -> None:
+        phase, _round = split_round(name)  # series are per phase; rounds add up in them
         if phase != self.phase:
             self.end()
             spec = _spec(phase)
@@ -112,7 +114,7 @@ class _PhaseMetrics:
 
     def phase_done(self, report: PhaseReport) -> None:
         phases.record(report, self.metrics, target=self.target, finished_at=time.time())
-        if report.name == self.phase:
+        if report.kind == self.phase:  # the next round observes as a new start
             self.phase = ""
 
     def end(self) -> None:

@@ -35,7 +35,10 @@ class MetricSpec:
 
 
 # fmt: off
-TP, TPQ = ("target", "phase"), ("target", "phase", "statistic")
+TP = ("target", "phase")
+TPR, TPRQ = ("target", "phase", "round"), ("target", "phase", "round", "statistic")
+"""Last-run gauges carry `round` (a phase run in rounds, e.g. stress: "1", "2"; "" — no label
+in PromQL — for a phase of one run): one dimension per label, `phase` is the name only."""
 TPS = ("target", "provider", "source")
 C, G, H = "counter", "gauge", "histogram"
 REQUEST_DURATION = MetricSpec("soak_request_duration_seconds", H, TP,
@@ -63,27 +66,27 @@ TOKENS = MetricSpec("soak_output_tokens_total", C, TP,
     "Completion tokens received.")
 PHASE_RUNNING = MetricSpec("soak_phase_running", G, TP,
     "1 while the phase runs, else 0.")
-LAST_RUN = MetricSpec("soak_phase_last_run_timestamp_seconds", G, TP,
+LAST_RUN = MetricSpec("soak_phase_last_run_timestamp_seconds", G, TPR,
     "Unix time the phase's last run finished.")
-LAST_DURATION = MetricSpec("soak_phase_last_duration_seconds", G, TP,
+LAST_DURATION = MetricSpec("soak_phase_last_duration_seconds", G, TPR,
     "Wall-clock duration of the phase's last run.")
-LAST_VERDICT = MetricSpec("soak_phase_last_verdict", G, TP,
+LAST_VERDICT = MetricSpec("soak_phase_last_verdict", G, TPR,
     "Verdict of the last run: 1 passed (or baseline), 0 failed, -1 error.")
-LAST_SUCCESS = MetricSpec("soak_phase_last_success_ratio", G, TP,
+LAST_SUCCESS = MetricSpec("soak_phase_last_success_ratio", G, TPR,
     "Success ratio of the last run (per replica; use counters to aggregate).")
-LAST_THROUGHPUT = MetricSpec("soak_phase_last_throughput_requests_per_second", G, TP,
+LAST_THROUGHPUT = MetricSpec("soak_phase_last_throughput_requests_per_second", G, TPR,
     "Completed requests per second in the last run (additive across replicas).")
-LAST_TARGET_RATE = MetricSpec("soak_phase_last_target_requests_per_second", G, TP,
+LAST_TARGET_RATE = MetricSpec("soak_phase_last_target_requests_per_second", G, TPR,
     "Intended arrival rate of the last run (additive across replicas).")
-LAST_LATENCY = MetricSpec("soak_phase_last_latency_seconds", G, TPQ,
+LAST_LATENCY = MetricSpec("soak_phase_last_latency_seconds", G, TPRQ,
     "Exact latency statistics of the last run (per-run summary: never average replicas).")
-LAST_OVERHEAD = MetricSpec("soak_phase_last_overhead_seconds", G, TPQ,
+LAST_OVERHEAD = MetricSpec("soak_phase_last_overhead_seconds", G, TPRQ,
     "Exact per-request overhead statistics of the last run (per-run: never average replicas).")
-LAST_OVERHEAD_DIFF = MetricSpec("soak_phase_last_overhead_percentile_diff_seconds", G, TPQ,
+LAST_OVERHEAD_DIFF = MetricSpec("soak_phase_last_overhead_percentile_diff_seconds", G, TPRQ,
     "The seeds' overhead: percentile(through gateway) - percentile(direct calibration), last run.")
-LAST_ADDED_TTFT = MetricSpec("soak_phase_last_gateway_added_ttft_seconds", G, TPQ,
+LAST_ADDED_TTFT = MetricSpec("soak_phase_last_gateway_added_ttft_seconds", G, TPRQ,
     "Streams: client TTFT minus the mock's own time to its first chunk, last run (exact).")
-LAST_MEMORY_GROWTH = MetricSpec("soak_phase_last_gateway_memory_growth_ratio", G, TP,
+LAST_MEMORY_GROWTH = MetricSpec("soak_phase_last_gateway_memory_growth_ratio", G, TPR,
     "Gateway RSS growth over the last run: final / initial - 1.")
 BREAKER_STATE = MetricSpec("soak_breaker_state", G, TPS,
     "Breaker state: 0 closed, 1 half-open, 2 open; source observed (black-box) or reported.")
@@ -105,7 +108,7 @@ GEN_CPU = MetricSpec("soak_generator_cpu_ratio", G, (),
     "The tester's own CPU use, 1.0 = one core.")
 GEN_DROPS = MetricSpec("soak_generator_dropped_requests_total", C, TP,
     "Requests never sent because the in-flight cap was reached.")
-GEN_TRUSTED = MetricSpec("soak_generator_trusted", G, TP,
+GEN_TRUSTED = MetricSpec("soak_generator_trusted", G, TPR,
     "1 when the generator kept up in the phase's last run, 0 when its own limits skewed it.")
 SCHED_MISSED = MetricSpec("soak_scheduler_missed_runs_total", C, ("plan",),
     "Scheduled runs missed (misfire grace exceeded).")
@@ -126,7 +129,7 @@ HISTORY_WRITE_ERRORS = MetricSpec("soak_history_write_errors_total", C, ("reason
     "are still measured and kept in memory until a write succeeds).")
 BUILD_INFO = MetricSpec("soak_build_info", G, ("version", "python"),
     "Always 1; labels say which llm-soak runs.")
-del C, G, H, TPQ, TPS
+del C, G, H, TPR, TPRQ, TPS
 CATALOGUE: tuple[MetricSpec, ...] = tuple(
     v for v in tuple(globals().values()) if isinstance(v, MetricSpec)
 )

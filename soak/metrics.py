@@ -135,6 +135,12 @@ def _label(kind: str, value: str) -> str:
     return value
 
 
+def _round(report: PhaseReport) -> str:
+    """The `round` label of a report: its round number for a phase run in rounds, else ""."""
+    number = report.params.get("round")
+    return "" if number is None else str(number)
+
+
 class _Bound:
     """The label children of one (target, phase): looked up once, reused per request."""
 
@@ -247,10 +253,12 @@ class SoakMetrics:
         """
         if report.status is Status.SKIPPED:
             return
-        self.bind(target=target, phase=report.name)
-        labels = (target, report.name)
+        phase = report.kind  # the registered phase; a round is its own label
+        self.bind(target=target, phase=phase)
+        self[PHASE_RUNNING].labels(target, phase).set(0)
+        self[GEN_DROPS].labels(target, phase).inc(report.drops)
+        labels = (target, phase, _round(report))
         for spec, value in (
-            (PHASE_RUNNING, 0),
             (LAST_RUN, finished_at),
             (LAST_DURATION, report.duration_s),
             (LAST_VERDICT, VERDICTS[report.status]),
@@ -259,7 +267,6 @@ class SoakMetrics:
             (LAST_TARGET_RATE, report.target_rate),
         ):
             self[spec].labels(*labels).set(value)
-        self[GEN_DROPS].labels(*labels).inc(report.drops)
         dist = report.distributions
         self._summary(LAST_LATENCY, labels, report.latency)
         self._summary(LAST_OVERHEAD, labels, dist.get("overhead_per_request"))
@@ -283,7 +290,7 @@ class SoakMetrics:
             self[STREAM_INTEGRITY].labels(target, phase, _label("class", cls)).inc(count)
 
     def _summary(
-        self, spec: MetricSpec, labels: tuple[str, str], summary: LatencySummary | None
+        self, spec: MetricSpec, labels: tuple[str, str, str], summary: LatencySummary | None
     ) -> None:
         if summary is None or not summary.count:
             return

@@ -33,8 +33,18 @@ DEFAULT_PHASE_INTERVALS: dict[str, float] = {
 """Schedule interval (seconds) per phase, used for the committed rule files."""
 
 DEFAULT_RUNBOOK_BASE = "https://github.com/llm-soak/llm-soak/blob/main/docs/alerts.md"
-BURN_WINDOWS = (("FastBurn", "1h", "5m", 14.4, "2m"), ("SlowBurn", "6h", "30m", 6.0, "15m"))
-"""Multi-window multi-burn-rate pairs (SRE workbook): name, long, short window, factor, for."""
+BURN_WINDOWS = (
+    ("FastBurn", "1h", "5m", 14.4, "2m", True),
+    ("SlowBurn", "6h", "30m", 6.0, "15m", True),
+    ("TicketBurn", "1d", "2h", 3.0, "1h", False),
+    ("TicketBurn", "3d", "6h", 1.0, "1h", False),
+)
+"""Multi-window multi-burn-rate pairs (SRE workbook): name, long and short window, burn factor,
+for, and whether it may page (the page pairs spend 2% and 5% of a 30-day budget in 1 h and 6 h;
+the ticket pairs 10% in 1 d and 3 d). Windows widen to the schedule (`burn_windows`)."""
+BURN_MARGIN = 300.0
+"""Seconds a short window reaches past the gap between scheduled runs: the run itself and the
+scrape that sees it."""
 SCHEDULE = "phase:soak_schedule_interval_seconds:config"
 
 
@@ -47,7 +57,9 @@ def _phase_alerts(r: RuleWriter, slo: SloConfig, phases: Mapping[str, float]) ->
                     window=duration(phases[spec.name] + 300), tiers=slo.tiers)  # fmt: skip
 
 
-def _target_alerts(r: RuleWriter, slo: SloConfig, opts: AlertOptions) -> None:
+def _target_alerts(
+    r: RuleWriter, slo: SloConfig, phases: Mapping[str, float], opts: AlertOptions
+) -> None:
     tiers, rss, w = slo.tiers, "soak_gateway_resident_memory_bytes", opts.memory_window
     for level, severity in LEVELS:
         growth = tiers.get("memory_growth")
@@ -61,10 +73,10 @@ def _target_alerts(r: RuleWriter, slo: SloConfig, opts: AlertOptions) -> None:
                     f"{w} low and still rising ({level} tier: {_pct(limit)}).",
                     tier=level)  # fmt: skip
     success = tiers["success_ratio"]
-    for name, long, short, factor, for_ in BURN_WINDOWS:
-        budget = 1 - success.target
+    budget = 1 - success.target
+    for name, long, short, factor, for_, pages in burn_windows(phases):
         limit = num(round(factor * budget, 9))
-        page = factor * budget >= 1 - success.acceptable
+        page = pages and factor * budget >= 1 - success.acceptable
         r.alert(f"SoakErrorBudget{name}",
                 f"target:soak_request_errors:ratio_rate{long} > {limit}\nand on (target)\n"
                 f"target:soak_request_errors:ratio_rate{short} > {limit}\nand on (target)\n"
@@ -74,6 +86,26 @@ def _target_alerts(r: RuleWriter, slo: SloConfig, opts: AlertOptions) -> None:
                 f"{{{{ $value | humanizePercentage }}}} of requests failed over the last {long} "
                 f"(and the last {short}): {factor:g}x the error budget of the "
                 f"{_pct(success.target)} success objective.", window=long)  # fmt: skip
+
+
+def burn_windows(phases: Mapping[str, float]) -> list[tuple[str, str, str, float, str, bool]]:
+    """`BURN_WINDOWS` fitted to intermittent scheduled traffic: a short window shorter than the
+    gap between runs is empty between them, so a steady fault would fire and resolve with every
+    run. Each short window covers the shortest interval among the scheduled phases that count
+    against the budget, plus `BURN_MARGIN`; a long window is never shorter than its short one."""
+    counted = [s for p, s in phases.items() if p in _budget_phases()]
+    gap = min(counted) + BURN_MARGIN if counted else 0.0
+    out = []
+    for name, long, short, factor, for_, pages in BURN_WINDOWS:
+        short_s = max(seconds(short), gap)
+        long_s = max(seconds(long), short_s)
+        out.append((name, duration(long_s), duration(short_s), factor, for_, pages))
+    return out
+
+
+def _budget_phases() -> set[str]:
+    """Phases whose request errors spend the budget (`PhaseSpec.in_error_budget`)."""
+    return {s.name for s in registry.registry() if s.in_error_budget}
 
 
 def _operational_alerts(r: RuleWriter, opts: AlertOptions) -> None:
@@ -156,10 +188,12 @@ def _recording(phases: Mapping[str, float], opts: AlertOptions) -> list[dict[str
         rules.append({"record": f"target_phase_le:{name}:rate5m", "expr": expr})
     expr = "sum by (target, phase, outcome) (rate(soak_requests_total[5m]))"
     rules.append({"record": "target_phase_outcome:soak_requests:rate5m", "expr": expr})
-    excluded = [s.name for s in registry.registry() if not s.in_error_budget]
+    excluded = sorted(set(registry.names()) - _budget_phases())
     sel = f'phase!~"{"|".join(excluded)}"' if excluded else ""
     errors_sel = f'{sel}, outcome!="ok"' if sel else 'outcome!="ok"'
-    for w in sorted({w for _, long, short, _, _ in BURN_WINDOWS for w in (long, short)}):
+    windows = {w for _, long, short, *_ in burn_windows(phases) for w in (long, short)}
+    windows |= {long for _, long, *_ in BURN_WINDOWS}  # the dashboard's, whatever the schedule
+    for w in sorted(windows, key=seconds):
         total = agg("rate", "soak_requests_total", sel, w, by="target")
         errors = agg("rate", "soak_requests_total", errors_sel, w, by="target")
         rules.append({"record": f"target:soak_requests:rate{w}", "expr": total})
@@ -194,7 +228,7 @@ def build_rules(
         raise ValueError(f"phases.{unknown[0]}: unknown phase (use {', '.join(registry.names())})")
     slo_rules, ops_rules = RuleWriter(runbook_base, opts), RuleWriter(runbook_base, opts)
     _phase_alerts(slo_rules, slo, phases)
-    _target_alerts(slo_rules, slo, opts)
+    _target_alerts(slo_rules, slo, phases, opts)
     _operational_alerts(ops_rules, opts)
     return {"groups": [
         {"name": "soak.recording", "rules": _recording(phases, opts)},

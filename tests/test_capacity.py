@@ -207,6 +207,6 @@ def test_knee_is_exported_per_gateway(registry) -> None:
         search.record(judge(_step(rate), search.good, SLO_))
     report = capacity_report(search, {}, SLO_, started_at=0.0, elapsed=1.0)
     SoakMetrics(registry).record_phase(report, target="portkey", finished_at=1.0)
-    labels = {"target": "portkey", "phase": "capacity"}
+    labels = {"target": "portkey", "phase": "capacity", "round": ""}
     value = registry.get_sample_value("soak_phase_last_target_requests_per_second", labels)
     assert value == 20.0 and report.details["stopped_by"] == MAX_RATE

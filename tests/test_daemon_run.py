@@ -57,7 +57,7 @@ async def test_a_scheduled_run_lands_in_metrics_and_history(tmp_path: Path) -> N
         assert reg.get_sample_value("soak_requests_total", {**labels, "outcome": "ok"}) == 5
         assert reg.get_sample_value("soak_request_duration_seconds_count", labels) == 5
         assert reg.get_sample_value("soak_phase_running", labels) == 0
-        assert reg.get_sample_value("soak_phase_last_verdict", labels) == 1
+        assert reg.get_sample_value("soak_phase_last_verdict", {**labels, "round": ""}) == 1
         assert reg.get_sample_value("process_resident_memory_bytes") > 0
         daemon.request_stop()
         assert await asyncio.wait_for(task, 10) == 0
@@ -164,4 +164,4 @@ def test_phase_reports_feed_breaker_failover_and_gateway_metrics(registry) -> No
     assert get("soak_failover_seconds_count", phase="failover") == 3
     assert get("soak_failover_seconds_bucket", phase="failover", le="0.25") == 1
     assert get("soak_failover_seconds_sum", phase="failover") == pytest.approx(1.82)
-    assert get("soak_phase_last_verdict", phase="breaker") == 1
+    assert get("soak_phase_last_verdict", phase="breaker", round="") == 1

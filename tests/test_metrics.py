@@ -35,7 +35,8 @@ from soak.summary import (
     Status,
 )
 
-ALLOWED_LABELS = {"target", "phase", "outcome", "provider", "source", "plan", "statistic", "le"}
+ALLOWED_LABELS = {"target", "phase", "round", "outcome", "provider", "source", "plan", "statistic",
+                  "le"}  # fmt: skip
 ALLOWED_LABELS |= {"version", "python"}  # soak_build_info only
 
 
@@ -128,6 +129,8 @@ def test_record_phase_sets_last_run_gauges(registry: CollectorRegistry) -> None:
     m.record_phase(report, target="gw", finished_at=1_700_000_000.0)
     get = registry.get_sample_value
     assert get("soak_phase_running", running) == 0
+    assert get("soak_generator_dropped_requests_total", running) == 3
+    running = {**running, "round": ""}  # last-run gauges: a phase of one run has no round
     assert get("soak_phase_last_run_timestamp_seconds", running) == 1_700_000_000.0
     assert get("soak_phase_last_duration_seconds", running) == 120.5
     assert get("soak_phase_last_verdict", running) == 0
@@ -143,7 +146,6 @@ def test_record_phase_sets_last_run_gauges(registry: CollectorRegistry) -> None:
     assert get("soak_phase_last_overhead_percentile_diff_seconds", q50) == 0.003
     assert get("soak_phase_last_gateway_memory_growth_ratio", running) == pytest.approx(0.25)
     assert get("soak_generator_trusted", running) == 0
-    assert get("soak_generator_dropped_requests_total", running) == 3
 
 
 @pytest.mark.parametrize(
@@ -154,7 +156,7 @@ def test_verdict_encoding(registry: CollectorRegistry, status: Status, verdict: 
     m = SoakMetrics(registry)
     m.record_phase(PhaseReport(name="stress", kind="stress", status=status), target="gw",
                    finished_at=5.0)  # fmt: skip
-    labels = {"target": "gw", "phase": "stress"}
+    labels = {"target": "gw", "phase": "stress", "round": ""}
     assert registry.get_sample_value("soak_phase_last_verdict", labels) == verdict
 
 
@@ -164,8 +166,27 @@ def test_skipped_phase_leaves_gauges_alone(registry: CollectorRegistry) -> None:
                    finished_at=5.0)  # fmt: skip
     m.record_phase(PhaseReport(name="memory", kind="memory", status=Status.SKIPPED), target="gw",
                    finished_at=9.0)  # fmt: skip
-    labels = {"target": "gw", "phase": "memory"}
+    labels = {"target": "gw", "phase": "memory", "round": ""}
     assert registry.get_sample_value("soak_phase_last_run_timestamp_seconds", labels) == 5.0
+
+
+def test_a_round_is_its_own_label_and_the_phase_keeps_its_name(
+    registry: CollectorRegistry,
+) -> None:
+    """Stress rounds are phase="stress", round="1"/"2" (never phase="stress-1"), so rules and
+    dashboards select the phase by its name; a failed round 1 is not hidden by round 2."""
+    m = SoakMetrics(registry)
+    for number, status in ((1, Status.FAILED), (2, Status.PASSED)):
+        report = PhaseReport(name=f"stress-{number}", kind="stress", status=status,
+                             params={"round": number}, drops=1)  # fmt: skip
+        m.record_phase(report, target="gw", finished_at=float(number))
+    get = registry.get_sample_value
+    stress = {"target": "gw", "phase": "stress"}
+    assert get("soak_phase_last_verdict", {**stress, "round": "1"}) == 0
+    assert get("soak_phase_last_verdict", {**stress, "round": "2"}) == 1
+    assert get("soak_generator_dropped_requests_total", stress) == 2
+    phases_seen = {s.labels.get("phase") for f in registry.collect() for s in f.samples}
+    assert "stress-1" not in phases_seen and "stress" in phases_seen
 
 
 def test_breaker_state_counts_transitions_per_source(registry: CollectorRegistry) -> None:

@@ -177,5 +177,6 @@ async def test_the_daemon_runs_it_and_exports_it(tmp_path: Path, ping: PhaseSpec
     }
     labels = (("phase", "ping"), ("target", "direct"))
     assert samples[("soak_requests_total", (("outcome", "ok"), *labels))] == 5
-    assert samples[("soak_phase_last_verdict", labels)] == 1
+    last = (("phase", "ping"), ("round", ""), ("target", "direct"))  # one run: round ""
+    assert samples[("soak_phase_last_verdict", last)] == 1
     assert samples[("soak_request_duration_seconds_count", labels)] == 5

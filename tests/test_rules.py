@@ -105,14 +105,30 @@ def test_ratio_and_latency_alerts_are_traffic_gated(default_rules: dict) -> None
 
 
 def test_burn_rate_windows_and_factors(default_rules: dict) -> None:
-    fast, slow = (r for r in alerts(default_rules) if r["alert"].startswith("SoakErrorBudget"))
-    assert "ratio_rate1h > 0.144" in fast["expr"] and "ratio_rate5m > 0.144" in fast["expr"]
+    burns = [r for r in alerts(default_rules) if r["alert"].startswith("SoakErrorBudget")]
+    fast, slow, day, days = burns
+    # runs every 15 min (DEFAULT_PHASE_INTERVALS): the 5m short window widens to 15m + 5m
+    assert "ratio_rate1h > 0.144" in fast["expr"] and "ratio_rate20m > 0.144" in fast["expr"]
     assert "ratio_rate6h > 0.06" in slow["expr"] and "ratio_rate30m > 0.06" in slow["expr"]
+    assert "ratio_rate1d > 0.03" in day["expr"] and "ratio_rate2h > 0.03" in day["expr"]
+    assert "ratio_rate3d > 0.01" in days["expr"] and "ratio_rate6h > 0.01" in days["expr"]
+    assert {r["alert"] for r in (day, days)} == {"SoakErrorBudgetTicketBurn"}
+    assert {r["labels"]["severity"] for r in (day, days)} == {"warning"}  # tickets never page
     assert "target:soak_requests:rate1h * 3600 >= 100" in fast["expr"]
     recorded = {r.get("record") for g in default_rules["groups"] for r in g["rules"]}
-    assert {f"target:soak_request_errors:ratio_rate{w}" for w in ("5m", "30m", "1h", "6h")} <= (
-        recorded
-    )
+    windows = ("20m", "30m", "1h", "2h", "6h", "1d", "3d")
+    assert {f"target:soak_request_errors:ratio_rate{w}" for w in windows} <= recorded
+
+
+def test_burn_windows_cover_the_gap_between_scheduled_runs() -> None:
+    """An hourly-only schedule: every short window reaches past the hour (65m), so a steady
+    fault is seen by every evaluation; the long windows never get shorter than the short."""
+    rules = build_rules(DEFAULT_SLO, phases={"readiness": 3600, "stress": 600})
+    fast, slow, day, _ = (r for r in alerts(rules) if r["alert"].startswith("SoakErrorBudget"))
+    assert "ratio_rate65m > 0.144" in fast["expr"] and "ratio_rate65m > 0.06" in slow["expr"]
+    assert "ratio_rate1h > 0.144" not in fast["expr"]  # long widened to the short: 65m
+    assert "ratio_rate2h > 0.03" in day["expr"]  # already past the gap
+    # stress (every 10 min) spends no budget: it does not narrow the window
 
 
 def test_staleness_and_daemon_down_are_different_alerts(default_rules: dict) -> None:

@@ -77,7 +77,7 @@ def record_failover(report: PhaseReport, metrics: Any, target: str) -> None:
     if report.status is Status.SKIPPED:
         return
     for seconds in report.details.get("times") or ():
-        metrics.observe_failover(float(seconds), target=target, phase=report.name)
+        metrics.observe_failover(float(seconds), target=target, phase=report.kind)
 
 
 def failover_alerts(

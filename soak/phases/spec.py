@@ -58,3 +58,17 @@ class PhaseSpec:
     markdown: Callable[[Sequence[PhaseReport]], list[str]] | None = None
     """Its own section of report.md, given its reports of the run."""
 
+
+
+def round_name(phase: str, number: int) -> str:
+    """The report name of round `number` of a phase run in rounds (`stress-2`)."""
+    return f"{phase}-{number}"
+
+
+def split_round(name: str) -> tuple[str, str]:
+    """(phase, round) of a report name: `stress-2` → ("stress", "2"), `overhead` →
+    ("overhead", ""). Metric labels keep one dimension each: the round is its own label."""
+    phase, dash, number = name.rpartition("-")
+    if dash and phase and number.isdigit():
+        return phase, number
+    return name, ""

@@ -286,7 +286,7 @@ def flat_checks(flat: dict[str, Any], slo: StreamingSlo) -> list[Check]:
 def record_streaming(report: PhaseReport, metrics: Any, target: str) -> None:
     """The run's streams by integrity class into `soak_stream_integrity_total`."""
     integrity = (report.details.get("streaming") or {}).get("integrity") or {}
-    metrics.count_stream_integrity(integrity, target=target, phase=report.name)
+    metrics.count_stream_integrity(integrity, target=target, phase=report.kind)
 
 
 PHASE = PhaseSpec(

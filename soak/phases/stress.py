@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from soak.alerting import TARGET, RuleWriter, pct
 from soak.config.fields import Section
 from soak.phases.base import PhaseContext, measure, rate_shape, set_mock_latency
-from soak.phases.spec import PhaseSpec
+from soak.phases.spec import PhaseSpec, round_name
 from soak.promql import agg, gated, num, ratio
 from soak.summary import PhaseReport, Status
 from soak.verdicts import at_least, settle
@@ -83,7 +83,7 @@ async def run_stress(ctx: PhaseContext) -> list[PhaseReport]:
         if round_no > 1 and phase.gap > 0:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(ctx.stop.wait(), phase.gap)
-        name = f"stress-{round_no}"
+        name = round_name("stress", round_no)
         if ctx.stop.is_set():
             reports.append(PhaseReport(name=name, kind="stress", status=Status.SKIPPED))
             continue
