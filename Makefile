@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[litellm,test,fast]'
+	$(BIN)/pip install -q -e '.[litellm,test,fast,dashboards]'
 	touch $@
 
 once: $(VENV)/.installed

@@ -1,4 +1,4 @@
-"""Command line: `soak once | run | check | mock`.
+"""Command line: `soak once | run | check | rules | dashboard | mock`.
 
 The only place that prints errors and picks exit codes: 0 pass, 1 SLO breach or run failure,
 2 usage or config error. Library code raises `ConfigError` or returns data.
@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("config", type=Path)
     check.add_argument("--profile", choices=["quick", "full"])
 
+    _add_generate_parsers(sub)
     sub.add_parser("mock", help="run the mock LLM provider", add_help=False)
     return p
 
@@ -90,6 +91,8 @@ def _main(argv: list[str] | None) -> int:
     if args.command is None:
         _parser().print_help(sys.stderr)
         return EXIT_USAGE
+    if args.command in ("rules", "dashboard"):
+        return _generate(args)
     if args.command == "check":
         return _check(args)
     if args.command == "run":
@@ -169,3 +172,60 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _add_generate_parsers(sub: argparse._SubParsersAction) -> None:
+    """`soak rules` and `soak dashboard`: the artefacts of a config (soak.generate)."""
+    rules = sub.add_parser(
+        "rules", help="Prometheus alert and recording rules for a config's SLOs and schedule"
+    )
+    rules.add_argument("--config", type=Path, required=True, help="YAML config (as for soak run)")
+    rules.add_argument("--out", type=Path, help="write to this file (default: stdout)")
+    rules.add_argument(
+        "--format", default="rules", choices=["rules", "prometheusrule"],
+        help="a plain rules file (default) or a monitoring.coreos.com/v1 PrometheusRule",
+    )  # fmt: skip
+    rules.add_argument("--name", help="PrometheusRule name (default: llm-soak)")
+    rules.add_argument("--namespace", help="PrometheusRule namespace (default: none)")
+    rules.add_argument(
+        "--label", action="append", metavar="KEY=VALUE",
+        help="PrometheusRule label, repeatable; replaces the default "
+        "release=kube-prometheus-stack (match your Prometheus' ruleSelector)",
+    )  # fmt: skip
+    rules.add_argument("--runbook-base", help="URL each alert's runbook_url anchors into")
+    dashboard = sub.add_parser(
+        "dashboard", help="the Grafana dashboard JSON with a config's SLO threshold lines"
+    )
+    dashboard.add_argument(
+        "--config", type=Path, required=True, help="YAML config (as for soak run)"
+    )
+    dashboard.add_argument("--out", type=Path, help="write to this file (default: stdout)")
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from soak import generate
+    from soak.config import ConfigError
+
+    try:
+        config = generate.load(args.config)
+        if args.command == "dashboard":
+            text = generate.to_json(generate.dashboard(config))
+        else:
+            text = generate.rules_file(
+                config, source=args.config, fmt=args.format, name=args.name,
+                namespace=args.namespace, labels=args.label, runbook_base=args.runbook_base,
+            )  # fmt: skip
+    except (ConfigError, generate.GenerateError) as exc:
+        print(f"soak: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.out is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    except OSError as exc:
+        print(f"soak: --out: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote {args.out}")
+    return EXIT_OK

@@ -73,16 +73,17 @@ def test_check_fails_on_stale_files(tmp_path: Path) -> None:
     assert build.main(["--check", *out]) == 1
 
 
-def test_schedule_gaps_come_from_cron_and_interval_plans() -> None:
-    spec = importlib.util.spec_from_file_location("soak_build", ROOT / "dashboards" / "build.py")
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
-    from soak.config.daemon import PlanConfig
+def test_the_deployed_schedule_gives_each_phase_its_shortest_gap() -> None:
+    from soak import generate
 
-    assert build.longest_gap(PlanConfig(name="q", phases=("a",), cron="*/15 * * * *")) == 900
-    weekdays = PlanConfig(name="w", phases=("a",), cron="0 9 * * 1-5")
-    assert build.longest_gap(weekdays) == 3 * 86400  # Friday 09:00 to Monday 09:00
-    assert build.longest_gap(PlanConfig(name="i", phases=("a",), interval=120, jitter=10)) == 130
+    config = generate.load(ROOT / "deploy" / "base" / "config.yaml")
+    assert generate.phase_intervals(config) == {
+        "calibration": 900, "overhead": 900, "stress": 3600,
+    }  # fmt: skip
+    plans = [(("calibration", "overhead"), 900.0), (("overhead", "stress"), 300.0)]
+    assert generate.schedule_intervals(plans) == {
+        "calibration": 900, "overhead": 300, "stress": 300,
+    }  # fmt: skip
 
 
 def test_every_soak_metric_in_promql_exists_in_the_catalogue(dashboard: dict, rules: dict) -> None:
