@@ -28,7 +28,7 @@ __all__ = ["AlertOptions", "build_prometheus_rule", "build_rules"]
 
 DEFAULT_PHASE_INTERVALS: dict[str, float] = {
     "overhead": 900, "sustained": 900, "readiness": 900,
-    "stress": 3600, "breaker": 3600, "failover": 3600, "memory": 3600,
+    "stress": 3600, "breaker": 3600, "failover": 3600, "memory": 3600, "streaming": 3600,
 }  # fmt: skip
 """Schedule interval (seconds) per phase, used for the committed rule files."""
 

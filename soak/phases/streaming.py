@@ -16,11 +16,14 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from soak.alerting import TARGET, RuleWriter, ms, pct
 from soak.client import make_session
 from soak.config.fields import Section
+from soak.metric_catalogue import STREAM_INTEGRITY, TPOT, TTFT, Threshold
 from soak.phases.base import PhaseContext, chat_client, measure
 from soak.phases.spec import PhaseSpec
 from soak.procwatch import ProcessWatch, Sample
+from soak.promql import count_above, gated, num, ratio
 from soak.streaming import Bounds, StreamStats, analyze, sent_of
 from soak.summary import Check, PhaseReport
 from soak.verdicts import at_least, below, latency_checks, settle
@@ -289,6 +292,51 @@ def record_streaming(report: PhaseReport, metrics: Any, target: str) -> None:
     metrics.count_stream_integrity(integrity, target=target, phase=report.kind)
 
 
+def streaming_thresholds(slo: StreamingSlo) -> list[Threshold]:
+    """The goodput bounds that have a histogram (TTFT, TPOT): alerts count streams above them
+    exactly, so each is a bucket bound."""
+    return [
+        Threshold(TTFT.name, "slo.streaming.ttft", slo.ttft),
+        Threshold(TPOT.name, "slo.streaming.tpot", slo.tpot),
+    ]
+
+
+def _streams(sel: str, window: str) -> str:
+    """Streams counted in `window` per (target, phase), by `soak_stream_integrity_total`.
+
+    The counter is written when a run ends, so its series appear with the first run's count:
+    increase() would miss that run after every daemon start. A series new in the window (or
+    reset in it) counts whole; any other counts its growth over the window."""
+    m = f"{STREAM_INTEGRITY.name}{{{sel}}}"
+    return f"sum by (target, phase) (\n  ({m} - {m} offset {window}) >= 0\n  or {m}\n)"
+
+
+def streaming_alerts(
+    r: RuleWriter, slo: StreamingSlo, *, phase: str, window: str, **_: object
+) -> None:
+    """Streams slower than the goodput bounds (TTFT, TPOT; their share beyond what
+    `goodput_ratio` allows, counted exactly in the histograms), and streams not whole."""
+    sel, allowed = f'phase="{phase}"', round(1 - slo.goodput_ratio, 9)
+    for name, metric, limit, what in (
+        ("SoakStreamTtftHigh", TTFT.name, slo.ttft, "time to first token"),
+        ("SoakStreamTpotHigh", TPOT.name, slo.tpot, "time per output token"),
+    ):
+        above, count = count_above(metric, sel, limit, window)
+        r.alert(name, gated(f"{ratio(above, count)}\n> {num(allowed)}", count, 1), "5m",
+                "warning", f"Stream {what} above {ms(limit)} on {TARGET}",
+                f"{{{{ $value | humanizePercentage }}}} of {phase}-phase streams in the last "
+                f"{window} had a {what} above {ms(limit)}; goodput of "
+                f"{pct(slo.goodput_ratio)} allows at most {pct(allowed)}.")  # fmt: skip
+    total = _streams(sel, window)
+    broken = _streams(f'{sel}, class!="whole"', window)
+    need = round(1 - slo.whole_ratio, 9)
+    r.alert("SoakStreamIntegrityLow", gated(f"{ratio(broken, total)}\n> {num(need)}", total, 1),
+            "5m", "warning", f"Streams not delivered whole on {TARGET}",
+            f"{{{{ $value | humanizePercentage }}}} of {phase}-phase streams in the last {window} "
+            "did not arrive chunk for chunk as the mock sent them (rechunked, buffered, stalled, "
+            f"cut or untraced); the SLO requires {pct(slo.whole_ratio)} whole.")  # fmt: skip
+
+
 PHASE = PhaseSpec(
     name="streaming",
     order=100,
@@ -297,4 +345,6 @@ PHASE = PhaseSpec(
     slo=parse_streaming_slo,
     on_demand=True,  # minutes of long streams: run when named
     record=record_streaming,
+    thresholds=streaming_thresholds,
+    alerts=streaming_alerts,
 )
