@@ -17,6 +17,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from soak.compare import Histogram
 from soak.engine import LoadRun
 from soak.results import Result
 from soak.summary import LatencySummary
@@ -174,8 +175,12 @@ def report_fields(run: LoadRun) -> dict[str, Any]:
     if ttft is not None:
         distributions["ttft"] = ttft
     overhead = overhead_per_request(results)
+    histograms: dict[str, dict[str, Any]] = {}
     if overhead is not None:
         distributions["overhead_per_request"] = overhead
+        hist = Histogram.of_seconds(o for r in results if (o := r.overhead) is not None)
+        if hist is not None:  # for comparing runs (soak.baseline)
+            histograms["overhead_per_request"] = hist.to_json()
     return {
         "notes": run_notes(run),
         "duration_s": run.elapsed,
@@ -188,5 +193,6 @@ def report_fields(run: LoadRun) -> dict[str, Any]:
         "success_ratio": success_ratio(run),
         "latency": latency_summary(results),
         "distributions": distributions,
+        "histograms": histograms,
         "generator": run.generator,
     }

@@ -111,6 +111,9 @@ class PhaseReport:
     details: dict[str, Any] = field(default_factory=dict)
     """Phase-specific results in plain JSON data: breaker timelines (observed and reported),
     failover figures, the memory trend, the readiness verdict and tiers (see docs/reports.md)."""
+    histograms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Compact bucket counts of per-request distributions (`overhead_per_request`), so a later
+    run can be compared with this one (`soak.compare.Histogram.to_json`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,10 +132,14 @@ class RunReport:
     phases: list[PhaseReport] = field(default_factory=list)
     aborted: bool = False
     error: str | None = None
+    comparison: Any = None
+    """A `soak.baseline.Comparison` with a baseline run (`soak once --baseline`), or None."""
 
     @property
     def passed(self) -> bool:
         if self.aborted or self.error:
+            return False
+        if self.comparison is not None and self.comparison.failed:
             return False
         settled = (Status.PASSED, Status.BASELINE, Status.SKIPPED)
         return all(p.status in settled for p in self.phases)

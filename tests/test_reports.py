@@ -216,7 +216,7 @@ def test_markdown_flags_untrusted_generator_loudly(untrusted) -> None:
 def test_json_round_trips_with_same_values(breach) -> None:
     text = render_json(breach)
     data = json.loads(text)
-    assert next(iter(data)) == "schema" and data["schema"] == "llm-soak/run/v1"
+    assert next(iter(data)) == "schema" and data["schema"] == "llm-soak/run/v2"
     assert data["passed"] is False
     oh = data["phases"][1]
     assert oh["status"] == "failed"

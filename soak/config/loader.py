@@ -17,6 +17,8 @@ from typing import Any
 
 from soak.config.daemon import parse_daemon
 from soak.config.fields import Secret, Section
+from soak.config.offline import secrets_optional
+from soak.config.regression import parse_regression
 from soak.config.schema import (
     ARRIVALS,
     Config,
@@ -135,8 +137,8 @@ def _gateway(s: Section, env: Mapping[str, str], base_dir: Path) -> GatewayConfi
     if key_env and not (generate and not env.get(key_env)):
         api_key = s.from_env("api_key_env", key_env, env, "export it, or use gateway.api_key_file")
     key_path = None if key_file is None else base_dir / Path(key_file).expanduser()
-    if key_path is not None:
-        api_key = _read_key(s, key_path)
+    if key_path is not None and not (secrets_optional(env) and not key_path.exists()):
+        api_key = _read_key(s, key_path)  # offline (soak check --offline): an absent file is ok
     headers = s.section("headers", optional=True)
     return GatewayConfig(
         name=s.string("name", kind, pattern=_LABEL, hint=_LABEL_HINT),
@@ -293,12 +295,13 @@ def _engine(s: Section) -> EngineConfig:
 
 
 def _slo(s: Section, phases: Sequence[PhaseSections]) -> SloConfig:
-    """`slo.tiers`, then each judged phase's own `slo.<name>`."""
+    """`slo.tiers`, each judged phase's own `slo.<name>`, and the run-level `slo.regression`."""
     judged = [p for p in phases if p.slo is not None]
-    s.only("tiers", *(p.name for p in judged))
+    s.only("tiers", "regression", *(p.name for p in judged))
     return SloConfig(
         tiers=parse_tiers(_sub(s, "tiers")),
         phases=Sections({p.name: p.slo(_sub(s, p.name)) for p in judged if p.slo}),
+        regression=parse_regression(_sub(s, "regression"), [p.name for p in phases]),
     )
 
 

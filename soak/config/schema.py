@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 
 from soak.config.daemon import DEFAULT_DAEMON, DaemonConfig
 from soak.config.fields import Secret, Section
+from soak.config.regression import DEFAULT_REGRESSION, RegressionSlo
 from soak.config.shard import UNSHARDED, ShardConfig
 
 Arrival = Literal["constant", "poisson"]
@@ -194,6 +195,8 @@ class SloConfig:
     tiers: Mapping[str, Tier]
     """Metric (`TIER_METRICS`) → its tier bounds; shown per check, never failing one."""
     phases: Sections
+    regression: RegressionSlo = DEFAULT_REGRESSION
+    """`slo.regression`: how a run is judged against a baseline run (soak.config.regression)."""
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):

@@ -12,6 +12,7 @@ import math
 from enum import Enum
 from typing import Any
 
+from soak.baseline import Comparison
 from soak.summary import (
     Check,
     GeneratorHealth,
@@ -22,8 +23,11 @@ from soak.summary import (
     Status,
 )
 
-SCHEMA = "llm-soak/run/v1"
-_FREE_FORM = frozenset({"outcomes", "distributions", "params"})
+SCHEMA = "llm-soak/run/v2"
+"""v2 added per-phase `histograms` (per-request overhead bucket counts) and the run's
+`comparison` with a baseline; v1 reports still read (without them)."""
+READABLE = ("llm-soak/run/v1", SCHEMA)
+_FREE_FORM = frozenset({"outcomes", "distributions", "params", "histograms"})
 
 
 class ReportFormatError(ValueError):
@@ -48,7 +52,10 @@ def _plain(value: Any, sort: bool = False) -> Any:
 
 def run_to_json_dict(run: RunReport) -> dict[str, Any]:
     """The report as plain JSON data, `schema` first."""
-    return {"schema": SCHEMA, **_plain(run.to_dict())}
+    data = {"schema": SCHEMA, **_plain(run.to_dict())}
+    if run.comparison is not None:
+        data["comparison"] = _plain(run.comparison.to_dict())
+    return data
 
 
 def render_json(run: RunReport) -> str:
@@ -81,12 +88,15 @@ def parse_json(text: str) -> RunReport:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ReportFormatError(f"report is not JSON: {exc}") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+    if not isinstance(data, dict) or data.get("schema") not in READABLE:
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__
         raise ReportFormatError(f"schema: expected {SCHEMA!r}, got {found!r}")
+    schema = data["schema"]
     data = {k: v for k, v in data.items() if k not in ("schema", "passed")}
     try:
         data["phases"] = [_phase(p) for p in data.get("phases", [])]
+        if data.get("comparison") is not None:
+            data["comparison"] = Comparison.from_dict(data["comparison"])
         return RunReport(**data)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ReportFormatError(f"report does not match {SCHEMA}: {exc}") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise ReportFormatError(f"report does not match {schema}: {exc}") from None

@@ -1,0 +1,232 @@
+"""A run compared with a baseline run: per phase and statistic, did per-request overhead change?
+
+`compare_runs` matches the phases of two `RunReport`s by name (and round), bootstraps the
+difference of each statistic from the compact histograms both reports hold (soak.compare),
+and judges it against `slo.regression`: *regressed* when the whole confidence interval lies
+above the statistic's tolerance, *improved* when it lies below minus the tolerance, otherwise
+*no significant change*. The run fails only on a statistic in `fail_on` of a phase in `phases`.
+What cannot be compared (a phase missing from one report, a report written before histograms,
+different phase settings, an untrusted generator) is said in notes, never silently skipped.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from soak.compare import IMPROVED, REGRESSED, STATS, UNCHANGED, Histogram, diff_interval, verdict
+from soak.summary import PhaseReport, RunReport
+
+DISTRIBUTION = "overhead_per_request"
+NOT_COMPARED = "not compared"
+_SETTINGS = ("rate", "duration", "latency", "requests", "concurrency")
+
+
+class RegressionRules(Protocol):
+    """What the comparison reads of `slo.regression` (soak.config.regression.RegressionSlo)."""
+
+    @property
+    def phases(self) -> tuple[str, ...]: ...
+    @property
+    def confidence(self) -> float: ...
+    @property
+    def tolerance(self) -> Mapping[str, float]: ...
+    @property
+    def fail_on(self) -> tuple[str, ...]: ...
+    @property
+    def resamples(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StatComparison:
+    """One statistic of one phase: baseline, current, current − baseline and its interval."""
+
+    stat: str
+    baseline: float
+    current: float
+    diff: float
+    low: float
+    high: float
+    tolerance: float
+    verdict: str
+    gated: bool
+    """A regression of this statistic fails the run."""
+
+    @property
+    def relative(self) -> float | None:
+        """The change as a share of the baseline (0.25: 25 % slower); None from a zero."""
+        return self.diff / self.baseline if self.baseline > 0 else None
+
+    @property
+    def failed(self) -> bool:
+        return self.gated and self.verdict == REGRESSED
+
+
+@dataclass(slots=True)
+class PhaseComparison:
+    """One phase of both runs."""
+
+    phase: str
+    baseline_count: int = 0
+    current_count: int = 0
+    gated: bool = False
+    stats: list[StatComparison] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        found = {s.verdict for s in self.stats}
+        if not found:
+            return NOT_COMPARED
+        return REGRESSED if REGRESSED in found else IMPROVED if IMPROVED in found else UNCHANGED
+
+    @property
+    def failed(self) -> bool:
+        return any(s.failed for s in self.stats)
+
+
+@dataclass(slots=True)
+class Comparison:
+    """A run against its baseline: what `soak once --baseline` and `soak compare` report."""
+
+    baseline_run_id: str
+    baseline_source: str
+    """The baseline report's path as given."""
+    baseline_target: str
+    baseline_started_at: float
+    confidence: float
+    resamples: int
+    fail_on: list[str]
+    distribution: str = DISTRIBUTION
+    phases: list[PhaseComparison] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        """A gated statistic of a gated phase regressed beyond its tolerance."""
+        return any(p.failed for p in self.phases)
+
+    @property
+    def verdict(self) -> str:
+        found = {p.verdict for p in self.phases} - {NOT_COMPARED}
+        if not found:
+            return NOT_COMPARED
+        return REGRESSED if REGRESSED in found else IMPROVED if IMPROVED in found else UNCHANGED
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data with the derived verdicts, for report.json."""
+        data = asdict(self)
+        data["failed"], data["verdict"] = self.failed, self.verdict
+        for phase, raw in zip(self.phases, data["phases"], strict=True):
+            raw["verdict"], raw["failed"] = phase.verdict, phase.failed
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Comparison:
+        """Read `to_dict` back (derived keys are recomputed, not trusted)."""
+        raw = {k: v for k, v in data.items() if k not in ("failed", "verdict")}
+        phases = []
+        for p in raw.pop("phases", []):
+            p = {k: v for k, v in p.items() if k not in ("failed", "verdict")}
+            p["stats"] = [StatComparison(**s) for s in p.get("stats", [])]
+            phases.append(PhaseComparison(**p))
+        return cls(**raw, phases=phases)
+
+
+def _keyed(run: RunReport) -> Iterator[tuple[str, PhaseReport]]:
+    """Phases by a stable key: the name, with `#2`, `#3` for a phase's later rounds."""
+    seen: dict[str, int] = {}
+    for p in run.phases:
+        seen[p.name] = seen.get(p.name, 0) + 1
+        yield (p.name if seen[p.name] == 1 else f"{p.name}#{seen[p.name]}"), p
+
+
+def _histogram(phase: PhaseReport) -> Histogram | None:
+    data = phase.histograms.get(DISTRIBUTION)
+    return None if data is None else Histogram.from_json(data)
+
+
+def _setting_notes(base: PhaseReport, cur: PhaseReport) -> list[str]:
+    """Settings that differ between the two runs of a phase: the comparison may not be fair."""
+    notes = []
+    if abs(base.target_rate - cur.target_rate) > 1e-9:
+        notes.append(f"target rate differs: {base.target_rate:g} vs {cur.target_rate:g} req/s")
+    for key in _SETTINGS:
+        a, b = base.params.get(key), cur.params.get(key)
+        if a is not None and b is not None and a != b:
+            notes.append(f"{key} differs: {a} vs {b}")
+    for label, p in (("baseline", base), ("current", cur)):
+        if p.generator is not None and not p.generator.trusted:
+            notes.append(f"the {label} run's load generator was not trusted (see its report)")
+    return notes
+
+
+def compare_phase(
+    key: str, base: PhaseReport, cur: PhaseReport, rules: RegressionRules
+) -> PhaseComparison:
+    """Every statistic of `key` in both runs, judged by `rules`."""
+    gated = key.split("#")[0] in rules.phases
+    out = PhaseComparison(phase=key, gated=gated, notes=_setting_notes(base, cur))
+    try:
+        a, b = _histogram(base), _histogram(cur)
+    except ValueError as exc:
+        out.notes.append(f"not compared: {exc}")
+        return out
+    if a is None or b is None:
+        which = "baseline" if a is None else "current"
+        out.notes.append(f"not compared: no per-request overhead histogram in the {which} run")
+        return out
+    out.baseline_count, out.current_count = a.total, b.total
+    for stat in STATS:
+        rng = random.Random(f"{rules.seed}:{key}:{stat}")
+        iv = diff_interval(a, b, stat, confidence=rules.confidence, resamples=rules.resamples,
+                           rng=rng)  # fmt: skip
+        tolerance = rules.tolerance[stat]
+        out.stats.append(
+            StatComparison(
+                stat=stat, baseline=iv.baseline, current=iv.current, diff=iv.diff, low=iv.low,
+                high=iv.high, tolerance=tolerance, verdict=verdict(iv, tolerance),
+                gated=gated and stat in rules.fail_on,
+            )
+        )  # fmt: skip
+    return out
+
+
+def compare_runs(
+    baseline: RunReport, current: RunReport, rules: RegressionRules, *, source: str = ""
+) -> Comparison:
+    """`current` against `baseline`: every phase both hold, the gated ones first in notes."""
+    result = Comparison(
+        baseline_run_id=baseline.run_id,
+        baseline_source=source,
+        baseline_target=baseline.target,
+        baseline_started_at=baseline.started_at,
+        confidence=rules.confidence,
+        resamples=rules.resamples,
+        fail_on=list(rules.fail_on),
+    )
+    if (baseline.target, baseline.kind) != (current.target, current.kind):
+        result.notes.append(
+            f"different gateways: baseline {baseline.target} ({baseline.kind}),"
+            f" this run {current.target} ({current.kind})"
+        )
+    if baseline.profile != current.profile:
+        result.notes.append(f"different profiles: {baseline.profile} vs {current.profile}")
+    base = dict(_keyed(baseline))
+    cur = dict(_keyed(current))
+    for key, phase in cur.items():
+        if key in base:
+            result.phases.append(compare_phase(key, base[key], phase, rules))
+    for name in rules.phases:
+        if name in cur and name not in base:
+            result.notes.append(f"{name}: not in the baseline report: not compared")
+        elif name in base and name not in cur:
+            result.notes.append(f"{name}: not run this time: not compared")
+    for p in result.phases:
+        if p.gated and not p.stats:
+            result.notes.append(f"{p.phase}: gated but not compared ({'; '.join(p.notes)})")
+    return result

@@ -1,0 +1,159 @@
+"""The statistics of `soak compare`: histograms, the exact percentile bootstrap, verdicts, and
+a run judged against its baseline (soak.compare, soak.baseline). No load: seeded data only."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import replace
+
+import pytest
+
+from soak.baseline import NOT_COMPARED, Comparison, compare_runs
+from soak.compare import (
+    IMPROVED,
+    REGRESSED,
+    UNCHANGED,
+    Histogram,
+    Interval,
+    betainc,
+    bucket,
+    diff_interval,
+    verdict,
+)
+from soak.config.regression import DEFAULT_REGRESSION
+from soak.summary import PhaseReport, RunReport, Status
+
+
+def hist(seed: int, n: int, shift: float = 0.0, median: float = 0.0012) -> Histogram:
+    rng = random.Random(seed)
+    found = Histogram.of_seconds(median * rng.lognormvariate(0, 0.35) + shift for _ in range(n))
+    assert found is not None
+    return found
+
+
+def test_buckets_keep_three_significant_digits() -> None:
+    assert [bucket(v) for v in (0, 7, 999, 1234, 1235, 98_765, 1_000_000)] == [
+        0, 7, 999, 1230, 1240, 98_800, 1_000_000]  # fmt: skip
+    h = Histogram.of_seconds([0.001234, 0.001236, -0.5, math.nan, 0.0005])
+    assert h is not None and h.values == (0, 500, 1230, 1240) and h.counts == (1, 1, 1, 1)
+    assert Histogram.from_json(h.to_json()) == h
+    assert Histogram.of_seconds([]) is None
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [({"unit": "ms", "values": [1], "counts": [1]}, "unit"),
+     ({"unit": "us", "values": [2, 1], "counts": [1, 1]}, "ascending"),
+     ({"unit": "us", "values": [1], "counts": [0]}, "counts ≥ 1"),
+     ({"unit": "us", "values": [1, 2], "counts": [1]}, "equally long")],
+)  # fmt: skip
+def test_a_malformed_histogram_is_a_value_error(data: dict, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        Histogram.from_json(data)
+
+
+def test_percentiles_follow_the_hdr_rank() -> None:
+    h = Histogram.of_seconds([i / 1e6 for i in range(1, 101)])  # 1..100 µs
+    assert h is not None
+    assert [round(h.stat(s) * 1e6) for s in ("p50", "p90", "p95", "p99")] == [50, 90, 95, 99]
+    assert h.stat("mean") == pytest.approx(50.5e-6)
+
+
+def test_betainc_is_the_binomial_tail() -> None:
+    n, k, p = 60, 25, 0.37
+    tail = sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
+    assert betainc(k, n - k + 1, p) == pytest.approx(tail, rel=1e-10)
+    assert betainc(3, 4, 0.0) == 0.0 and betainc(3, 4, 1.0) == 1.0
+
+
+def test_the_exact_bootstrap_matches_resampling() -> None:
+    """The percentile interval from the order-statistic distribution is the one plain
+    resampling gives (within Monte-Carlo error)."""
+    rng = random.Random(5)
+    xa = [rng.lognormvariate(0, 0.5) * 1e-3 for _ in range(300)]
+    xb = [rng.lognormvariate(0, 0.5) * 1e-3 for _ in range(300)]
+    a, b = Histogram.of_seconds(xa), Histogram.of_seconds(xb)
+    assert a is not None and b is not None
+    iv = diff_interval(a, b, "p90", confidence=0.95, resamples=20_000, rng=random.Random(1))
+
+    def p90(sample: list[float]) -> float:
+        return sorted(sample)[math.ceil(0.9 * len(sample)) - 1]
+
+    diffs = sorted(p90(rng.choices(xb, k=300)) - p90(rng.choices(xa, k=300)) for _ in range(3000))
+    assert iv.low == pytest.approx(diffs[75], abs=4e-5)
+    assert iv.high == pytest.approx(diffs[2924], abs=4e-5)
+
+
+def test_intervals_are_repeatable_and_cover_a_known_shift() -> None:
+    a, b = hist(1, 2000), hist(2, 2000, shift=0.002)
+    one = diff_interval(a, b, "p50", confidence=0.95, resamples=5000, rng=random.Random(7))
+    two = diff_interval(a, b, "p50", confidence=0.95, resamples=5000, rng=random.Random(7))
+    assert one == two
+    assert one.low < 0.002 < one.high and one.high - one.low < 0.0003
+    mean = diff_interval(a, b, "mean", confidence=0.95, resamples=5000, rng=random.Random(7))
+    assert mean.low < 0.002 < mean.high
+
+
+def test_thirty_thousand_samples_cost_what_two_hundred_do() -> None:
+    import time
+
+    a, b = hist(3, 30_000), hist(4, 30_000, shift=0.001)
+    started = time.process_time()
+    for stat in ("mean", "p50", "p90", "p95", "p99"):
+        diff_interval(a, b, stat, confidence=0.95, resamples=10_000, rng=random.Random(1))
+    assert time.process_time() - started < 5.0
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "expected"),
+    [(0.0011, 0.003, REGRESSED), (0.0005, 0.003, UNCHANGED), (-0.003, -0.0011, IMPROVED),
+     (-0.003, 0.003, UNCHANGED)],
+)  # fmt: skip
+def test_a_verdict_needs_the_whole_interval_beyond_the_tolerance(
+    low: float, high: float, expected: str
+) -> None:
+    assert verdict(Interval(0.001, 0.002, 0.001, low, high), tolerance=0.001) == expected
+
+
+def run_with(*phases: tuple[str, Histogram | None], run_id: str = "r") -> RunReport:
+    reports = []
+    for name, h in phases:
+        report = PhaseReport(name, name, Status.PASSED, target_rate=20.0,
+                             params={"latency": 0.1})  # fmt: skip
+        if h is not None:
+            report.histograms["overhead_per_request"] = h.to_json()
+        reports.append(report)
+    return RunReport(run_id, 1.0, 2.0, "gw", "openai", "quick", reports)
+
+
+def test_same_build_is_no_change_and_a_2ms_slowdown_fails_the_gate() -> None:
+    base = run_with(("calibration", hist(1, 400)), ("overhead", hist(2, 400)), run_id="main")
+    same = run_with(("calibration", hist(3, 400)), ("overhead", hist(4, 400)))
+    slow = run_with(("calibration", hist(5, 400)), ("overhead", hist(6, 400, shift=0.002)))
+    ok = compare_runs(base, same, DEFAULT_REGRESSION, source="main.json")
+    assert not ok.failed and ok.verdict == UNCHANGED
+    assert [p.phase for p in ok.phases] == ["calibration", "overhead"]
+    assert [p.gated for p in ok.phases] == [False, True]
+    bad = compare_runs(base, slow, DEFAULT_REGRESSION)
+    assert bad.failed and bad.verdict == REGRESSED
+    (p50,) = [s for s in bad.phases[1].stats if s.stat == "p50"]
+    assert p50.gated and p50.failed and p50.low > 0.001 and p50.relative is not None
+    assert not any(s.gated for s in bad.phases[0].stats)  # calibration is shown, not gated
+    same.comparison, slow.comparison = ok, bad
+    assert same.passed and not slow.passed
+    round_trip = Comparison.from_dict(bad.to_dict())
+    assert round_trip == bad and round_trip.failed
+
+
+def test_what_cannot_be_compared_is_said() -> None:
+    base = run_with(("overhead", None), ("stress", hist(1, 100)), run_id="old")
+    cur = run_with(("overhead", hist(2, 100)), ("readiness", hist(3, 100)))
+    cur.phases[0].params["latency"] = 1.0
+    result = compare_runs(base, cur, replace(DEFAULT_REGRESSION, phases=("overhead", "stress")))
+    (overhead,) = result.phases
+    assert overhead.verdict == NOT_COMPARED and not result.failed
+    assert "latency differs: 0.1 vs 1.0" in overhead.notes
+    assert "not compared: no per-request overhead histogram in the baseline run" in overhead.notes
+    assert any(n.startswith("overhead: gated but not compared") for n in result.notes)
+    assert "stress: not run this time: not compared" in result.notes
