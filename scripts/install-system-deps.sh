@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and benchmarks use as real components:
 # nginx (reference proxy), hey and wrk (reference load generators), prometheus + promtool,
-# prometheus-alertmanager, nodejs/npm (Portkey gateway). Skips what is already there.
+# prometheus-alertmanager, nodejs/npm (Portkey gateway and the workflow linter), chromium
+# (headless: renders report.html in tests). Skips what is already there.
 set -euo pipefail
 
 need=()
@@ -12,6 +13,7 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v taskset >/dev/null 2>&1 || need+=(util-linux)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "system deps: all present"

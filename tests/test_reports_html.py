@@ -6,6 +6,7 @@ Runs are built by hand so every figure in the assertions is known exactly.
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -137,14 +138,15 @@ def test_plots_carry_the_reports_values() -> None:
     page = Page(render_html(full_run()))
     bars = {(a["data-series"], a["data-group"]): a["data-label"] for a in page.attr("rect")
             if "data-series" in a}  # fmt: skip
-    assert bars[("per request", "p99")] == "4100"  # 0.0041 s in µs
-    assert bars[("percentile diff", "p99")] == "5200"
-    assert bars[("per request", "p50")] == "800"
-    assert "4100" in page.text  # written on the bar, not only in its tooltip
-    assert len(bars) == 10  # 5 statistics × 2 methods
+    assert bars[("per request", "p99")] == "4.1"  # 0.0041 s in ms
+    assert bars[("percentile diff", "p99")] == "5.2"
+    assert bars[("per request", "p50")] == "0.8"
+    assert "4.1" in page.text  # written on the bar, not only in its tooltip
+    assert len(bars) == 10  # 5 statistics × 2 methods, a panel per statistic
     text = " ".join(page.text)
-    assert "SLO < 100000 µs" in text  # the threshold line from the check, over the p99 bars
+    assert "limit < 100 ms" in text  # the p99 panel's limit, named in its header
     assert [a["data-limit"] for a in page.attr("line") if "data-limit" in a] == ["p99"]
+    assert not [a for a in page.attr("rect") if a.get("data-failed") == "true"]  # all passed
     # latency curve: one point per statistic per phase with a latency summary
     labels = [a["data-label"] for a in page.attr("circle")]
     assert "p99 30.00 ms" in labels  # calibration p99 = 0.02 × 1.5
@@ -209,6 +211,34 @@ def test_markup_in_names_is_escaped() -> None:
 def test_axis_ticks_are_round(lo: float, hi: float, expected: list[float]) -> None:
     assert nice_ticks(lo, hi) == expected
     assert log_ticks(0.9, 600.0) == [1, 2, 5, 10, 20, 50, 100, 200, 500]
+    assert log_ticks(18.0, 45.0) == [20, 30, 40]  # a narrow range still gets three ticks
+    assert log_ticks(101.0, 108.0) == [102, 104, 106, 108]
+
+
+def test_time_axes_fall_on_round_clock_times() -> None:
+    from soak.reports.svgplot import clock, time_ticks
+
+    t0 = 1_800_000_007.0  # 08:00:07 UTC
+    ticks = time_ticks(t0, 0.0, 58.0)
+    assert [clock(t0 + t) for t in ticks] == ["08:00:10", "08:00:20", "08:00:30", "08:00:40",
+                                              "08:00:50", "08:01:00"]  # fmt: skip
+    rss = render_html(full_run()).split('data-plot="rss"')[1].split("</figure>")[0]
+    # RSS samples from T0 + 12 s to T0 + 25 s (T0 is 08:00:00 UTC): ticks every 5 s of the clock
+    assert "time (UTC)" in rss
+    assert re.findall(r">(\d\d:\d\d:\d\d)<", rss) == ["08:00:15", "08:00:20", "08:00:25"]
+
+
+def test_a_failing_overhead_value_is_marked_on_its_own_scale() -> None:
+    run = full_run()
+    overhead = run.phases[1]
+    overhead.status = Status.FAILED
+    overhead.checks = [Check("overhead p50", 0.0008, "<", 0.0005, "s", False),
+                       Check("overhead p99", 0.0041, "<", 0.1, "s", True)]  # fmt: skip
+    page = Page(render_html(run))
+    failed = [(a["data-series"], a["data-group"]) for a in page.attr("rect")
+              if a.get("data-failed") == "true"]  # fmt: skip
+    assert failed == [("per request", "p50")]
+    assert "0.8 ✗" in page.text and "limit < 0.5 ms" in page.text
 
 
 def test_process_series_is_thinned_and_relative() -> None:

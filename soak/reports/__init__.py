@@ -18,7 +18,7 @@ from soak.reports.jsonfile import SCHEMA, parse_json, render_json
 from soak.reports.junit import render_junit
 from soak.reports.markdown import PhaseSection, render_markdown
 from soak.reports.progress import Progress
-from soak.reports.summary_md import render_step_summary, write_step_summary
+from soak.reports.summary_md import StepSummary, render_step_summary, write_step_summary
 from soak.summary import RunReport
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "SCHEMA",
     "Progress",
     "ReportWriteError",
+    "StepSummary",
     "parse_json",
     "render_html",
     "render_json",
@@ -53,10 +54,29 @@ class ReportWriteError(RuntimeError):
         self.written = written
 
 
+def umask() -> int:
+    """The process umask, read without changing it where Linux says it (/proc), else by the
+    set-and-restore dance."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temp file in the same directory and an atomic rename."""
+    """Write `text` to `path` via a temp file in the same directory and an atomic rename.
+
+    The file gets 0666 less the umask (0644 under the usual 022), as `open()` would give it:
+    mkstemp's 0600 would hide reports from an upload step or a sidecar running as another user.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
             out.write(text)
             out.flush()
@@ -72,9 +92,14 @@ def write_reports(
     out_dir: Path | str,
     env: Mapping[str, str] | None = None,
     sections: Mapping[str, PhaseSection] | None = None,
+    *,
+    summary: StepSummary | None = None,
+    final: bool = True,
 ) -> dict[str, Path]:
     """Write report.json, junit.xml, report.md and report.html into `out_dir` (created) and
     the step summary. `sections` are the report.md sections phases bring (`render_markdown`).
+    `summary` is the run's part of the step summary (default: after what `$GITHUB_STEP_SUMMARY`
+    holds now); `final=False` for the partial reports of a run under way.
 
     Returns report key → path of what was written (`step_summary` only when
     `$GITHUB_STEP_SUMMARY` is set). Raises `ReportWriteError` naming every report that failed,
@@ -94,12 +119,14 @@ def write_reports(
             continue
         written[key] = path
     try:
-        summary = write_step_summary(run, os.environ if env is None else env)
+        where = write_step_summary(
+            run, os.environ if env is None else env, summary=summary, final=final
+        )
     except OSError as exc:
         problems.append(f"step summary: {exc}")
     else:
-        if summary is not None:
-            written["step_summary"] = summary
+        if where is not None:
+            written["step_summary"] = where
     if problems:
         raise ReportWriteError("could not write " + "; ".join(problems), written)
     return written

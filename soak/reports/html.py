@@ -8,10 +8,12 @@ stylesheets or fonts from elsewhere: the file opens offline, e.g. as a CI artifa
 
 from __future__ import annotations
 
+import math
 import time
 from html import escape
 from typing import Any
 
+from soak.reports.comparison_md import change_text, headline, verdict_text
 from soak.reports.formatting import (
     NA,
     check_parts,
@@ -22,7 +24,8 @@ from soak.reports.formatting import (
     overall_word,
     status_word,
 )
-from soak.reports.svgplot import Series, bar_plot, line_plot, state_timeline
+from soak.reports.svgpanels import Bar, Interval, Panel, interval_plot, panel_plot
+from soak.reports.svgplot import Series, line_plot, state_timeline
 from soak.summary import LatencySummary, PhaseReport, RunReport
 
 CSS = """
@@ -37,6 +40,9 @@ svg.plot{max-width:100%;height:auto;background:#fff}
 .v{font-size:10px;fill:#111}.g{stroke:#e6e6e6}.a{stroke:#888}.f{fill:none;stroke:#888}
 .lim{stroke:#cf222e;stroke-dasharray:6 4}.lim-t{font-size:11px;fill:#cf222e}
 .win{fill:#000;fill-opacity:.12;stroke:#000;stroke-dasharray:3 3}
+.bar.fail{stroke:#cf222e;stroke-width:3}.bar.over{stroke:#cf222e;stroke-width:1.5;
+stroke-dasharray:3 2}.vf{fill:#cf222e;font-weight:700}.tol{fill:#1f77b4;fill-opacity:.12}
+td.REGR{background:#fff4e5}
 """
 
 PCT_POINTS = (("min", 0.0), ("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0))
@@ -54,6 +60,7 @@ def render_html(run: RunReport) -> str:
         body.append(f'<p class="warn">Run {"aborted" if run.aborted else "error"}: '
                     f"{escape(reason)}</p>")  # fmt: skip
     body += ["<h2>Verdict</h2>", _verdict_table(run.phases)]
+    body += _comparison(run)
     body += ["<h2>Plots</h2>", *plots(run)]
     body += ["<h2>Checks</h2>", _checks_table(run.phases)]
     notes = [(p.name, n) for p in run.phases for n in ([p.error] if p.error else []) + p.notes]
@@ -79,7 +86,9 @@ def plots(run: RunReport) -> list[str]:
     for phase in run.phases:
         svg = overhead_plot(phase)
         if svg:
-            caption = "What the gateway added: per request (gated) and percentile diff (seed)."
+            caption = ("What the gateway added, a panel per statistic on its own scale with its"
+                       " limit: per request (gated; a failing bar is outlined and marked ✗) and"
+                       " the seed's percentile diff.")
             out.append(_figure(f"overhead-{phase.name}", svg, caption))
     for phase in run.phases:
         svg = breaker_plot(phase)
@@ -144,33 +153,56 @@ def _percentile_points(summary: LatencySummary) -> tuple[list[tuple[float, float
 
 
 def overhead_plot(phase: PhaseReport) -> str | None:
-    """Bars per statistic (µs): both overhead methods side by side, SLO limits as lines."""
+    """A panel per statistic, each on its own scale (ms) with its SLO limit: both overhead
+    methods side by side; the gated per-request bar over its limit is marked as failing."""
     if phase.kind != "overhead" and "overhead_percentile_diff" not in phase.distributions:
         return None  # elsewhere (stress, breaker) queueing, not the gateway, dominates it
-    methods = [(label, phase.distributions.get(key)) for key, label in METHODS]
-    if not any(s is not None and s.count for _, s in methods):
+    methods = [(key, label, phase.distributions.get(key)) for key, label in METHODS]
+    if not any(s is not None and s.count for _, _, s in methods):
         return None
-    series = [
-        (
-            label,
-            [s.get(stat) * 1e6 if s is not None and s.count else None for stat in OVERHEAD_STATS],
-        )
-        for label, s in methods
-    ]
-    limits = {}
-    for check in phase.checks:
-        stat = check.name.removeprefix("overhead ")
-        if check.name.startswith("overhead ") and stat in OVERHEAD_STATS and check.unit == "s":
-            limits[stat] = (check.threshold * 1e6, f"SLO < {check.threshold * 1e6:g} µs")
-    return bar_plot(
-        list(OVERHEAD_STATS), series, title=f"Gateway overhead per percentile — {phase.name}",
-        y_label="overhead (µs)", value_fmt=micros, limits=limits,
-    )  # fmt: skip
+    checks = {c.name.removeprefix("overhead "): c for c in phase.checks
+              if c.name.startswith("overhead ") and c.unit == "s"}  # fmt: skip
+    panels = []
+    for stat in OVERHEAD_STATS:
+        check = checks.get(stat)
+        limit = check.threshold * 1e3 if check is not None else None
+        bars = []
+        for key, label, s in methods:
+            value = s.get(stat) * 1e3 if s is not None and s.count else None
+            over = limit is not None and value is not None and value >= limit
+            gated = key == "overhead_per_request" and check is not None and not check.passed
+            bars.append(Bar(label, value, failed=gated, over=over and not gated))
+        panels.append(Panel(stat, bars, limit, f"limit < {millis(limit)} ms" if limit else ""))
+    return panel_plot(panels, title=f"Gateway overhead per statistic — {phase.name}",
+                      series=[label for _, label in METHODS], value_fmt=millis,
+                      unit="ms")  # fmt: skip
 
 
-def micros(value: float) -> str:
-    """A bar label in µs: one decimal below 100 µs, whole µs above."""
-    return f"{value:.1f}" if abs(value) < 100 else f"{value:.0f}"
+def millis(value: float | None) -> str:
+    """A value in ms with three significant digits: 0.812, 4.10, 12.3, 100."""
+    if value is None or not math.isfinite(value):
+        return NA
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.3g}" if abs(value) >= 1 else f"{value:.3f}".rstrip("0").rstrip(".") or "0"
+
+
+def comparison_plot(run: RunReport) -> str | None:
+    """The comparison with the baseline: each gated phase's statistics, change and interval
+    against the tolerance band."""
+    c = run.comparison
+    if c is None:
+        return None
+    rows = [
+        Interval(f"{p.phase} {s.stat}", s.diff * 1e3, s.low * 1e3, s.high * 1e3,
+                 s.tolerance * 1e3, s.verdict, s.failed)
+        for p in c.phases if p.gated for s in p.stats
+    ]  # fmt: skip
+    if not rows:
+        return None
+    level = f"{c.confidence * 100:g}%"
+    return interval_plot(rows, title=f"Compared with baseline {c.baseline_run_id} ({level}"
+                         " intervals; shaded: tolerance)")  # fmt: skip
 
 
 def breaker_plot(phase: PhaseReport) -> str | None:
@@ -193,7 +225,8 @@ def breaker_plot(phase: PhaseReport) -> str | None:
     window = (float(start), float(end)) if is_number(start) and is_number(end) else None
     return state_timeline(rows, title=f"Circuit breaker timeline — {phase.name}",
                           end=max(phase.duration_s, window[1] if window else 0.0),
-                          window=window)  # fmt: skip
+                          window=window, x_label="time (UTC)",
+                          t0=phase.started_at or None)  # fmt: skip
 
 
 def process_plots(run: RunReport) -> tuple[str | None, str | None]:
@@ -210,12 +243,39 @@ def process_plots(run: RunReport) -> tuple[str | None, str | None]:
         cpu.append(Series(phase.name, [(offset + t, c) for t, _, c in rows if c is not None]))
     if not rss:
         return None, None
-    x_label = "seconds since the run started"
+    x_label, t0 = ("time (UTC)", t0) if t0 else ("seconds since the run started", None)
     return (
         line_plot(rss, title="Gateway RSS over time", x_label=x_label, y_label="RSS (MB)",
-                  y_zero=False),
-        line_plot(cpu, title="Gateway CPU over time", x_label=x_label, y_label="CPU (% of a core)"),
+                  y_zero=False, x_time0=t0),
+        line_plot(cpu, title="Gateway CPU over time", x_label=x_label,
+                  y_label="CPU (% of a core)", x_time0=t0),
     )  # fmt: skip
+
+
+def _comparison(run: RunReport) -> list[str]:
+    """The comparison with a baseline run: headline, interval plot, table of every phase."""
+    c = run.comparison
+    if c is None:
+        return []
+    word = "FAIL" if c.failed else "PASS"
+    out = [f"<h2>Compared with baseline {escape(c.baseline_run_id)}</h2>",
+           f'<p class="{word}">{escape(headline(c))}</p>']  # fmt: skip
+    svg = comparison_plot(run)
+    if svg:
+        out.append(_figure("comparison", svg, "Per-request overhead, this run − baseline: the dot"
+                           " is the change, the bar its bootstrap interval, the shaded band the"
+                           " tolerance; a verdict needs the whole interval outside the band."))
+    rows = [[p.phase, s.stat + (" (gate)" if s.gated else ""), millis(s.baseline * 1e3),
+             millis(s.current * 1e3), change_text(s), (verdict_text(s), "FAIL" if s.failed
+             else "PASS" if s.verdict != "regressed" else "REGR")]
+            for p in c.phases for s in p.stats]  # fmt: skip
+    if rows:
+        out.append(_table(["Phase", "Statistic", "Baseline (ms)", "This run (ms)",
+                           "Change (ms) [interval]", "Verdict"], rows))  # fmt: skip
+    notes = [*c.notes, *(f"{p.phase}: {n}" for p in c.phases for n in p.notes)]
+    if notes:
+        out.append("<ul>" + "".join(f"<li>{escape(one_line(n))}</li>" for n in notes) + "</ul>")
+    return out
 
 
 def _figure(plot_id: str, svg: str, caption: str) -> str:

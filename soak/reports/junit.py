@@ -4,7 +4,9 @@ Shape: `<testsuites>` holding one `<testsuite name="llm-soak">` with run propert
 `<testcase classname="soak.<kind>" name="<phase>">` per phase. A failed phase carries
 `<failure message="which checks failed">` with the details; an error phase `<error>`; a skipped
 phase `<skipped/>`; a baseline phase passes with its figures in `<system-out>`. An aborted run or
-a run-level error adds a `run` test case with an `<error>`, so CI never reports it green.
+a run-level error adds a `run` test case with an `<error>`, so CI never reports it green; a
+comparison with a baseline run (`--baseline`) adds a `regression vs baseline <id>` test case,
+failed when a gated statistic regressed beyond its tolerance.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
+from soak.reports.comparison_md import change_text, headline
 from soak.reports.formatting import (
     check_line,
     failed_checks,
@@ -100,6 +103,26 @@ def _run_case(suite: ET.Element, run: RunReport) -> None:
     elem.text = _clean(message)
 
 
+def _comparison_case(suite: ET.Element, run: RunReport) -> str:
+    """The comparison with a baseline run as one test case: a failure when the gate failed."""
+    c = run.comparison
+    case = ET.SubElement(suite, "testcase", classname=_clean(f"soak.{run.kind}"),
+                         name=_clean(f"regression vs baseline {c.baseline_run_id}"), time="0.000")
+    lines = [headline(c)]
+    lines += [f"{p.phase} {s.stat}{' (gate)' if s.gated else ''}: {change_text(s)}"
+              f" (tolerance {s.tolerance * 1e3:g} ms): {s.verdict}"
+              for p in c.phases for s in p.stats]  # fmt: skip
+    lines += [f"note: {n}" for n in c.notes]
+    body = _clean("\n".join(lines))
+    if c.failed:
+        elem = ET.SubElement(case, "failure", message=_clean(one_line(headline(c))))
+        elem.set("type", "Regression")
+        elem.text = body
+        return "failure"
+    ET.SubElement(case, "system-out").text = body
+    return "passed"
+
+
 def render_junit(run: RunReport) -> str:
     """The JUnit XML document (UTF-8 declaration included) for a run."""
     root = ET.Element("testsuites", name=SUITE)
@@ -116,6 +139,8 @@ def render_junit(run: RunReport) -> str:
     counts = {"passed": 0, "failure": 0, "error": 0, "skipped": 0}
     for phase in run.phases:
         counts[_testcase(suite, run, phase)] += 1
+    if run.comparison is not None:
+        counts[_comparison_case(suite, run)] += 1
     if run.aborted or run.error:
         _run_case(suite, run)
         counts["error"] += 1

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from soak.reports.capacity_md import capacity_section
+from soak.reports.comparison_md import comparison_section
 from soak.reports.formatting import (
     NA,
     STAT_LABELS,
@@ -318,7 +319,7 @@ PhaseSection = Callable[[Sequence[PhaseReport]], list[str]]
 def render_markdown(run: RunReport, sections: Mapping[str, PhaseSection] | None = None) -> str:
     """The full markdown report of a run; `sections` (phase kind → renderer) add the sections
     of phases that bring their own, after the built-in ones."""
-    lines = [*_header(run), "", *_verdicts(run)]
+    lines = [*_header(run), "", *_verdicts(run), *comparison_section(run.comparison)]
     for section in (_overhead, _stress, *RESILIENCE_SECTIONS, capacity_section,
                     streaming_section, gateway_section):  # fmt: skip
         lines += section(run)

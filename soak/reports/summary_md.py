@@ -1,7 +1,10 @@
-"""The GitHub Actions step summary: a compact verdict appended to `$GITHUB_STEP_SUMMARY`.
+"""The GitHub Actions step summary: a compact verdict in `$GITHUB_STEP_SUMMARY`.
 
-GitHub shows this markdown on the run's summary page. Several steps may write to the same
-file, so we append and never truncate; outside Actions (variable unset) nothing is written.
+GitHub shows this markdown on the run's summary page. Our part is written once per run with
+the final verdict; while a run is under way a partial one (headed INCOMPLETE, so a job killed
+mid-run still says how far it got) is rewritten in place, never appended. What the file held
+before the run (an earlier command of the same step) is kept: we own only the bytes from where
+the file ended when the run began. Outside Actions (variable unset) nothing is written.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from soak.reports.comparison_md import summary_lines
 from soak.reports.formatting import (
     STAT_LABELS,
     check_line,
@@ -34,11 +38,19 @@ _METHODS = (
 )
 
 
-def render_step_summary(run: RunReport) -> str:
-    """Compact markdown: verdict, phases, overhead by both methods, failed checks, warnings."""
-    icon = "✅" if run.passed else "❌"
-    lines = [f"### {icon} llm-soak {overall_word(run)}: {one_line(run.target)}", ""]
+def render_step_summary(run: RunReport, *, final: bool = True) -> str:
+    """Compact markdown: verdict, comparison with a baseline, phases, overhead by both methods,
+    failed checks, warnings. `final=False`: a run still under way, headed INCOMPLETE."""
+    if final:
+        icon = "✅" if run.passed else "❌"
+        lines = [f"### {icon} llm-soak {overall_word(run)}: {one_line(run.target)}", ""]
+    else:
+        lines = [f"### ⏳ llm-soak INCOMPLETE: {one_line(run.target)}", ""]
+        done = f"{len(run.phases)} phase report{'s' if len(run.phases) != 1 else ''} so far"
+        lines += [f"> The run had not finished when this was written ({done}): no verdict yet."]
+        lines.append("")
     lines += [f"kind `{run.kind}` · profile `{run.profile}` · run `{run.run_id}`", ""]
+    lines += summary_lines(run.comparison)
     if run.aborted or run.error:
         lines += [f"> **Run {'aborted' if run.aborted else 'error'}**: {one_line(run.error or '')}"]
         lines.append("")
@@ -64,12 +76,46 @@ def render_step_summary(run: RunReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_step_summary(run: RunReport, env: Mapping[str, str] = os.environ) -> Path | None:
-    """Append the summary to the file `$GITHUB_STEP_SUMMARY` names; None when it is unset."""
-    target = env.get(ENV_VAR)
-    if not target:
+class StepSummary:
+    """Our part of the step summary file: from where the file ended when the run began."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.start = path.stat().st_size
+        except OSError:
+            self.start = 0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> StepSummary | None:
+        target = env.get(ENV_VAR)
+        return cls(Path(target)) if target else None
+
+    def write(self, text: str) -> Path:
+        """Replace our part with `text` (created 0666 less the umask, like any report file)."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            start = min(self.start, os.fstat(fd).st_size)  # someone may have truncated it
+            os.ftruncate(fd, start)
+            os.lseek(fd, start, os.SEEK_SET)
+            data = text.encode("utf-8")
+            while data:
+                data = data[os.write(fd, data) :]
+        finally:
+            os.close(fd)
+        return self.path
+
+
+def write_step_summary(
+    run: RunReport,
+    env: Mapping[str, str] = os.environ,
+    *,
+    summary: StepSummary | None = None,
+    final: bool = True,
+) -> Path | None:
+    """Write the run's summary into `summary` (default: the file `$GITHUB_STEP_SUMMARY` names,
+    after what it holds now); None when there is nowhere to write."""
+    summary = summary or StepSummary.from_env(env)
+    if summary is None:
         return None
-    path = Path(target)
-    with path.open("a", encoding="utf-8") as out:
-        out.write(render_step_summary(run))
-    return path
+    return summary.write(render_step_summary(run, final=final))
