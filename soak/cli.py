@@ -1,4 +1,4 @@
-"""Command line: `soak once | run | check | rules | dashboard | mock`.
+"""Command line: `soak once | run | check | rules | dashboard | compare | schema | mock`.
 
 The only place that prints errors and picks exit codes: 0 pass, 1 SLO breach or run failure,
 2 usage or config error. Library code raises `ConfigError` or returns data.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -44,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     once.add_argument("--phases", help="comma-separated subset of phases to run, in config order")
     once.add_argument(
+        "--baseline", type=Path, metavar="REPORT_JSON",
+        help="a previous run's report.json: compare per-request overhead with it and fail on a"
+        " regression beyond slo.regression",
+    )  # fmt: skip
+    once.add_argument(
         "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
     )
 
@@ -62,8 +68,14 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config file and exit (0 valid, 2 invalid)")
     check.add_argument("config", type=Path)
     check.add_argument("--profile", choices=["quick", "full"])
+    check.add_argument(
+        "--offline", "--no-secrets", action="store_true", dest="offline",
+        help="validate everything but the presence of secrets (env vars, key files): for CI"
+        " jobs without them",
+    )  # fmt: skip
 
     _add_generate_parsers(sub)
+    _add_ci_parsers(sub)
     sub.add_parser("mock", help="run the mock LLM provider", add_help=False)
     return p
 
@@ -93,6 +105,8 @@ def _main(argv: list[str] | None) -> int:
         return EXIT_USAGE
     if args.command in ("rules", "dashboard"):
         return _generate(args)
+    if args.command in ("compare", "schema"):
+        return _compare(args) if args.command == "compare" else _schema(args)
     if args.command == "check":
         return _check(args)
     if args.command == "run":
@@ -102,14 +116,16 @@ def _main(argv: list[str] | None) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from soak.config import ConfigError
+    from soak.config.offline import OfflineEnv
     from soak.phases import load_config
 
     try:
-        load_config(args.config, profile=args.profile)
+        env = OfflineEnv() if args.offline else os.environ
+        load_config(args.config, profile=args.profile, env=env)
     except ConfigError as exc:
         print(f"soak: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"{args.config}: ok")
+    print(f"{args.config}: ok{' (secrets not checked: --offline)' if args.offline else ''}")
     return EXIT_OK
 
 
@@ -125,8 +141,17 @@ def _once(args: argparse.Namespace) -> int:
         print(f"soak: {exc}", file=sys.stderr)
         return EXIT_USAGE
     phases = [p.strip() for p in args.phases.split(",")] if args.phases else None
+    baseline = None
+    if args.baseline is not None:
+        try:
+            baseline = (_read_report(args.baseline), str(args.baseline))
+        except ValueError as exc:
+            print(f"soak: --baseline: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     try:
-        run, paths = asyncio.run(run_once(config, out_dir=args.out, only=phases))
+        run, paths = asyncio.run(
+            run_once(config, out_dir=args.out, only=phases, baseline=baseline)
+        )
     except OnceError as exc:
         print(f"soak: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -135,6 +160,10 @@ def _once(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     for kind, path in sorted(paths.items()):
         print(f"{kind}: {path}")
+    if run.comparison is not None:
+        from soak.reports.comparison_md import headline
+
+        print(f"vs baseline {run.comparison.baseline_run_id}: {headline(run.comparison)}")
     print(f"verdict: {'PASS' if run.passed else 'FAIL'}")
     return EXIT_OK if run.passed else EXIT_FAIL
 
@@ -224,6 +253,79 @@ def _generate(args: argparse.Namespace) -> int:
     try:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
+    except OSError as exc:
+        print(f"soak: --out: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote {args.out}")
+    return EXIT_OK
+
+def _add_ci_parsers(sub: argparse._SubParsersAction) -> None:
+    """`soak compare` (a run against a baseline) and `soak schema` (the config's JSON Schema)."""
+    compare = sub.add_parser(
+        "compare", help="compare two report.json files; exit 1 on a regression beyond the gate"
+    )
+    compare.add_argument("baseline", type=Path, help="the baseline run's report.json")
+    compare.add_argument("current", type=Path, help="the run to judge: its report.json")
+    compare.add_argument("--config", type=Path, help="YAML config whose slo.regression judges")
+    compare.add_argument("--profile", choices=["quick", "full"])
+    compare.add_argument("--format", default="markdown", choices=["markdown", "json"])
+    schema = sub.add_parser("schema", help="print the JSON Schema of the config file")
+    schema.add_argument("--out", type=Path, help="write to this file (default: stdout)")
+
+
+def _read_report(path: Path):  # type: ignore[no-untyped-def]
+    """A report.json as a RunReport; any problem is a ValueError of one line."""
+    from soak.reports import parse_json
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        return parse_json(text)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import json
+
+    from soak.baseline import compare_runs
+    from soak.config import ConfigError
+    from soak.config.offline import OfflineEnv
+    from soak.phases import load_config
+    from soak.reports.comparison_md import comparison_section
+
+    try:
+        rules = load_config(args.config, profile=args.profile, env=OfflineEnv()).slo.regression
+    except ConfigError as exc:
+        print(f"soak: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        baseline, current = _read_report(args.baseline), _read_report(args.current)
+    except ValueError as exc:
+        print(f"soak: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    result = compare_runs(baseline, current, rules, source=str(args.baseline))
+    if args.format == "json":
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print("\n".join(comparison_section(result, heading="#")))
+    return EXIT_FAIL if result.failed else EXIT_OK
+
+
+def _schema(args: argparse.Namespace) -> int:
+    import json
+
+    from soak.config.jsonschema import config_schema
+    from soak.phases import registry
+
+    text = json.dumps(config_schema(registry()), indent=2, ensure_ascii=False) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        args.out.write_text(text, encoding="utf-8")
     except OSError as exc:
         print(f"soak: --out: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE

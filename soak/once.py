@@ -14,11 +14,12 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from soak.baseline import compare_runs
 from soak.config.schema import Config
 from soak.phases import PlanError
 from soak.phases import markdown_sections as phase_sections
 from soak.phases import select as select_phases
-from soak.reports import write_reports
+from soak.reports import StepSummary, write_reports
 from soak.reports.progress import Progress
 from soak.runner import run_plan
 from soak.summary import RunReport
@@ -61,8 +62,12 @@ async def run_once(
     out_dir: Path | None = None,
     only: Sequence[str] | None = None,
     progress: Progress | None = None,
+    baseline: tuple[RunReport, str] | None = None,
 ) -> tuple[RunReport, dict[str, Path]]:
-    """Run the selected phases once; return the run and the report files written."""
+    """Run the selected phases once; return the run and the report files written.
+
+    `baseline` (a previous run's report and where it came from): the finished run is compared
+    with it under `slo.regression`, and a regression beyond tolerance fails the run."""
     try:
         names = select_phases(only)
     except PlanError as exc:
@@ -72,17 +77,17 @@ async def run_once(
     progress = progress or Progress()
     run = new_run(config)
     stop = asyncio.Event()
+    summary = StepSummary.from_env()  # one part of $GITHUB_STEP_SUMMARY, rewritten in place
+
+    def partial(_report: object) -> None:
+        write_reports(run, out, sections=sections, summary=summary, final=False)
+
     with _signals(stop):
-        await run_plan(
-            config,
-            run,
-            names,
-            progress=progress,
-            stop=stop,
-            on_phase=lambda _report: write_reports(run, out, sections=sections),  # partial results
-        )
+        await run_plan(config, run, names, progress=progress, stop=stop, on_phase=partial)
     run.finished_at = time.time()
-    paths = write_reports(run, out, sections=sections)
+    if baseline is not None:
+        run.comparison = compare_runs(baseline[0], run, config.slo.regression, source=baseline[1])
+    paths = write_reports(run, out, sections=sections, summary=summary)
     progress.run_finished(run)
     return run, paths
 

@@ -1,0 +1,86 @@
+"""`soak once --baseline` and `soak compare` as a CI job runs them: the real CLI, a managed
+gateway (tests/proxy_gateway.py) in front of soak's mock, the step summary file of a step that
+already holds a line, and the exit codes a workflow acts on.
+
+A run with 10 ms added to every request is judged against a run without: the gate fails
+(exit 1), and every report says why. The false-alarm and detection rates at 2 ms are measured
+by bench/bench_regression.py (docs/BENCHMARKS.md), not here: a test on a shared machine must
+not depend on its load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from once_helpers import SOAK, proxy_gateway, run_once
+
+pytestmark = pytest.mark.integration
+
+
+def config(*proxy_args: str) -> dict:
+    return {
+        "version": 1,
+        "gateway": proxy_gateway(*proxy_args),
+        "phases": {"overhead": {"rate": 20, "duration": "4s", "latency": "20ms"}},
+        # absolute limits far away: only the comparison with the baseline can fail the run
+        "slo": {"overhead": {s: "200ms" for s in ("mean", "p50", "p90", "p95", "p99")}},
+    }
+
+
+def test_a_slower_gateway_fails_against_its_baseline(tmp_path: Path) -> None:
+    base = run_once(tmp_path / "main", config(), "--phases", "overhead")
+    assert base.code == 0, base.stderr
+    baseline = base.out / "report.json"
+    hist = base.phase("overhead")["histograms"]["overhead_per_request"]
+    assert sum(hist["counts"]) == base.phase("overhead")["completed"] == 80
+
+    summary = tmp_path / "step.md"
+    summary.write_text("earlier command\n")
+    env = {**os.environ, "GITHUB_STEP_SUMMARY": str(summary)}
+    path = tmp_path / "slow.yaml"
+    path.write_text(yaml.safe_dump(config("--delay", "0.010")))
+    out = tmp_path / "slow"
+    done = subprocess.run(
+        [*SOAK, "once", "--config", str(path), "--out", str(out), "--phases", "overhead",
+         "--baseline", str(baseline)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert f"vs baseline {json.loads(baseline.read_text())['run_id']}: regressed beyond" \
+        " tolerance: overhead p50 +" in done.stdout  # fmt: skip
+    report = json.loads((out / "report.json").read_text())
+    assert report["schema"] == "llm-soak/run/v2" and report["passed"] is False
+    (p50,) = [s for s in report["comparison"]["phases"][0]["stats"] if s["stat"] == "p50"]
+    assert p50["verdict"] == "regressed" and p50["low"] > 0.001 and p50["gated"]
+    assert report["phases"][0]["status"] == "passed"  # absolute SLO still met: only the gate
+    step = summary.read_text()
+    assert step.startswith("earlier command\n### ❌ llm-soak FAIL: proxy")
+    assert step.count("llm-soak") == 1 and "INCOMPLETE" not in step
+    junit = (out / "junit.xml").read_text()
+    assert 'type="Regression"' in junit
+
+    same = subprocess.run([*SOAK, "compare", str(baseline), str(baseline), "--format", "json"],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert same.returncode == 0, same.stderr
+    assert json.loads(same.stdout)["verdict"] == "no significant change"
+    slow = subprocess.run([*SOAK, "compare", str(baseline), str(out / "report.json")],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert slow.returncode == 1 and "**Verdict: regressed beyond tolerance" in slow.stdout
+
+
+def test_a_baseline_that_cannot_be_read_is_a_usage_error(tmp_path: Path) -> None:
+    bad = tmp_path / "report.json"
+    bad.write_text('{"schema": "something/else"}')
+    for argv in (["once", "--baseline", str(tmp_path / "missing.json")],
+                 ["once", "--baseline", str(bad)], ["compare", str(bad), str(bad)]):  # fmt: skip
+        done = subprocess.run([*SOAK, *argv], capture_output=True, text=True, timeout=60,
+                              cwd=tmp_path)  # fmt: skip
+        assert done.returncode == 2, (argv, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("soak: "), done.stderr
+    assert not (tmp_path / "soak-results").exists()  # nothing ran
