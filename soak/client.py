@@ -72,8 +72,9 @@ def gateway_headers(
 class _Read:
     """What one response delivered so far; kept when the response breaks off."""
 
-    __slots__ = ("end_bits", "first_byte", "first_token", "gaps", "gateway", "last_token",
-                 "nbytes", "pieces", "provider", "service_s", "status", "tokens")  # fmt: skip
+    __slots__ = ("answered", "end_bits", "first_byte", "first_token", "gaps", "gateway",
+                 "last_token", "nbytes", "pieces", "provider", "service_s", "status",
+                 "tokens")  # fmt: skip
 
     def __init__(self) -> None:
         self.status = 0
@@ -88,9 +89,13 @@ class _Read:
         self.provider: str | None = None
         self.service_s: float | None = None
         self.gateway: tuple[tuple[str, str], ...] | None = None
+        self.answered: str | None = None
 
     def mark(self, text: str, headers: Mapping[str, str], soak: Any) -> None:
-        """Served-by provider and service time: content marker, else headers, else body field."""
+        """Served-by provider and service time: content marker, else headers, else body field;
+        and the nonce the body field says was answered."""
+        if isinstance(soak, dict) and isinstance(answered := soak.get("nonce"), str):
+            self.answered = answered[:64]
         marker = find_marker(text)
         if marker is not None:
             self.provider, self.service_s = marker.provider, marker.service_s
@@ -101,10 +106,26 @@ class _Read:
             service_us = service_us if service_us is not None else soak.get("service_us")
         if isinstance(provider, str) and provider:
             self.provider = provider[:64]
-        try:
-            self.service_s = None if service_us is None else max(0, int(service_us)) / 1e6
-        except (TypeError, ValueError):
-            self.service_s = None
+        self.service_s = _micros(service_us)
+
+
+MAX_SERVICE_US = 10**12 - 1
+"""The largest service time a marker can carry (12 digits of microseconds, ~11.6 days)."""
+
+
+def _micros(value: Any) -> float | None:
+    """Seconds from a header's or body field's microseconds; None unless a whole number in
+    [0, `MAX_SERVICE_US`] (a 4,000-digit header or 1e999 raised OverflowError out of send)."""
+    if isinstance(value, str):
+        value = value.strip()
+        if not (value.isascii() and value.isdigit() and len(value) <= 12):
+            return None
+        value = int(value)
+    elif isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SERVICE_US:
+        return None
+    return value / 1e6
 
 
 class _Bad(Exception):
@@ -166,7 +187,11 @@ class ChatClient:
         sent = clock()
         try:
             async with self._session.post(
-                self._url, data=body, headers=self._headers, timeout=self._timeout
+                self._url,
+                data=body,
+                headers=self._headers,
+                timeout=self._timeout,
+                allow_redirects=False,  # a 3xx is an outcome: headers never go elsewhere
             ) as resp:
                 read.first_byte = clock()
                 read.status = status = resp.status
@@ -185,7 +210,8 @@ class ChatClient:
             end, outcome = clock(), Outcome.TIMEOUT
         except aiohttp.ClientConnectorError:
             end, outcome = clock(), Outcome.CONNECT
-        except (ValueError, HttpProcessingError):  # an SSE line beyond the line limit, ...
+        except (ValueError, HttpProcessingError, aiohttp.ClientResponseError):
+            # not HTTP: a bad status line, header, length or chunk; an SSE line too long
             end, outcome = clock(), Outcome.BAD_RESPONSE
         except (aiohttp.ClientError, OSError):
             # reset or broken off: before any answer it is a connection failure, after the
@@ -214,6 +240,7 @@ class ChatClient:
             read.gaps,
             None if pieces is None else hashlib.sha256("".join(pieces).encode()).hexdigest(),
             read.end_bits,
+            read.answered if ok else None,
         )
 
     async def _read_json(self, resp: aiohttp.ClientResponse, read: _Read) -> Outcome:
@@ -230,7 +257,7 @@ class ChatClient:
             else:
                 text = "".join(b.get("text", "") for b in data["content"] if isinstance(b, dict))
                 tokens = (data.get("usage") or {}).get("output_tokens")
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError):
             return Outcome.BAD_RESPONSE
         if not isinstance(text, str):
             return Outcome.BAD_RESPONSE
@@ -301,7 +328,7 @@ class ChatClient:
                             read.end_bits |= END_FINISH
                     else:
                         text = None
-            except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError):
                 raise _Bad(Outcome.BAD_RESPONSE) from None
             if text:
                 now = clock()

@@ -48,10 +48,16 @@ class MockControl:
         query = {k: str(v) for k, v in params.items() if v is not None}
         try:
             async with self._client().request(
-                method, url, json=body, params=query, headers=self._headers, timeout=self._timeout
+                method,
+                url,
+                json=body,
+                params=query,
+                headers=self._headers,
+                timeout=self._timeout,
+                allow_redirects=False,  # the token goes to the mock's origin and nowhere else
             ) as resp:
                 text = await resp.text()
-                if resp.status >= 400:
+                if resp.status >= 300:
                     raise MockControlError(f"{method} /_mock/{path}: {_reason(resp.status, text)}")
                 try:
                     return json.loads(text)

@@ -15,6 +15,8 @@ class Outcome(StrEnum):
     """How a request ended. Bounded: safe as a Prometheus label value."""
 
     OK = "ok"
+    HTTP_3XX = "http_3xx"
+    """A redirect: never followed, so no header (secrets included) goes to another origin."""
     HTTP_4XX = "http_4xx"
     HTTP_429 = "http_429"
     HTTP_5XX = "http_5xx"
@@ -22,15 +24,21 @@ class Outcome(StrEnum):
     CONNECT = "connect"
     STREAM_BROKEN = "stream_broken"
     BAD_RESPONSE = "bad_response"
+    UNTRACED = "untraced"
+    """A well-formed answer whose nonce the mock never saw: served from a cache, or invented."""
+    FORGED = "forged"
+    """A well-formed answer whose marker disagrees with the mock's trace of that nonce."""
 
     @classmethod
     def from_status(cls, status: int) -> Outcome:
-        """Classify a non-2xx HTTP status."""
+        """Classify a non-2xx HTTP status (1xx and anything past 599 are not HTTP answers)."""
         if status == 429:
             return cls.HTTP_429
+        if 300 <= status < 400:
+            return cls.HTTP_3XX
         if 400 <= status < 500:
             return cls.HTTP_4XX
-        if status >= 500:
+        if 500 <= status < 600:
             return cls.HTTP_5XX
         return cls.BAD_RESPONSE
 
@@ -78,6 +86,9 @@ class Result:
     stream_end: int = 0
     """What closed the stream, as bits: `END_FINISH` a finish reason, `END_USAGE` usage,
     `END_DONE` the end event (`data: [DONE]` / `message_stop`)."""
+    answered: str | None = None
+    """The nonce the answer's `soak` body field says the mock answered (None when the gateway
+    dropped the field): another request's nonce means a replayed answer."""
 
     @property
     def ok(self) -> bool:

@@ -122,7 +122,10 @@ class GatewayKind:
         url = base_url.rstrip("/") + self.metrics_path
         try:
             async with asyncio.timeout(SCRAPE_TIMEOUT):
-                async with session.get(url, headers=self.auth_headers(api_key)) as resp:
+                # never followed: the auth headers must not go to another origin
+                async with session.get(
+                    url, headers=self.auth_headers(api_key), allow_redirects=False
+                ) as resp:
                     if resp.status // 100 != 2:
                         return None
                     return await _read_bounded(resp.content)
