@@ -115,6 +115,21 @@ def overhead_per_request(results: Iterable[Result]) -> LatencySummary | None:
     return summarize(o for r in results if (o := r.overhead) is not None)
 
 
+def negative_overhead(results: Iterable[Result]) -> dict[str, float] | None:
+    """Successful requests whose per-request overhead came out negative: `{"count", "worst"}`
+    (the most negative, seconds), None when there are none. The mock's service time cannot
+    exceed the client's latency for a request the mock really served, so a negative value is
+    clock noise (microseconds) or a marker that lies; the histograms record such values as 0,
+    and this is where they are counted instead of hidden."""
+    count, worst = 0, 0.0
+    for r in results:
+        o = r.overhead
+        if o is not None and o < 0:
+            count += 1
+            worst = min(worst, o)
+    return {"count": count, "worst": worst} if count else None
+
+
 def overhead_percentile_diff(through: LatencySummary, direct: LatencySummary) -> dict[str, float]:
     """The seeds' method: each stat through the gateway minus the same stat direct to the mock.
 
@@ -181,8 +196,19 @@ def report_fields(run: LoadRun) -> dict[str, Any]:
         hist = Histogram.of_seconds(o for r in results if (o := r.overhead) is not None)
         if hist is not None:  # for comparing runs (soak.baseline)
             histograms["overhead_per_request"] = hist.to_json()
+    notes = run_notes(run)
+    details: dict[str, Any] = {}
+    negative = negative_overhead(results)
+    if negative is not None:
+        details["negative_overhead"] = negative
+        notes.append(
+            f"{negative['count']} requests had a negative per-request overhead (worst"
+            f" {negative['worst'] * 1e3:.3f} ms): the mock's service time exceeded the client's"
+            " latency; recorded as 0 in the overhead distribution and histogram"
+        )
     return {
-        "notes": run_notes(run),
+        "notes": notes,
+        "details": details,
         "duration_s": run.elapsed,
         "target_rate": run.target_rate,
         "throughput": throughput(run),

@@ -25,6 +25,7 @@ from soak.reports.progress import Progress
 from soak.results import Result
 from soak.stats import report_fields
 from soak.summary import LatencySummary, PhaseReport, Status
+from soak.verify import TraceVerifier, Verification
 
 _MAX_CONNECTIONS = 4096
 """Client pool ceiling: enough for the seed's ~1,000 in flight, bounded (see client.py)."""
@@ -143,11 +144,22 @@ async def measure(
         if observe is not None:
             observe(result, name)
 
+    # Through the gateway every answer is checked against the mock's trace before anything
+    # counts it (the calibration goes straight to the mock: nothing in between to check).
+    verifier = TraceVerifier(ctx.mock.traces, on_result) if through_gateway else None
+    verification: Verification | None = None
     session = make_session(min(cfg.engine.max_inflight, _MAX_CONNECTIONS), timeout)
     try:
         client = chat_client(ctx, session, target, phase=name, timeout=timeout)
-        run = await run_load(spec, client.send, on_result=on_result, stop=ctx.stop)
+        if verifier is not None:
+            verifier.start()
+        sink = on_result if verifier is None else verifier.add
+        run = await run_load(spec, client.send, on_result=sink, stop=ctx.stop)
+        if verifier is not None:
+            verification = await verifier.close()
     finally:
+        if verifier is not None:
+            verifier.abort()  # cancelled: stop querying
         await session.close()
         samples = await watch.stop() if watch is not None else []
     report = PhaseReport(
@@ -161,6 +173,8 @@ async def measure(
     )
     if samples:
         report.details["process_series"] = process_series(samples)
+    if verification is not None and verifier is not None:
+        verified(report, verification, forward_errors=verifier.forward_errors)
     if run.stopped:
         report.notes.append("stopped early: the run was interrupted")
     if cfg.shard.count > 1:
@@ -173,6 +187,26 @@ async def measure(
         if reported:
             report.params["gateway_reported"] = reported
     return run, report
+
+
+def verified(report: PhaseReport, verification: Verification, *, forward_errors: int) -> None:
+    """What the mock's traces said of the phase's answers, into its report: the tally in
+    `details["verification"]`, a note and a failing check for untraced or forged answers, an
+    error when the control API failed (the answers after it went unverified)."""
+    report.details["verification"] = verification.to_dict()
+    note, check = verification.note(), verification.check()
+    if note is not None:
+        report.notes.append(note)
+    if check is not None:
+        report.checks.append(check)
+    if forward_errors:
+        report.notes.append(f"the result callback raised {forward_errors} times; results kept")
+    if verification.error is not None:
+        report.status = Status.ERROR
+        report.error = (
+            f"mock control API: answers could not be checked against the mock's trace"
+            f" ({verification.unverified} unverified): {verification.error}"
+        )
 
 
 SERIES_POINTS = 600
