@@ -172,7 +172,8 @@ class Daemon:
         self.host, self.port = split_listen(self.listen)
         self.registry = new_registry()
         buckets = buckets_for_slo(phases.thresholds(config.slo))
-        self.metrics = SoakMetrics(self.registry, buckets=buckets)
+        providers = (config.mock.primary, config.mock.fallback)
+        self.metrics = SoakMetrics(self.registry, buckets=buckets, providers=providers)
         self.metrics.config_loaded(True, at=clock())
         self.history = RunHistory(data_dir or srv.data_dir, keep=srv.keep_runs)
         # Runs are written through this: a full or read-only disk never stops a run.
@@ -321,6 +322,9 @@ class Daemon:
         except Exception as err:  # a bug must not leave the daemon half-swapped or silent
             return self._reload_failed(mask(f"{type(err).__name__}: {err}".splitlines()[0]))
         self._swapped = number
+        self.metrics.set_providers((new.mock.primary, new.mock.fallback))
+        if old.gateway.name != new.gateway.name:
+            self.metrics.forget_target(old.gateway.name)  # a renamed target leaves no series
         self.metrics.config_loaded(True, at=self._clock())
         log.info("config reloaded (%d plan(s))", len(new.daemon.schedule))
         return None
@@ -403,6 +407,8 @@ class Daemon:
             log.exception("run failed", extra=ctx)
         finally:
             feed.end()
+            if config.gateway.name != self.config.gateway.name:  # renamed while this ran
+                self.metrics.forget_target(config.gateway.name)
             run.finished_at = time.time()
             status = run_status(run)
             if status == "aborted":

@@ -121,6 +121,12 @@ A skipped phase did not run: its gauges are left untouched."""
 
 BREAKER_SOURCES = ("observed", "reported")
 
+UNKNOWN_PROVIDER = "unknown"
+"""The `provider` label of any provider name that is not configured: a gateway's marker or
+header is wire data, and one label value per distinct string would grow without bound."""
+DEFAULT_PROVIDERS = ("primary", "fallback")
+"""The profiles' `mock.primary` / `mock.fallback`; the daemon passes the configured names."""
+
 
 def register_default_collectors(registry: CollectorRegistry) -> None:
     """The standard process_*, python_gc_* and python_info collectors, on `registry`."""
@@ -175,6 +181,7 @@ class SoakMetrics:
         *,
         buckets: Mapping[str, Sequence[float]] = BASE_BUCKETS,
         thresholds: Iterable[Threshold] | None = None,
+        providers: Iterable[str] = DEFAULT_PROVIDERS,
     ) -> None:
         if thresholds is not None:
             check_thresholds_are_buckets(buckets, thresholds)
@@ -190,6 +197,16 @@ class SoakMetrics:
         self[BUILD_INFO].labels(__version__, platform.python_version()).set(1)
         self._bound: dict[tuple[str, str], _Bound] = {}
         self._breakers: dict[tuple[str, str, str], BreakerState] = {}
+        self.providers: frozenset[str] = frozenset()
+        self.set_providers(providers)
+
+    def set_providers(self, names: Iterable[str]) -> None:
+        """The provider names a `provider` label may hold (the config's `mock.primary` and
+        `mock.fallback`); any other name is counted as `unknown`."""
+        self.providers = frozenset(_label("provider", n) for n in names)
+
+    def _provider(self, name: str) -> str:
+        return name if name in self.providers else UNKNOWN_PROVIDER
 
     def __getitem__(self, spec: MetricSpec) -> Any:
         return self._m[spec]
@@ -229,9 +246,9 @@ class SoakMetrics:
         if result.tokens_out:
             b.tokens.inc(result.tokens_out)
         if result.ok and result.provider:
-            served = b.served.get(result.provider)
+            provider = self._provider(result.provider)  # never the wire's string itself
+            served = b.served.get(provider)
             if served is None:
-                provider = _label("provider", result.provider)
                 served = b.served[provider] = self[SERVED].labels(target, phase, provider)
             served.inc()
 
@@ -303,7 +320,7 @@ class SoakMetrics:
         """Set a provider's breaker state; a change from the previous value counts a transition."""
         if source not in BREAKER_SOURCES:
             raise ValueError(f"breaker source {source!r} must be one of {BREAKER_SOURCES}")
-        key = (_label("target", target), _label("provider", provider), source)
+        key = (_label("target", target), self._provider(provider), source)
         previous = self._breakers.get(key)
         self._breakers[key] = BreakerState(state)
         self[BREAKER_STATE].labels(*key).set(int(state))
@@ -349,6 +366,23 @@ class SoakMetrics:
         for spec in (PLAN_NEXT_RUN, PLAN_LAST_RUN):
             with contextlib.suppress(KeyError):  # never set: nothing to drop
                 self[spec].remove(plan)
+
+    def forget_target(self, name: str) -> int:
+        """Remove every series labelled `target=name` (a target renamed by reload): without
+        this each old name kept its few hundred series for the daemon's life. Returns how many
+        label sets went; the next request under `name` starts them afresh."""
+        removed = 0
+        for spec in CATALOGUE:
+            if "target" not in spec.labels:
+                continue
+            metric, at = self._m[spec], spec.labels.index("target")
+            for values in _children(metric, spec.labels):
+                if values[at] == name:
+                    metric.remove(*values)
+                    removed += 1
+        self._bound = {k: b for k, b in self._bound.items() if k[0] != name}
+        self._breakers = {k: v for k, v in self._breakers.items() if k[0] != name}
+        return removed
 
     def set_plan_next_run(self, plan: str, at: float) -> None:
         """When a plan is next due (Unix time)."""
@@ -408,6 +442,18 @@ class SoakMetrics:
         if reason is not None:
             known = reason if reason in ("disk_full", "read_only") else "other"
             self[HISTORY_WRITE_ERRORS].labels(known).inc()
+
+
+def _children(metric: Any, labelnames: Sequence[str]) -> set[tuple[str, ...]]:
+    """The label values of every child `metric` exposes (read from its samples, the public
+    view: `le` and the like are left out)."""
+    found = set()
+    for family in metric.collect():
+        for sample in family.samples:
+            values = tuple(sample.labels.get(n) for n in labelnames)
+            if None not in values:
+                found.add(values)
+    return found
 
 
 def new_registry() -> CollectorRegistry:
