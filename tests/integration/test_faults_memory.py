@@ -1,14 +1,16 @@
 """The tester's own memory over many short runs, in one process: a leak per run (sessions,
-tasks, results, temp dirs, reports) would grow RSS run after run. This CI-sized check runs 120
-plans; bench/bench_reliability.py runs 500 and records the figure in docs/RELIABILITY.md (at
-~0.25 s a run, 500 would take this test past its time budget). No `gc.collect()` or trim
-between runs here (the daemon adds both): the phases alone must not accumulate; before the
-engine collected after its `gc.freeze()` window, this grew 1.1 MiB a run."""
+tasks, results, temp dirs, reports) would grow RSS run after run. The run count scales, never a
+time budget: 60 plans by default (CI), SOAK_TEST_RUNS=N for a longer soak; the bound is the same
+at any count. bench/bench_reliability.py runs 500 and records the figure in docs/RELIABILITY.md.
+No `gc.collect()` or trim between runs here (the daemon adds both): the phases alone must not
+accumulate; before the engine collected after its `gc.freeze()` window, this grew 1.1 MiB a run
+(+33 MiB between the two windows at 60 runs, against a 10% bound of ~4.5 MiB)."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import os
 import re
 import statistics
 import subprocess
@@ -29,7 +31,8 @@ from soak.summary import RunReport
 
 pytestmark = pytest.mark.integration
 
-RUNS, WARMUP, WINDOW = 120, 30, 10
+RUNS = int(os.environ.get("SOAK_TEST_RUNS", "60"))  # ~15 s here; the 120 of before took 93 s in CI
+WARMUP, WINDOW = 20, 10
 SHAPE = {"rate": 50, "duration": "100ms", "latency": "1ms"}  # 5 requests per phase
 
 
@@ -64,6 +67,7 @@ def mock_url() -> Iterator[str]:
 
 
 async def test_rss_stays_flat_over_many_short_runs(tmp_path: Path, mock_url: str) -> None:
+    assert RUNS >= WARMUP + 2 * WINDOW, f"SOAK_TEST_RUNS={RUNS}: at least {WARMUP + 2 * WINDOW}"
     path = tmp_path / "soak.yaml"
     path.write_text(
         yaml.safe_dump(
@@ -82,7 +86,6 @@ async def test_rss_stays_flat_over_many_short_runs(tmp_path: Path, mock_url: str
     config = load_config(path)
     me = psutil.Process()
     rss: list[float] = []
-    started = time.monotonic()
     for _ in range(RUNS):
         run = RunReport(new_run_id(), time.time(), 0.0, "direct", "openai", "quick")
         await run_plan(
@@ -98,4 +101,3 @@ async def test_rss_stays_flat_over_many_short_runs(tmp_path: Path, mock_url: str
     base = statistics.median(rss[WARMUP : WARMUP + WINDOW])
     end = statistics.median(rss[-WINDOW:])
     assert end < base * 1.10, f"RSS {base:.1f} -> {end:.1f} MiB over {RUNS - WARMUP} runs"
-    assert time.monotonic() - started < 90
