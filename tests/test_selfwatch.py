@@ -35,6 +35,7 @@ async def test_an_idle_loop_has_little_lag_and_low_cpu() -> None:
         await asyncio.sleep(0.15)
     reading = watch.reading()
     assert reading.samples >= 10
+    # idle (0.2 ms measured) vs a lag read in ms (x1000) or a loop kept blocked: 100x headroom
     assert reading.loop_lag_mean < 0.02  # mean, not max: CI cores are shared
     assert reading.cpu_ratio < 0.5
 

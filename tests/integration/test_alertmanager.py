@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -143,7 +142,6 @@ def test_overhead_breach_reaches_the_webhook_through_alertmanager(
     procs: list[subprocess.Popen[bytes]],
     webhook: tuple[str, list[dict[str, Any]]],
 ) -> None:
-    t0 = time.monotonic()
     config = {
         "version": 1,
         "gateway": proxy_gateway("--mode", "delay", "--delay", "0.05"),
@@ -196,7 +194,6 @@ def test_overhead_breach_reaches_the_webhook_through_alertmanager(
     assert stats <= {"mean", "p50", "p90", "p95", "p99"}
     # routed by the example config: warnings go to the ticket receiver
     assert {b["receiver"] for b in received if overhead_alerts([b])} == {"soak-ticket"}
-    assert time.monotonic() - t0 < 90
     code, _ = daemon.stop()
     assert code == 0
 

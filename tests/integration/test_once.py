@@ -32,8 +32,9 @@ def test_embedded_default_runs_against_real_litellm(tmp_path: Path) -> None:
     # the embedded default warms the cold proxy up for 3 s first; those are not recorded
     assert overhead["params"]["warmup"] == 3.0 and overhead["sent"] == 200
     assert per_request["count"] == overhead["completed"] > 150
-    # LiteLLM is a Python proxy: it adds milliseconds, never nothing and never a second at p50.
-    assert 0.001 < per_request["p50"] < 1.0
+    # LiteLLM is a Python proxy: it adds something, never nothing (how much is a speed figure:
+    # bench/bench_gateways.py, docs/BENCHMARKS.md)
+    assert per_request["p50"] > 0.001
     assert seed["p50"] == pytest.approx(
         overhead["latency"]["p50"] - calibration["latency"]["p50"], abs=1e-6
     )
@@ -105,10 +106,8 @@ http {{
     ours = overhead["distributions"]["overhead_per_request"]
     floor = done.phase("calibration")["distributions"]["overhead_per_request"]
     assert ours["count"] == overhead["sent"] == 200
-    # nginx adds well under a millisecond over the tester's own floor measured in this run
-    # (a ratio against a same-run reference: these machines are shared and noisy).
+    # nginx over this run's floor (0.25 ms here) vs the mock's 20 ms left in on one side: 8x, 10x
     assert ours["p50"] - floor["p50"] < 0.002, (ours, floor)
-    assert ours["p50"] < 0.005  # the seed's p50 threshold
     assert done.phase("stress-2")["success_ratio"] == 1.0
     failures = int(done.junit().get("failures"))
     assert failures == sum(p["status"] == "failed" for p in report["phases"])

@@ -286,7 +286,8 @@ def test_two_shards_add_up_to_one_unsharded_daemon(tmp_path, procs):
             record,
             recorded,
         )
-    assert 0.04 <= p50["sharded"] <= 0.25 and 0.04 <= p50["single"] <= 0.25, p50
+    # the 50 ms answers (the (0.05, 0.1] bucket) vs a median 10x off the mock's latency
+    assert 0.04 <= p50["sharded"] <= 0.5 and 0.04 <= p50["single"] <= 0.5, p50
     assert p50["sharded"] == pytest.approx(p50["single"], rel=0.2), p50
 
 

@@ -73,7 +73,8 @@ def test_a_plain_proxy_passes_every_stream_whole_and_flat(tmp_path: Path) -> Non
     assert dist["itl"]["count"] == 20 * 9  # every gap between chunks, pooled
     assert dist["itl"]["p50"] == pytest.approx(0.02, abs=0.005)
     assert dist["tpot"]["p50"] == pytest.approx(0.02, abs=0.005)
-    assert 0 < dist["added_ttft"]["p50"] < 0.005
+    # chunks passed on (1.4-2.6 ms here) vs the stream held whole (183 ms, buffer): 11x and 6x
+    assert 0 < dist["added_ttft"]["p50"] < 0.03
     flat = stream["process"]
     assert flat["fds_growth"] <= 16 and flat["rss_before"] > 0
     assert code == 0, [c for c in phase["checks"] if not c["passed"]]
@@ -129,5 +130,5 @@ def test_real_litellm_with_its_bedrock_primary_keeps_streams_whole(tmp_path: Pat
     assert stream["warmup"] == {"streams": 10, "ok": 10}
     added = phase["distributions"]["added_ttft"]
     print(f"litellm (bedrock) added TTFT p50 {added['p50'] * 1e3:.2f} ms")
-    assert 0.001 < added["p50"] < 1.0
+    assert added["p50"] > 0.001  # how much more is a speed figure: docs/BENCHMARKS.md
     assert phase["process"]["rss_peak"] > 50e6  # the real proxy, watched by PID
