@@ -13,7 +13,8 @@ import time
 from html import escape
 from typing import Any
 
-from soak.reports.comparison_md import change_text, headline, verdict_text
+from soak.baseline import StatComparison
+from soak.reports.comparison_md import change_text, headline
 from soak.reports.formatting import (
     NA,
     check_parts,
@@ -266,7 +267,7 @@ def _comparison(run: RunReport) -> list[str]:
                            " is the change, the bar its bootstrap interval, the shaded band the"
                            " tolerance; a verdict needs the whole interval outside the band."))
     rows = [[p.phase, s.stat + (" (gate)" if s.gated else ""), millis(s.baseline * 1e3),
-             millis(s.current * 1e3), change_text(s), (verdict_text(s), "FAIL" if s.failed
+             millis(s.current * 1e3), change_text(s), (_word(s), "FAIL" if s.failed
              else "PASS" if s.verdict != "regressed" else "REGR")]
             for p in c.phases for s in p.stats]  # fmt: skip
     if rows:
@@ -276,6 +277,11 @@ def _comparison(run: RunReport) -> list[str]:
     if notes:
         out.append("<ul>" + "".join(f"<li>{escape(one_line(n))}</li>" for n in notes) + "</ul>")
     return out
+
+
+def _word(s: StatComparison) -> str:
+    """A verdict in words (the markdown's ▲/▼ are not in every font a browser falls back to)."""
+    return s.verdict.upper() if s.failed else s.verdict
 
 
 def _figure(plot_id: str, svg: str, caption: str) -> str:
