@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_reports_html import MB, T0, full_run, phase
 
 from soak.baseline import compare_runs
 from soak.compare import Histogram
 from soak.config.regression import DEFAULT_REGRESSION
 from soak.reports import write_reports
-from soak.summary import Check, LatencySummary, PhaseReport, RunReport, Status
-
-from test_reports_html import MB, T0, full_run, phase
+from soak.summary import Check, LatencySummary, RunReport, Status
 
 PROBE = """
 <script>
