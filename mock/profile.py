@@ -266,10 +266,14 @@ def load_profiles(path: str | Path) -> MockConfig:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ProfileError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ProfileError(f"{path}: cannot read (not UTF-8 text)") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
         raise ProfileError(f"{path}:{line} not valid YAML") from None
+    except (ValueError, OverflowError) as exc:  # a scalar yaml cannot build (2024-13-45)
+        raise ProfileError(f"{path}: not valid YAML: cannot read a value ({exc})"[:200]) from None
     return parse_config(data)

@@ -139,7 +139,7 @@ def _plan(root: Section, index: int, item: Any, phase_names: Sequence[str]) -> P
     if cron is not None and (problem := cron_problem(cron)):
         s.fail("cron", f"invalid cron expression {cron!r}: {problem}", "five fields, in UTC")
     interval = (
-        s.duration("interval", None, positive=True, at_most=MAX_INTERVAL_S)
+        s.duration("interval", None, positive=True, at_least=1.0, at_most=MAX_INTERVAL_S)
         if s.has("interval")
         else None
     )
@@ -148,7 +148,7 @@ def _plan(root: Section, index: int, item: Any, phase_names: Sequence[str]) -> P
         s.wrong_type("phases", "a non-empty list of phase names", phases)
     for phase in phases:
         if phase not in phase_names:
-            s.fail("phases", f"unknown phase {phase!r}", f"use {', '.join(phase_names)}")
+            s.fail("phases", f"unknown phase {phase[:40]!r}", f"use {', '.join(phase_names)}")
     if len(set(phases)) != len(phases):
         s.fail("phases", "a phase is listed twice")
     return PlanConfig(

@@ -26,6 +26,14 @@ a timeout or a threshold longer than a week is a typo, and an unbounded one neve
 MAX_INTEGER = 2**63 - 1
 """Largest integer any key may hold unless it says otherwise (`maximum`): what SQLite, JSON
 readers and C libraries take without overflow."""
+MAX_RATE = 100_000.0
+"""Requests per second one replica may be asked for: a generator on one core tops out far
+below (docs/BENCHMARKS.md); more is a typo (`rate: 1.0e+12` never finished)."""
+RATE_HINT = "requests per second, per replica"
+MAX_REQUESTS = 100_000_000
+"""Requests one phase may send, whatever its keys multiply to (rate x duration, rounds...)."""
+MAX_CONCURRENCY = 100_000
+"""Requests or streams one phase may hold open at once."""
 _ENV_REF = re.compile(r"\$\$|\$\{([^}]*)\}")
 _MISSING: Any = object()
 
@@ -79,7 +87,9 @@ def _shown(value: object) -> str:
     if isinstance(value, str):
         text = value if len(value) <= 40 else value[:37] + "..."
         return repr(text)
-    return repr(value) if isinstance(value, int | float) else ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _count(value)
+    return repr(value) if isinstance(value, bool | float) else ""
 
 
 class Section:
@@ -194,7 +204,7 @@ class Section:
         if minimum is not None and value < minimum:
             self.fail(key, f"must be at least {minimum}, got {_count(value)}")
         if value > maximum:
-            self.fail(key, f"must be at most {maximum:,}, got {_count(value)}")
+            self.fail(key, f"must be at most {_count(maximum)}, got {_count(value)}")
         return value
 
     def number(
@@ -230,23 +240,44 @@ class Section:
         default: Any = _MISSING,
         *,
         positive: bool = False,
+        at_least: float = 0.0,
         at_most: float = MAX_DURATION_S,
     ) -> float:
-        """Seconds from a number or a `1m30s`-style string; `positive` rejects zero; longer
-        than `at_most` (seven days unless the key says otherwise) is refused."""
+        """Seconds from a number or a `1m30s`-style string; `positive` rejects zero; shorter
+        than `at_least` (a poll or a period that would spin) or longer than `at_most` (seven
+        days unless the key says otherwise) is refused."""
         value = self._get(key, default)
         try:
             seconds = parse_duration(value)
         except TypeError:
             self.wrong_type(key, "a duration", value)
         except ValueError as err:
-            self.fail(key, str(err), DURATION_HINT)
+            problem = str(err) if len(str(err)) <= 80 else f"invalid duration {_shown(value)}"
+            self.fail(key, problem, DURATION_HINT)
         if positive and seconds == 0:
             self.fail(key, "must be longer than 0", DURATION_HINT)
+        shown = _shown(value) if isinstance(value, str) else f"{seconds:g}s"
         if seconds > at_most:
-            shown = _shown(value) if isinstance(value, str) else f"{seconds:g}s"
             self.fail(key, f"must be at most {span(at_most)}, got {shown}")
+        if seconds < at_least:
+            self.fail(key, f"must be at least {span(at_least)}, got {shown}")
         return seconds
+
+    def load_bound(self, key: str, *, requests: float = 0.0, seconds: float = 0.0) -> None:
+        """A phase's whole load as its keys multiply out: at most `MAX_REQUESTS` requests and
+        `MAX_DURATION_S` of running time, else a one-line error on `key` saying the product."""
+        if requests > MAX_REQUESTS:
+            self.fail(
+                key,
+                f"the phase would send {requests:,.0f} requests, more than {MAX_REQUESTS:,}",
+                "lower the rate, the duration or the count",
+            )
+        if seconds > MAX_DURATION_S:
+            self.fail(
+                key,
+                f"the phase would run {seconds / 3600:,.6g}h, longer than {span(MAX_DURATION_S)}",
+                "raise the rate or lower the count",
+            )
 
     def url(self, key: str, default: Any = _MISSING) -> str | None:
         """An http(s) URL with a host and no credentials, without a trailing slash."""
@@ -290,9 +321,9 @@ class Section:
         if value is None and getattr(env, "secrets_optional", False):  # soak check --offline
             return Secret(f"offline-placeholder:{name}")
         if value is None:
-            self.fail(key, f"environment variable '{name}' is not set", hint)
+            self.fail(key, f"environment variable {_shown(name)} is not set", hint)
         if not value:
-            self.fail(key, f"environment variable '{name}' is empty", hint)
+            self.fail(key, f"environment variable {_shown(name)} is empty", hint)
         return Secret(value)
 
     def expand(self, key: str, template: str, env: Mapping[str, str]) -> Secret:
@@ -333,8 +364,12 @@ def span(seconds: float) -> str:
 
 def _count(value: int) -> str:
     """An integer for a message: a huge one by its size, not its thousand digits."""
-    digits = len(str(abs(value))) if abs(value) < 10**4300 else 4300
-    return f"{value:,}" if digits <= 24 else f"an integer of {digits}+ digits"
+    if abs(value) >= 10**4000:  # str() refuses past 4300 digits
+        return "an integer of more than 4000 digits"
+    digits = len(str(abs(value)))
+    if digits <= 5:
+        return str(value)
+    return f"{value:,}" if digits <= 24 else f"an integer of {digits} digits"
 
 
 def _alternatives(choices: tuple[str, ...]) -> str:

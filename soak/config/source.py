@@ -157,6 +157,11 @@ def parse_yaml(text: str, label: str) -> dict[str, Any]:
         raise ConfigError(f"{label}: invalid YAML: {problem}{where}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{label}: invalid YAML: {' '.join(str(err).split())}") from None
+    except (ValueError, OverflowError) as err:  # a scalar the constructor cannot build
+        problem = " ".join(str(err).split())
+        if "integer string conversion" in problem:
+            problem = "a number longer than 4300 digits"
+        raise ConfigError(f"{label}: invalid YAML: cannot read a value: {problem[:120]}") from None
     if data is None:
         raise ConfigError(f"{label}: empty file (start with 'version: 1')")
     if not isinstance(data, dict):

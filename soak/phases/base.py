@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from soak.client import ChatClient, make_session
-from soak.config.fields import Section
+from soak.config.fields import MAX_RATE, RATE_HINT, Section
 from soak.config.schema import Config
 from soak.engine import LoadRun, LoadSpec, run_load
 from soak.gateway.selfreport import SelfReport
@@ -67,12 +67,15 @@ class PhaseContext:
 
 
 def rate_shape(s: Section) -> dict[str, float]:
-    """`rate`, `duration` and `latency` of a fixed-rate phase's section (all required)."""
-    return {
-        "rate": s.number("rate", positive=True),
+    """`rate`, `duration` and `latency` of a fixed-rate phase's section (all required), bounded:
+    rate <= MAX_RATE per replica, duration <= 7 days, rate x duration <= MAX_REQUESTS."""
+    shape = {
+        "rate": s.number("rate", positive=True, at_most=MAX_RATE, hint=RATE_HINT),
         "duration": s.duration("duration", positive=True),
         "latency": s.duration("latency"),
     }
+    s.load_bound("duration", requests=shape["rate"] * shape["duration"])
+    return shape
 
 
 async def fixed_rate(ctx: PhaseContext, name: str) -> PhaseReport:

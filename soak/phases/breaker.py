@@ -79,7 +79,7 @@ def parse_breaker(s: Section) -> BreakerPhase:
         fault=s.duration("fault", positive=True),
         window=s.duration("window", positive=True),
         closed_share=s.number("closed_share", positive=True, at_most=1.0),
-        scrape_interval=s.duration("scrape_interval", positive=True),
+        scrape_interval=s.duration("scrape_interval", positive=True, at_least=0.1),
     )
     if phase.lead + phase.fault >= phase.duration:
         s.fail(

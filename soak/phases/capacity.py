@@ -26,7 +26,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from soak.config.fields import Section
+from soak.config.fields import MAX_RATE as RATE_LIMIT
+from soak.config.fields import RATE_HINT, Section
 from soak.metric_catalogue import OVERHEAD, Threshold
 from soak.phases.base import PhaseContext, measure, set_mock_latency
 from soak.phases.spec import PhaseSpec
@@ -94,9 +95,11 @@ def parse_capacity(s: Section) -> CapacityPhase:
     s.only(*PHASE_KEYS)
     d = DEFAULT_CAPACITY
     phase = CapacityPhase(
-        start=s.number("start", d.start, positive=True),
+        start=s.number("start", d.start, positive=True, at_most=RATE_LIMIT, hint=RATE_HINT),
         factor=s.number("factor", d.factor, positive=True),
-        max_rate=s.number("max_rate", d.max_rate, positive=True),
+        max_rate=s.number(
+            "max_rate", d.max_rate, positive=True, at_most=RATE_LIMIT, hint=RATE_HINT
+        ),
         step_duration=s.duration("step_duration", d.step_duration, positive=True),
         budget=s.duration("budget", d.budget, positive=True),
         latency=s.duration("latency", d.latency),

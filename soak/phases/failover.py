@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from soak.alerting import LEVELS, TARGET, RuleWriter, ms
-from soak.config.fields import Section
+from soak.config.fields import MAX_RATE, MAX_REQUESTS, RATE_HINT, Section
 from soak.failover import failover_stats
 from soak.metric_catalogue import FAILOVER, Threshold
 from soak.phases.base import PhaseContext, measure, set_mock_latency
@@ -49,11 +49,13 @@ class FailoverSlo:
 
 def parse_failover(s: Section) -> FailoverPhase:
     s.only("requests", "rate", "latency")
-    return FailoverPhase(
-        requests=s.integer("requests", minimum=1),
-        rate=s.number("rate", positive=True),
+    phase = FailoverPhase(
+        requests=s.integer("requests", minimum=1, maximum=MAX_REQUESTS),
+        rate=s.number("rate", positive=True, at_most=MAX_RATE, hint=RATE_HINT),
         latency=s.duration("latency"),
     )
+    s.load_bound("rate", seconds=phase.requests / phase.rate)  # requests at a rate take time
+    return phase
 
 
 def parse_failover_slo(s: Section) -> FailoverSlo:

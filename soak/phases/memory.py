@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from soak.config.fields import Section
+from soak.config.fields import MAX_CONCURRENCY, MAX_REQUESTS, Section
 from soak.phases.base import PhaseContext, measure, set_mock_latency
 from soak.phases.spec import PhaseSpec
 from soak.procwatch import ProcessWatch, Sample, rss_slope
@@ -57,12 +57,14 @@ class MemorySlo:
 
 def parse_memory(s: Section) -> MemoryPhase:
     s.only("requests", "concurrency", "latency", "warmup")
-    return MemoryPhase(
-        requests=s.integer("requests", minimum=1),
-        concurrency=s.integer("concurrency", minimum=1),
+    phase = MemoryPhase(
+        requests=s.integer("requests", minimum=1, maximum=MAX_REQUESTS),
+        concurrency=s.integer("concurrency", minimum=1, maximum=MAX_CONCURRENCY),
         latency=s.duration("latency", positive=True),
         warmup=s.duration("warmup"),
     )
+    s.load_bound("requests", seconds=phase.requests * phase.latency / phase.concurrency)
+    return phase
 
 
 def parse_memory_slo(s: Section) -> MemorySlo:

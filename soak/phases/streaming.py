@@ -18,7 +18,7 @@ from typing import Any
 
 from soak.alerting import TARGET, RuleWriter, ms, pct
 from soak.client import make_session
-from soak.config.fields import Section
+from soak.config.fields import MAX_CONCURRENCY, Section
 from soak.metric_catalogue import STREAM_INTEGRITY, TPOT, TTFT, Threshold
 from soak.phases.base import PhaseContext, chat_client, measure
 from soak.phases.spec import PhaseSpec
@@ -94,7 +94,7 @@ def parse_streaming(s: Section) -> StreamingPhase:
     s.only(*PHASE_KEYS)
     d = DEFAULT_STREAMING
     phase = StreamingPhase(
-        streams=s.integer("streams", d.streams, minimum=1),
+        streams=s.integer("streams", d.streams, minimum=1, maximum=MAX_CONCURRENCY),
         ramp=s.duration("ramp", d.ramp, positive=True),
         ttft=s.duration("ttft", d.ttft),
         inter_token=s.duration("inter_token", d.inter_token),

@@ -45,12 +45,15 @@ class StressSlo:
 
 def parse_stress(s: Section) -> StressPhase:
     s.only("rate", "duration", "latency", "rounds", "gap", "timeout")
-    return StressPhase(
+    phase = StressPhase(
         **rate_shape(s),
-        rounds=s.integer("rounds", minimum=1),
+        rounds=s.integer("rounds", minimum=1, maximum=100),
         gap=s.duration("gap"),
         timeout=s.duration("timeout", positive=True),
     )
+    load, took = phase.rate * phase.duration, phase.duration + phase.gap
+    s.load_bound("rounds", requests=load * phase.rounds, seconds=took * phase.rounds)
+    return phase
 
 
 def parse_stress_slo(s: Section) -> StressSlo:
