@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from types import TracebackType
 
 from aiohttp import web
@@ -49,9 +50,13 @@ async def _not_found(request: web.Request) -> web.Response:
 
 
 def make_app(
-    config: MockConfig | None = None, registry: CollectorRegistry | None = None
+    config: MockConfig | None = None,
+    registry: CollectorRegistry | None = None,
+    *,
+    instance_id: str | None = None,
 ) -> web.Application:
-    """The mock application for `config`; metrics go to `registry` (a fresh one by default)."""
+    """The mock application for `config`; metrics go to `registry` (a fresh one by default);
+    `GET /_mock/instance` answers `instance_id` (random by default)."""
     config = config or MockConfig()
     state = MockState(config, MockMetrics(registry))
     app = web.Application(client_max_size=config.max_body)
@@ -69,7 +74,7 @@ def make_app(
         stream = served("converse_stream", BEDROCK, signed(converse_stream), fixed)
         r.add_post(f"{path}-stream", stream)
     r.add_get("/metrics", _metrics)
-    app.add_subapp("/_mock/", make_control_app(state))
+    app.add_subapp("/_mock/", make_control_app(state, instance_id))
     r.add_route("*", "/{tail:.*}", _not_found)
     return app
 
@@ -78,9 +83,15 @@ class MockServer:
     """The mock on a loopback port; `async with MockServer(config) as mock: mock.url`."""
 
     def __init__(
-        self, config: MockConfig | None = None, registry: CollectorRegistry | None = None
+        self,
+        config: MockConfig | None = None,
+        registry: CollectorRegistry | None = None,
+        *,
+        instance_id: str | None = None,
     ) -> None:
-        self.app = make_app(config, registry)
+        self.instance_id = instance_id or secrets.token_hex(8)
+        """What `GET /_mock/instance` answers: tells this mock from any other on the port."""
+        self.app = make_app(config, registry, instance_id=self.instance_id)
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.host = "127.0.0.1"

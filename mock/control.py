@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
+import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,6 +22,8 @@ from .profile import ProfileError, parse_duration, parse_faults, parse_profile
 from .state import MockState, ProviderState
 
 MAX_NONCES = 10_000
+INSTANCE_KEY = web.AppKey("instance", dict)
+"""This process's identity: `GET /_mock/instance` (its run id, pid and start time)."""
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -135,10 +140,21 @@ async def trace_list(request: web.Request) -> web.Response:
     return web.json_response({"attempts": attempts})
 
 
-def make_control_app(state: MockState) -> web.Application:
-    """The `/_mock/` sub-application sharing `state` with the data plane."""
+async def instance(request: web.Request) -> web.Response:
+    return web.json_response(request.app[INSTANCE_KEY])
+
+
+def make_control_app(state: MockState, instance_id: str | None = None) -> web.Application:
+    """The `/_mock/` sub-application sharing `state` with the data plane. `instance_id` (a
+    fresh random one by default) lets whoever started this mock tell it from another process
+    answering on the same port."""
     app = web.Application(middlewares=[_guard])
     app[MOCK_KEY] = state
+    app[INSTANCE_KEY] = {
+        "instance_id": instance_id or secrets.token_hex(8),
+        "pid": os.getpid(),
+        "started_at": time.time(),
+    }
     r = app.router
     r.add_get("/providers", list_providers)
     r.add_get("/providers/{name}/profile", get_profile)
@@ -149,4 +165,5 @@ def make_control_app(state: MockState) -> web.Application:
     r.add_get("/stats", stats)
     r.add_post("/traces/query", trace_query)
     r.add_get("/traces", trace_list)
+    r.add_get("/instance", instance)
     return app

@@ -97,6 +97,14 @@ class MockControl:
     async def stats(self) -> dict[str, Any]:
         return await self._call("GET", "stats")
 
+    async def instance(self) -> str:
+        """The run id of the mock answering at `base_url` (`GET /_mock/instance`): a tester
+        compares it with the one it started the mock with before sending any load."""
+        answer = await self._call("GET", "instance")
+        if not isinstance(answer, dict) or not isinstance(answer.get("instance_id"), str):
+            raise MockControlError("GET /_mock/instance: no instance_id in the answer")
+        return answer["instance_id"]
+
     async def traces(self, nonces: list[str]) -> dict[str, list[dict[str, Any]]]:
         """Attempts per nonce (arrival order), queried in chunks of `TRACE_CHUNK`."""
         out: dict[str, list[dict[str, Any]]] = {}

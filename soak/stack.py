@@ -1,12 +1,19 @@
 """What `soak once` starts for itself: the mock provider and a managed gateway.
 
 Both run as child processes in their own process groups (never in the tester's event loop,
-which must only measure). Each is stopped by the PID soak started, and only that.
+which must only measure). Each is stopped by the PID soak started, and only that. The mock also
+dies with soak however soak ends (SIGKILL included: `--parent-pid`, PR_SET_PDEATHSIG on Linux),
+and a run never adopts a mock it did not start: a configured `mock.port` that something already
+listens on is refused before the start, and the mock's run id (`--instance-id`, read back on
+`GET /_mock/instance`) must match before any load is sent.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import secrets
+import socket
 import sys
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -17,6 +24,7 @@ from soak.gateway.kind import GatewayKind
 from soak.gateway.managed import build_managed
 from soak.gateway.process import GatewayStartError, ManagedProcess, free_port
 from soak.gateway.registry import kind_class
+from soak.mockctl import MockControl, MockControlError
 from soak.procwatch import find_pid, pid_from_file
 
 MOCK_READY_TIMEOUT = 30.0
@@ -77,7 +85,11 @@ async def start_stack(config: Config, workdir: Path, exits: AsyncExitStack) -> S
     mock_proc: ManagedProcess | None = None
     if config.mock.url is None:
         port = config.mock.port or free_port()
+        where = f"mock.port {port}" if config.mock.port else f"mock provider (port {port})"
+        if config.mock.port and (problem := bind_problem(port)):
+            raise StackError(f"{where}: {problem}")
         mock_url = f"http://127.0.0.1:{port}"
+        instance = secrets.token_hex(8)
         argv = [
             sys.executable,
             "-m",
@@ -90,6 +102,10 @@ async def start_stack(config: Config, workdir: Path, exits: AsyncExitStack) -> S
             f"{config.mock.primary},{config.mock.fallback}",
             "--log-level",
             "warning",
+            "--instance-id",
+            instance,
+            "--parent-pid",
+            str(os.getpid()),
         ]
         env = {}
         if config.mock.control_token_env:
@@ -102,8 +118,9 @@ async def start_stack(config: Config, workdir: Path, exits: AsyncExitStack) -> S
             ready_timeout=MOCK_READY_TIMEOUT,
             secrets=hidden,
         )
-        await _start(mock_proc, "mock provider")
+        await _start(mock_proc, "mock provider", in_use=f"{where}: {IN_USE}")
         exits.push_async_callback(mock_proc.stop)
+        await _check_instance(mock_url, token, instance, where)
     else:
         mock_url = config.mock.url
 
@@ -135,9 +152,43 @@ async def start_stack(config: Config, workdir: Path, exits: AsyncExitStack) -> S
     return Stack(mock_url, token, managed.url, kind, managed.api_key, managed.process, mock_proc)
 
 
-async def _start(proc: ManagedProcess, what: str) -> None:
+IN_USE = "port in use by another process (soak sends only to a mock it started itself)"
+
+
+def bind_problem(port: int, host: str = "127.0.0.1") -> str | None:
+    """Why the mock could not listen on host:port (`IN_USE`, or the OS's reason), or None.
+    SO_REUSEADDR as the mock's server sets it: a port left in TIME_WAIT is free, one that
+    something listens on is not."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return IN_USE if exc.errno == errno.EADDRINUSE else f"cannot listen: {exc.strerror}"
+    return None
+
+
+async def _check_instance(url: str, token: str | None, instance: str, where: str) -> None:
+    """The mock answering at `url` must be the one started with `instance`: a process that
+    took the port first (an orphan of a killed run) would otherwise get the run's load and
+    control calls, and its answers would be counted."""
+    async with MockControl(url, token=token) as mock:
+        try:
+            seen: str | None = await mock.instance()
+        except MockControlError:
+            seen = None
+    if seen != instance:
+        raise StackError(
+            f"{where}: port in use by another process: what answers there is not the mock "
+            "this run started"
+        )
+
+
+async def _start(proc: ManagedProcess, what: str, *, in_use: str | None = None) -> None:
     try:
         await proc.start()
     except GatewayStartError as exc:
         await proc.stop()
+        if in_use is not None and "Address already in use" in proc.last_log_line():
+            raise StackError(in_use) from None
         raise StackError(f"{what}: {exc}") from None
