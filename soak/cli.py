@@ -133,6 +133,7 @@ def _once(args: argparse.Namespace) -> int:
     from soak.config import ConfigError
     from soak.once import OnceError, run_once
     from soak.phases import load_config
+    from soak.reports import ReportWriteError
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -140,7 +141,7 @@ def _once(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"soak: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    phases = [p.strip() for p in args.phases.split(",")] if args.phases else None
+    phases = None if args.phases is None else [p.strip() for p in args.phases.split(",")]
     baseline = None
     if args.baseline is not None:
         try:
@@ -155,6 +156,9 @@ def _once(args: argparse.Namespace) -> int:
     except OnceError as exc:
         print(f"soak: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ReportWriteError as exc:  # checked before the load; the disk can still fill up
+        print(f"soak: {exc}", file=sys.stderr)
+        return EXIT_FAIL
     except KeyboardInterrupt:
         print("soak: interrupted", file=sys.stderr)
         return EXIT_FAIL

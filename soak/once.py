@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import secrets
 import signal
 import time
@@ -19,10 +21,13 @@ from soak.config.schema import Config
 from soak.phases import PlanError
 from soak.phases import markdown_sections as phase_sections
 from soak.phases import select as select_phases
-from soak.reports import StepSummary, write_reports
+from soak.reports import FILES, ReportWriteError, StepSummary, write_reports
 from soak.reports.progress import Progress
 from soak.runner import run_plan
+from soak.stack import bind_problem
 from soak.summary import RunReport
+
+log = logging.getLogger(__name__)
 
 
 class OnceError(Exception):
@@ -68,11 +73,15 @@ async def run_once(
 
     `baseline` (a previous run's report and where it came from): the finished run is compared
     with it under `slo.regression`, and a regression beyond tolerance fails the run."""
+    if only is not None and not all(name.strip() for name in only):
+        raise OnceError(f"--phases: an empty phase name in {','.join(only)!r} (e.g. --phases "
+                        "calibration,overhead; leave --phases out to run them all)")  # fmt: skip
     try:
         names = select_phases(only)
     except PlanError as exc:
         raise OnceError(f"--phases: {exc}") from None
     out = Path(out_dir or config.report.out)
+    preflight(config, out, "--out" if out_dir is not None else "report.out")
     sections = phase_sections()
     progress = progress or Progress()
     run = new_run(config)
@@ -80,7 +89,10 @@ async def run_once(
     summary = StepSummary.from_env()  # one part of $GITHUB_STEP_SUMMARY, rewritten in place
 
     def partial(_report: object) -> None:
-        write_reports(run, out, sections=sections, summary=summary, final=False)
+        try:
+            write_reports(run, out, sections=sections, summary=summary, final=False)
+        except (ReportWriteError, OSError) as exc:  # the run goes on; the final write says it
+            log.warning("partial reports not written: %s", exc)
 
     with _signals(stop):
         await run_plan(config, run, names, progress=progress, stop=stop, on_phase=partial)
@@ -90,6 +102,40 @@ async def run_once(
     paths = write_reports(run, out, sections=sections, summary=summary)
     progress.run_finished(run)
     return run, paths
+
+
+def preflight(config: Config, out: Path, key: str) -> None:
+    """What a run will write or bind, checked before any load: the report directory is created
+    and takes a test write, no report file's name is taken by a directory, the step summary
+    opens for writing, a configured mock port is free. OnceError naming the key otherwise."""
+    try:
+        if out.exists() and not out.is_dir():
+            raise NotADirectoryError(0, "it is a file, not a directory")
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".soak-write-test-{os.getpid()}"
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, b"ok\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            probe.unlink(missing_ok=True)
+        for name, _render in FILES.values():
+            if (out / name).is_dir():
+                raise IsADirectoryError(0, f"{name} there is a directory")
+    except OSError as exc:
+        raise OnceError(f"{key} {out}: cannot write reports: {exc.strerror or exc}") from None
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        try:
+            os.close(os.open(summary, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666))
+        except OSError as exc:
+            raise OnceError(
+                f"GITHUB_STEP_SUMMARY {summary}: cannot write: {exc.strerror or exc}"
+            ) from None
+    port = config.mock.port
+    if config.mock.url is None and port is not None and (problem := bind_problem(port)):
+        raise OnceError(f"mock.port {port}: {problem}")
 
 
 @contextlib.contextmanager
