@@ -6,7 +6,8 @@ and judges it against `slo.regression`: *regressed* when the whole confidence in
 above the statistic's tolerance, *improved* when it lies below minus the tolerance, otherwise
 *no significant change*. The run fails only on a statistic in `fail_on` of a phase in `phases`.
 What cannot be compared (a phase missing from one report, a report written before histograms,
-different phase settings, an untrusted generator) is said in notes, never silently skipped.
+different phase settings) is said in notes, never silently skipped; a phase whose load
+generator was not trusted in either run is *inconclusive*: shown, not judged, never failing.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from soak.summary import PhaseReport, RunReport
 
 DISTRIBUTION = "overhead_per_request"
 NOT_COMPARED = "not compared"
+INCONCLUSIVE = "inconclusive"
+"""A statistic of a phase whose load generator was not trusted in either run: shown, never
+judged (those numbers describe the tester's machine, not the gateway)."""
 _SETTINGS = ("rate", "duration", "latency", "requests", "concurrency")
 
 
@@ -79,10 +83,7 @@ class PhaseComparison:
 
     @property
     def verdict(self) -> str:
-        found = {s.verdict for s in self.stats}
-        if not found:
-            return NOT_COMPARED
-        return REGRESSED if REGRESSED in found else IMPROVED if IMPROVED in found else UNCHANGED
+        return _worst({s.verdict for s in self.stats}) if self.stats else NOT_COMPARED
 
     @property
     def failed(self) -> bool:
@@ -112,10 +113,10 @@ class Comparison:
 
     @property
     def verdict(self) -> str:
-        found = {p.verdict for p in self.phases} - {NOT_COMPARED}
-        if not found:
-            return NOT_COMPARED
-        return REGRESSED if REGRESSED in found else IMPROVED if IMPROVED in found else UNCHANGED
+        """The worst verdict of the gated phases (of every phase when none is gated)."""
+        judged = [p for p in self.phases if p.stats]
+        gated = [p for p in judged if p.gated] or judged
+        return _worst({p.verdict for p in gated}) if gated else NOT_COMPARED
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data with the derived verdicts, for report.json."""
@@ -135,6 +136,18 @@ class Comparison:
             p["stats"] = [StatComparison(**s) for s in p.get("stats", [])]
             phases.append(PhaseComparison(**p))
         return cls(**raw, phases=phases)
+
+
+def _worst(verdicts: set[str]) -> str:
+    """Regressed, else inconclusive (nothing can be said), else improved, else unchanged."""
+    for word in (REGRESSED, INCONCLUSIVE, IMPROVED):
+        if word in verdicts:
+            return word
+    return UNCHANGED
+
+
+def _untrusted(*phases: PhaseReport) -> bool:
+    return any(p.generator is not None and not p.generator.trusted for p in phases)
 
 
 def _keyed(run: RunReport) -> Iterator[tuple[str, PhaseReport]]:
@@ -160,8 +173,9 @@ def _setting_notes(base: PhaseReport, cur: PhaseReport) -> list[str]:
         if a is not None and b is not None and a != b:
             notes.append(f"{key} differs: {a} vs {b}")
     for label, p in (("baseline", base), ("current", cur)):
-        if p.generator is not None and not p.generator.trusted:
-            notes.append(f"the {label} run's load generator was not trusted (see its report)")
+        if _untrusted(p):
+            notes.append(f"inconclusive: the {label} run's load generator was not trusted"
+                         " (its machine was busy: see that report); shown, not judged")  # fmt: skip
     return notes
 
 
@@ -181,6 +195,7 @@ def compare_phase(
         out.notes.append(f"not compared: no per-request overhead histogram in the {which} run")
         return out
     out.baseline_count, out.current_count = a.total, b.total
+    untrusted = _untrusted(base, cur)
     for stat in STATS:
         rng = random.Random(f"{rules.seed}:{key}:{stat}")
         iv = diff_interval(a, b, stat, confidence=rules.confidence, resamples=rules.resamples,
@@ -189,7 +204,8 @@ def compare_phase(
         out.stats.append(
             StatComparison(
                 stat=stat, baseline=iv.baseline, current=iv.current, diff=iv.diff, low=iv.low,
-                high=iv.high, tolerance=tolerance, verdict=verdict(iv, tolerance),
+                high=iv.high, tolerance=tolerance,
+                verdict=INCONCLUSIVE if untrusted else verdict(iv, tolerance),
                 gated=gated and stat in rules.fail_on,
             )
         )  # fmt: skip

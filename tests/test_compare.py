@@ -157,3 +157,17 @@ def test_what_cannot_be_compared_is_said() -> None:
     assert "not compared: no per-request overhead histogram in the baseline run" in overhead.notes
     assert any(n.startswith("overhead: gated but not compared") for n in result.notes)
     assert "stress: not run this time: not compared" in result.notes
+
+
+def test_an_untrusted_generator_makes_a_phase_inconclusive_never_failing() -> None:
+    from soak.baseline import INCONCLUSIVE
+    from soak.summary import GeneratorHealth
+
+    base = run_with(("overhead", hist(1, 400)), run_id="main")
+    slow = run_with(("overhead", hist(2, 400, shift=0.003)))
+    slow.phases[0].generator = GeneratorHealth(0.13, 0.18, 0.02, 0, False, ("loop lag",))
+    result = compare_runs(base, slow, DEFAULT_REGRESSION)
+    (phase,) = result.phases
+    assert phase.stats and {s.verdict for s in phase.stats} == {INCONCLUSIVE}
+    assert phase.verdict == result.verdict == INCONCLUSIVE and not result.failed
+    assert any("current run's load generator was not trusted" in n for n in phase.notes)
