@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 
 SOAK = [str(Path(sys.executable).with_name("soak"))]
-PHASE_S = 15
+PHASE_S = 60
 """The calibration phase each run asks for: a refusal must come well before it could end."""
-REFUSED_WITHIN_S = 8.0
+REFUSED_WITHIN_S = 10.0
+"""A refusal takes ~0.35 s (process start included) vs the 60 s phase the unfixed code ran
+first: 28x and 6x."""
 
 
 def config(tmp: Path, out: str | None = None) -> Path:
@@ -80,7 +82,7 @@ def test_an_unwritable_out_is_refused_before_any_load(
     (tmp_path / "taken" / "report.md").mkdir(parents=True)
     code, err, took = once(tmp_path, "--out", target)
     assert (code, err) == (2, f"soak: --out {target}: cannot write reports: {reason}\n")
-    assert took < REFUSED_WITHIN_S, took  # unfixed: the phase ran its 15 s first
+    assert took < REFUSED_WITHIN_S, took  # unfixed: the phase ran its 60 s first
 
 
 def test_a_read_only_file_system_is_refused_before_any_load(tmp_path: Path) -> None:
