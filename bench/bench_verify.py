@@ -106,7 +106,8 @@ async def measure(args: argparse.Namespace, base: str, mock_pid: int) -> dict[st
         assert tally.checked == len(results) and tally.failed == 0, tally.to_dict()
         rounds: dict[str, list[tuple[float, float, int, int]]] = {"off": [], "on": []}
         for n in range(args.rounds):
-            for label, verify in (("off", None), ("on", control)):
+            order = [("off", None), ("on", control)]
+            for label, verify in order if n % 2 == 0 else order[::-1]:  # no order bias
                 got, queries = await load(url, args.rate, args.duration, f"b{n}-{label}", verify)
                 summary = overhead_per_request(got)
                 assert summary is not None
@@ -146,7 +147,8 @@ other work while it ran); a mock provider in its own process at 5 ms latency, lo
 | per nonce, query + apply | {(f["query_wall_ms"] + f["apply_cpu_ms"]) * 1e3 / n:.1f} µs |
 
 Per-request overhead, {args.rate:g} req/s for {args.duration:g} s straight at the mock, without
-and with verification during the load, alternated {args.rounds} times (medians; every round's
+and with verification during the load, alternated {args.rounds} times, the order swapped every
+round (medians; every round's
 p99 in ms in the last column):
 
 | verification | requests | trace queries | overhead p50 | overhead p99 | p99 per round |
