@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from soak.dashboards import grafana11, soak_dashboard
 
 from soak.metrics import exposed_names
 
@@ -34,11 +35,7 @@ def rules() -> dict:
 
 
 def panels(dashboard: dict) -> list[dict]:
-    found = []
-    for panel in dashboard["panels"]:
-        found.append(panel)
-        found.extend(panel.get("panels", []))
-    return found
+    return list(grafana11.panels(dashboard["panels"]))
 
 
 def queries(dashboard: dict) -> list[str]:
@@ -91,7 +88,7 @@ def test_every_soak_metric_in_promql_exists_in_the_catalogue(dashboard: dict, ru
     exprs = queries(dashboard) + [r["expr"] for g in rules["groups"] for r in g["rules"]]
     used = {name for expr in exprs for name in SOAK_NAME.findall(expr)}
     assert used, "no soak_* metric found in any query"
-    assert used <= known, sorted(used - known)
+    assert used <= known | soak_dashboard.FORTHCOMING, sorted(used - known)
     assert {"soak_requests_total", "soak_phase_last_verdict", "soak_breaker_state"} <= used
 
 
@@ -148,3 +145,145 @@ def test_grafanalib_is_imported_only_under_dashboards() -> None:
         if "grafanalib" in path.read_text()
     ]
     assert offenders == []
+
+
+# What Grafana 11 reads: current JSON, a step no field coarsens, runs that show at any range.
+RANGE_WINDOW = re.compile(
+    r"\b(?:rate|increase|deriv|predict_linear)\((?:[^()\[\]]|\{[^}]*\})+\[([^\]]+)\]"
+)
+OVER_TIME = re.compile(r"\b(\w+)_over_time\((\w+)(?:\{[^}]*\})?\[([^\]]+)\]\)")
+
+
+def test_the_json_is_grafana_11s(dashboard: dict) -> None:
+    assert dashboard["schemaVersion"] == soak_dashboard.SCHEMA_VERSION == 39
+    text = json.dumps(dashboard)
+    for field in ("maxDataPoints", "intervalFactor", '"rows"', '"span"', "null, "):
+        assert field not in text, field
+    heatmaps = [p for p in panels(dashboard) if p["type"] == "heatmap"]
+    assert heatmaps, "no heatmap panel"
+    for panel in heatmaps:  # the current panel, on Prometheus buckets; none of the legacy one
+        assert panel["options"]["calculate"] is False
+        assert panel["targets"][0]["format"] == "heatmap"
+        assert not {"cards", "color", "dataFormat", "yAxis", "heatmap"} & panel.keys()
+    for panel in panels(dashboard):
+        for target in panel.get("targets", []):
+            assert target["range"] is True and target["editorMode"] == "code", panel["title"]
+    rows = [p for p in panels(dashboard) if p["type"] == "row"]
+    assert rows and all(set(r) <= grafana11.ROW for r in rows)
+
+
+def test_windows_follow_the_step_or_span_hours(dashboard: dict) -> None:
+    """rate() and increase() step by $__rate_interval (never $__interval, which can hold fewer
+    than two samples); a fixed window is a trend of an hour or more."""
+    windows = [w for expr in queries(dashboard) for w in RANGE_WINDOW.findall(expr)]
+    assert "$__rate_interval" in windows and "1h" in windows
+    for window in windows:
+        assert window == "$__rate_interval" or re.fullmatch(r"\d+[hd]", window), window
+
+
+def test_runs_shorter_than_a_step_still_show(dashboard: dict) -> None:
+    """At 24 h Grafana asks for a point every 1-2 minutes: a 20 s phase or a breaker open for
+    seconds falls between two points of an instant query; the peak over each step does not."""
+    by_title = {p["title"]: p for p in panels(dashboard)}
+    for title, metric in (("Phase running", "soak_phase_running"),
+                          ("Breaker state per provider: observed vs reported",
+                           "soak_breaker_state")):  # fmt: skip
+        expr = by_title[title]["targets"][0]["expr"]
+        assert OVER_TIME.findall(expr) == [("max", metric, "$__interval")], expr
+    (note,) = dashboard["annotations"]["list"]
+    assert OVER_TIME.findall(note["expr"]) == [("max", "soak_phase_running", "$__interval")]
+    assert note["expr"].endswith("== 1")
+    # counters of discrete events (runs, restarts, streams) count per step, first event included
+    offsets = [o for expr in queries(dashboard) for o in re.findall(r"offset (\S+)\)", expr)]
+    assert len(offsets) == 5 and set(offsets) == {"$__interval"}, offsets
+
+
+def test_long_trend_and_streaming_rows(dashboard: dict) -> None:
+    rows = {p["title"]: p for p in panels(dashboard) if p["type"] == "row"}
+    assert {"Long-term trends (set the range to days)", "Streaming"} <= rows.keys()
+    exprs = "\n".join(queries(dashboard))
+    for needle in (
+        "deriv(soak_gateway_resident_memory_bytes",
+        "deriv(soak_gateway_open_fds",
+        'soak_gateway_overhead_seconds_bucket{target=~"$target", phase="overhead"}[1h]',
+        "soak_gateway_restarts_total",
+        "soak_time_to_first_token_seconds",
+        "soak_inter_token_gap_seconds_bucket",
+        "soak_time_per_output_token_seconds",
+        "soak_phase_last_gateway_added_ttft_seconds",
+        "soak_stream_integrity_total",
+    ):
+        assert needle in exprs, needle
+
+
+def test_streaming_slo_lines_come_from_slo_streaming(dashboard: dict) -> None:
+    def lines(built: dict, title: str) -> list[float]:
+        panel = next(p for p in panels(built) if p["title"] == title)
+        return [s["value"] for s in panel["fieldConfig"]["defaults"]["thresholds"]["steps"][1:]]
+
+    assert lines(dashboard, "Time to first token vs SLO") == [1.0]
+    assert lines(dashboard, "Inter-token gap and TPOT vs SLO") == [0.5]
+    assert lines(dashboard, "Gateway-added TTFT (last run, exact)") == [0.005, 0.1]
+    assert lines(dashboard, "Streams within the goodput bounds (TTFT, TPOT)") == [0.99]
+    custom = soak_dashboard.build({"streaming": {"ttft": 0.8, "tpot": 0.25,
+                                                 "goodput_ratio": 0.95}})  # fmt: skip
+    assert lines(custom, "Time to first token vs SLO") == [0.8]
+    assert lines(custom, "Streams within the goodput bounds (TTFT, TPOT)") == [0.95]
+    within = next(p for p in panels(custom) if p["title"].startswith("Streams within"))
+    assert r"le=~`0\.8`" in within["targets"][0]["expr"]  # the bound is a bucket bound
+
+
+def _dropped(ours: object, theirs: object, path: str = "") -> list[str]:
+    """Paths of `ours` that `theirs` lacks or changed."""
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        out = []
+        for key, value in ours.items():
+            here = f"{path}.{key}"
+            out += _dropped(value, theirs[key], here) if key in theirs else [here]
+        return out
+    if isinstance(ours, list) and isinstance(theirs, list) and len(ours) == len(theirs):
+        pairs = enumerate(zip(ours, theirs, strict=True))
+        return [p for i, (a, b) in pairs for p in _dropped(a, b, f"{path}[{i}]")]
+    return [] if ours == theirs else [path]
+
+
+PROMETHEUS_ANNOTATION = {"titleFormat", "tagKeys"}
+"""Fields the Prometheus data source reads from an annotation; the SDK's AnnotationQuery is the
+generic one and does not model them."""
+
+
+def test_grafana_foundation_sdk_reads_every_panel_and_target(dashboard: dict) -> None:
+    """Grafana Labs' own models (grafana-foundation-sdk, Grafana 11 build) as an independent
+    reader: the JSON parses into its Dashboard, and back out every panel, target and option we
+    wrote is still there: titles, types, exprs, and no field Grafana's schema does not know."""
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.cog.plugins import register_default_plugins
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    register_default_plugins()  # typed options and field config per panel type, queries by type
+    model = Dashboard.from_json(dashboard)
+    back = json.loads(json.dumps(model, cls=JSONEncoder))
+
+    def summary(d: dict) -> list[tuple]:
+        return [(p["id"], p["title"], p["type"],
+                 [(t["refId"], t["expr"], t.get("legendFormat")) for t in p.get("targets", [])])
+                for p in panels(d)]  # fmt: skip
+
+    assert summary(back) == summary(dashboard)
+    assert sum(len(targets) for *_, targets in summary(back)) >= 50
+    assert back["schemaVersion"] == 39 and back["uid"] == dashboard["uid"]
+    for ours, theirs in zip(panels(dashboard), panels(back), strict=True):
+        assert _dropped(ours, theirs) == [], ours["title"]
+    top = {k: v for k, v in dashboard.items() if k != "panels"}
+    dropped = _dropped(top, back)
+    assert {p.rsplit(".", 1)[1] for p in dropped} == PROMETHEUS_ANNOTATION, dropped
+    assert back["annotations"]["list"][0]["expr"] == dashboard["annotations"]["list"][0]["expr"]
+    # the reader is not lenient: the legacy heatmap's fields and Graphite-era target fields
+    # would not survive the round trip
+    legacy = json.loads(json.dumps(dashboard))
+    heatmap = next(p for p in legacy["panels"] if p["type"] == "heatmap")
+    heatmap.update(cards={"cardPadding": 1}, yAxis={"format": "s"})
+    heatmap["targets"][0]["step"] = 10
+    again = json.loads(json.dumps(Dashboard.from_json(legacy), cls=JSONEncoder))
+    read = next(p for p in again["panels"] if p["type"] == "heatmap")
+    assert sorted(_dropped(heatmap, read)) == [".cards", ".targets[0].step", ".yAxis"]
