@@ -14,8 +14,8 @@ import hashlib
 import json
 import time
 from array import array
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
@@ -128,6 +128,19 @@ def _micros(value: Any) -> float | None:
     return value / 1e6
 
 
+class RequestTemplates(Protocol):
+    """The request template seam: per request, which pre-encoded body (split around the nonce)
+    and which header set to send. `soak.workload.RequestPlan` is one; without it every
+    request is the one body built from `prompt` and `max_tokens`."""
+
+    header_sets: Sequence[Mapping[str, str]]
+    """Extra headers per index (e.g. one virtual key each), over the client's own."""
+
+    def pick(self, seq: int) -> tuple[bytes, bytes, int]:
+        """(head, tail, header set index) of request `seq`; must be O(1) and never raise."""
+        ...
+
+
 class _Bad(Exception):
     """The response is not what the wire promised; carries the outcome to record."""
 
@@ -154,6 +167,7 @@ class ChatClient:
         timeout: float | None = None,
         clock: Callable[[], float] = time.perf_counter,
         keep_headers: Iterable[str] | None = None,
+        templates: RequestTemplates | None = None,
     ) -> None:
         if api not in APIS:
             raise ValueError(f"api {api!r} must be one of {', '.join(APIS)}")
@@ -176,20 +190,31 @@ class ChatClient:
             self._headers["anthropic-version"] = ANTHROPIC_VERSION
         self._headers.update(headers or {})
         self._head, self._tail = _encode_body(api, model, prompt, max_tokens, stream)
+        self._templates = templates
+        self._header_sets = [
+            {**self._headers, **extra} for extra in (templates.header_sets if templates else ())
+        ]
         self._nonce_head = f"[soak:{run_id}:"
 
     async def send(self, seq: int, intended: float) -> Result:
         """One request; always a Result (failures are outcomes), latency counted from `intended`."""
         clock = self._clock
         nonce = f"{self._nonce_head}{seq}]"
-        body = self._head + nonce.encode() + self._tail
+        headers = self._headers
+        if self._templates is None:
+            body = self._head + nonce.encode() + self._tail
+        else:
+            head, tail, which = self._templates.pick(seq)
+            body = head + nonce.encode() + tail
+            if self._header_sets:
+                headers = self._header_sets[which]
         read = _Read()
         sent = clock()
         try:
             async with self._session.post(
                 self._url,
                 data=body,
-                headers=self._headers,
+                headers=headers,
                 timeout=self._timeout,
                 allow_redirects=False,  # a 3xx is an outcome: headers never go elsewhere
             ) as resp:
@@ -386,18 +411,48 @@ def _encode_body(
     api: str, model: str, prompt: str, max_tokens: int, stream: bool
 ) -> tuple[bytes, bytes]:
     """The JSON body split around the nonce's place at the end of the last user message."""
-    if _SPLICE in prompt:
-        raise ValueError("prompt must not contain the nonce placeholder")
+    return encode_template(api, model, [{"role": "user", "content": prompt}], max_tokens, stream)
+
+
+def encode_template(
+    api: str,
+    model: str,
+    messages: Sequence[Mapping[str, Any]],
+    max_tokens: int,
+    stream: bool,
+    *,
+    system: str | None = None,
+    tools: Sequence[tuple[str, str, Mapping[str, Any]]] = (),
+) -> tuple[bytes, bytes]:
+    """A chat body on `api`'s wire split around the nonce's place, which is at the end of the
+    last message (a user message with string content). `system` and `tools` (name,
+    description, JSON schema) take each wire's shape."""
+    if not messages or messages[-1].get("role") != "user":
+        raise ValueError("the last message must be a user message")
+    prompt = messages[-1].get("content")
+    if not isinstance(prompt, str) or _SPLICE in prompt:
+        raise ValueError("prompt must be a string without the nonce placeholder")
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise ValueError(f"max_tokens {max_tokens!r} must be an integer >= 1")
-    content = f"{prompt} {_SPLICE}"
+    msgs = [*messages[:-1], {**messages[-1], "content": f"{prompt} {_SPLICE}"}]
     body: dict[str, Any] = {"model": model}
     if api == "anthropic":
+        if system is not None:
+            body["system"] = system
         body["max_tokens"] = max_tokens
-        body["messages"] = [{"role": "user", "content": content}]
+        body["messages"] = msgs
+        if tools:
+            body["tools"] = [{"name": n, "description": d, "input_schema": s} for n, d, s in tools]
     else:
-        body["messages"] = [{"role": "user", "content": content}]
+        if system is not None:
+            msgs.insert(0, {"role": "system", "content": system})
+        body["messages"] = msgs
         body["max_tokens"] = max_tokens
+        if tools:
+            body["tools"] = [
+                {"type": "function", "function": {"name": n, "description": d, "parameters": s}}
+                for n, d, s in tools
+            ]
     body["stream"] = stream
     if stream and api == "openai":
         body["stream_options"] = {"include_usage": True}

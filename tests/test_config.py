@@ -27,7 +27,7 @@ INVALID = {
     ),
     "invalid-unknown-no-match.yaml": (
         "invalid-unknown-no-match.yaml: colour: unknown key (allowed: version, profile, gateway, "
-        "mock, request, phases, engine, slo, report, schedule, server, shard)"
+        "mock, request, phases, engine, slo, report, schedule, server, shard, workload)"
     ),
     "invalid-duration.yaml": (
         "invalid-duration.yaml: phases.stress.gap: invalid duration '5x' "

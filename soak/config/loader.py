@@ -44,6 +44,7 @@ from soak.config.source import (
     read_file,
 )
 from soak.config.tiers import describe_tiers, parse_tiers
+from soak.config.workload import describe_workload, parse_workload
 from soak.gateway.registry import DEFAULT_KIND, kind_names, primary_api_refusal, primary_apis
 
 __all__ = ["PROFILES", "Config", "ConfigError", "Secret", "describe", "load_config"]
@@ -90,7 +91,7 @@ def load_config(
     root = Section(merged, (), locate)
     root.only(
         "version", "profile", "gateway", "mock", "request", "phases", "engine", "slo", "report",
-        "schedule", "server", "shard",
+        "schedule", "server", "shard", "workload",
     )  # fmt: skip
     return Config(
         version=version,
@@ -106,6 +107,7 @@ def load_config(
         # `soak run`: the schedule (plans name registered phases only) and server sections
         daemon=parse_daemon(root, env, base_dir, [p.name for p in phases]),
         shard=parse_shard(root, env),  # this replica's slice of the load (soak.config.shard)
+        workload=parse_workload(_sub(root, "workload"), env, base_dir),  # soak.config.workload
     )
 
 
@@ -340,6 +342,7 @@ def describe(config: Config) -> dict[str, Any]:
                     "prompt": config.request.prompt},
         "phases": {name: _plain(section) for name, section in config.phases.items()},
         "engine": asdict(config.engine),
+        "workload": describe_workload(config.workload),
         "slo": slo,
         "report": {"out": str(config.report.out)},
     }  # fmt: skip

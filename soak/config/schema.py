@@ -16,6 +16,7 @@ from soak.config.daemon import DEFAULT_DAEMON, DaemonConfig
 from soak.config.fields import Secret, Section
 from soak.config.regression import DEFAULT_REGRESSION, RegressionSlo
 from soak.config.shard import UNSHARDED, ShardConfig
+from soak.config.workload import DEFAULT_WORKLOAD, WorkloadConfig
 
 Arrival = Literal["constant", "poisson"]
 
@@ -233,3 +234,5 @@ class Config:
     """`soak run`: the schedule of phase plans and the HTTP server (see soak.config.daemon)."""
     shard: ShardConfig = UNSHARDED
     """This replica's slice of the load when N replicas share it (see soak.config.shard)."""
+    workload: WorkloadConfig = DEFAULT_WORKLOAD
+    """What every phase's requests look like (see soak.config.workload)."""
