@@ -21,7 +21,7 @@ once: $(VENV)/.installed
 	  "2: usage or config error); the reports say which: soak-results/report.md" >&2; exit $$code; }
 
 system-deps:
-	./scripts/install-system-deps.sh
+	bash ./scripts/install-system-deps.sh
 
 test: $(VENV)/.installed system-deps
 	$(BIN)/ruff check .
