@@ -151,7 +151,7 @@ def test_plots_carry_the_reports_values() -> None:
     labels = [a["data-label"] for a in page.attr("circle")]
     assert "p99 30.00 ms" in labels  # calibration p99 = 0.02 × 1.5
     assert "p50 500.00 ms" in labels  # stress p50
-    assert len(labels) == 4 * 6
+    assert len(labels) == 4 * 6 + 2  # and the lone RSS and CPU samples of stress-1, marked
     # breaker: bands per provider and source, the fault window shaded
     states = [(a["data-t"], a["data-state"]) for a in page.attr("rect") if "data-state" in a]
     assert ("2.3", "OPEN") in states and ("7", "HALF_OPEN") in states

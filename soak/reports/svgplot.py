@@ -260,7 +260,7 @@ def line_plot(
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
         out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2">'
                    f"<title>{escape(s.name)}</title></polyline>")  # fmt: skip
-        if s.marks:
+        if s.marks or len(good) == 1:  # a lone point is no line: mark it
             for j, (x, y) in enumerate(good):
                 tip = s.labels[j] if j < len(s.labels) else f"{x:g}, {y:g}"
                 out.append(
