@@ -25,7 +25,7 @@ from pathlib import Path
 
 from soak import phases
 from soak.config import ConfigError
-from soak.config.daemon import PlanConfig, split_listen
+from soak.config.daemon import BackgroundConfig, PlanConfig, split_listen
 from soak.config.schema import Config
 from soak.history import RunHistory
 from soak.history_writer import HistoryWriter
@@ -35,7 +35,6 @@ from soak.metrics import SoakMetrics, new_registry
 from soak.once import new_run
 from soak.phases import load_config
 from soak.phases.spec import split_round
-from soak.procwatch import Sample
 from soak.reports import render_json
 from soak.reports.progress import Progress
 from soak.results import Result
@@ -44,6 +43,7 @@ from soak.scheduler import PlanScheduler, ScheduleError
 from soak.selfwatch import SelfWatch
 from soak.server import Controls, DaemonServer
 from soak.summary import PhaseReport, RunReport
+from soak.supervisor import StackSupervisor
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +109,6 @@ class _PhaseMetrics:
             self.phase = phase
         self.metrics.observe(result, target=self.target, phase=phase)
 
-    def process_sample(self, sample: Sample) -> None:
-        self.metrics.gateway_sample(sample, target=self.target)
-
     def phase_done(self, report: PhaseReport) -> None:
         phases.record(report, self.metrics, target=self.target, finished_at=time.time())
         if report.kind == self.phase:  # the next round observes as a new start
@@ -154,6 +151,14 @@ def run_status(run: RunReport) -> str:
     return "passed" if run.passed else "failed"
 
 
+def _background(config: Config, plan: PlanConfig) -> BackgroundConfig | None:
+    """The background load to keep up after a run of `plan`: its own, else the first plan's
+    of the schedule that has one (a plan without any leaves the load of the schedule on)."""
+    if plan.background is not None:
+        return plan.background
+    return next((p.background for p in config.daemon.schedule if p.background), None)
+
+
 class Daemon:
     """One `soak run` process."""
 
@@ -179,6 +184,8 @@ class Daemon:
         # Runs are written through this: a full or read-only disk never stops a run.
         self.records = HistoryWriter(self.history, on_error=self.metrics.count_history_write_error)
         self.scheduler = PlanScheduler(self._execute, self.metrics, clock=clock)
+        # The mock and the managed gateway live as long as the daemon (restarts counted).
+        self.stack = StackSupervisor(self.metrics)
         self.controls = Controls(
             registry=self.registry,
             history=self.history,
@@ -264,6 +271,7 @@ class Daemon:
         if not await self.scheduler.drain(grace * 0.8):
             log.warning("run did not drain within %gs: cancelled", grace * 0.8)
         self.scheduler.shutdown()
+        await self.stack.close(grace * 0.15)  # background, monitor, gateway and mock (by PID)
         await self.server.stop()
         self.records.close()
         log.info("stopped")
@@ -397,7 +405,8 @@ class Daemon:
                 stop=stop,
                 on_phase=on_phase,
                 observe=feed.observe,
-                on_process_sample=feed.process_sample,
+                supervisor=self.stack,  # samples the gateway continuously, not per phase
+                background=_background(config, plan),
             )
         except asyncio.CancelledError:
             run.aborted, reason = True, "daemon stopping: the run did not drain in time"

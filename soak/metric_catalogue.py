@@ -102,6 +102,12 @@ GW_FDS = MetricSpec("soak_gateway_open_fds", G, ("target",),
     "Gateway process open file descriptors.")
 GW_THREADS = MetricSpec("soak_gateway_threads", G, ("target",),
     "Gateway process threads.")
+GW_RESTARTS = MetricSpec("soak_gateway_restarts_total", C, ("target", "reason"),
+    "Restarts of the managed gateway by the daemon, by reason: crash (it died), reload (the "
+    "config changed what it runs), phase (a phase asked for a fresh process).")
+GW_MEMORY_SLOPE = MetricSpec("soak_gateway_memory_slope_bytes_per_second", G, ("target",),
+    "Least-squares slope of the gateway's RSS over the long window (slo.memory.long_window), "
+    "from the daemon's continuous samples since the process started.")
 GEN_LAG = MetricSpec("soak_generator_event_loop_lag_seconds", G, (),
     "The tester's own event-loop lag (latest probe).")
 GEN_CPU = MetricSpec("soak_generator_cpu_ratio", G, (),

@@ -45,6 +45,8 @@ from soak.metric_catalogue import (
     GEN_TRUSTED,
     GW_CPU,
     GW_FDS,
+    GW_MEMORY_SLOPE,
+    GW_RESTARTS,
     GW_RSS,
     GW_THREADS,
     HISTORY_WRITE_ERRORS,
@@ -336,6 +338,19 @@ class SoakMetrics:
         for spec, value in ((GW_RSS, rss_bytes), (GW_CPU, cpu_ratio), (GW_FDS, open_fds)):
             self[spec].labels(target).set(value)
         self[GW_THREADS].labels(target).set(threads)
+
+    def count_gateway_restart(self, reason: str, *, target: str) -> None:
+        """The daemon restarted the managed gateway (`reason`: crash, reload or phase)."""
+        self[GW_RESTARTS].labels(_label("target", target), reason).inc()
+
+    def init_gateway_restarts(self, *, target: str, reasons: Sequence[str]) -> None:
+        """Expose the restart counters at 0 once the daemon manages a gateway."""
+        for reason in reasons:
+            self[GW_RESTARTS].labels(_label("target", target), reason)
+
+    def set_memory_slope(self, bytes_per_second: float, *, target: str) -> None:
+        """The long-window RSS slope of the gateway (the long-window memory verdict's figure)."""
+        self[GW_MEMORY_SLOPE].labels(_label("target", target)).set(bytes_per_second)
 
     def set_generator(self, *, loop_lag_s: float, cpu_ratio: float) -> None:
         """The tester's own health, from its self-watch."""

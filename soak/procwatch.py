@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,8 +88,11 @@ class ProcessWatch:
         clock: Callable[[], float] = time.monotonic,
         include_children: bool = True,
         on_sample: Callable[[Sample], object] | None = None,
+        keep: bool = True,
     ) -> None:
         self.pid = pid
+        self.keep = keep
+        """False: samples only go to `on_sample` (a watch for the daemon's life stays bounded)."""
         self.on_sample = on_sample
         """Called with each sample as it is taken (live gauges)."""
         self.interval = interval
@@ -117,7 +121,8 @@ class ProcessWatch:
             except psutil.NoSuchProcess:
                 self.vanished = True
                 return
-            self.samples.append(sample)
+            if self.keep:
+                self.samples.append(sample)
             if self.on_sample is not None:
                 self.on_sample(sample)
             due += self.interval
@@ -125,6 +130,12 @@ class ProcessWatch:
             if due < now:  # fell behind (suspended host): skip, never burst
                 due = now
             await asyncio.sleep(due - now)
+
+    def cancel(self) -> None:
+        """End the watch without waiting (no sample is delivered after this)."""
+        self.on_sample = None
+        if self._task is not None:
+            self._task.cancel()
 
     async def stop(self) -> list[Sample]:
         """End the watch and return its samples (also when the process vanished)."""
@@ -183,7 +194,37 @@ def rss_slope(samples: Sequence[Sample], warmup_s: float) -> float | None:
     if not samples:
         return None
     start = samples[0].t + warmup_s
-    points = [(s.t, float(s.rss)) for s in samples if s.t >= start]
+    return slope([(s.t, float(s.rss)) for s in samples if s.t >= start])
+
+
+class LongTrend:
+    """RSS over the last `window` seconds, one point per `step` seconds in a ring (bounded
+    however long the daemon lives), and its least-squares slope: the long-window memory verdict.
+    `reset()` on a new process (a slope across a restart is no trend)."""
+
+    def __init__(self, window: float, step: float = 10.0) -> None:
+        self.window, self.step = window, step
+        self.points: deque[tuple[float, float]] = deque(maxlen=max(2, int(window / step) + 1))
+
+    def add(self, sample: Sample) -> None:
+        if self.points and sample.t - self.points[-1][0] < self.step:
+            return
+        self.points.append((sample.t, float(sample.rss)))
+
+    def span(self) -> float:
+        """Seconds between the oldest and the newest point."""
+        return self.points[-1][0] - self.points[0][0] if len(self.points) > 1 else 0.0
+
+    def slope(self) -> float | None:
+        """Bytes per second over the ring; None with fewer than two points."""
+        return slope(list(self.points))
+
+    def reset(self) -> None:
+        self.points.clear()
+
+
+def slope(points: Sequence[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (t, value) points; None with fewer than two or no time spread."""
     if len(points) < 2:
         return None
     n = len(points)

@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from soak import phases
 from soak.client import make_session
@@ -26,6 +27,10 @@ from soak.results import Result
 from soak.stack import Stack, StackError, start_stack
 from soak.summary import PhaseReport, RunReport, Status
 
+if TYPE_CHECKING:
+    from soak.config.daemon import BackgroundConfig
+    from soak.supervisor import StackSupervisor
+
 
 async def run_plan(
     config: Config,
@@ -37,15 +42,59 @@ async def run_plan(
     on_phase: Callable[[PhaseReport], None] = lambda _report: None,
     observe: Callable[[Result, str], None] | None = None,
     on_process_sample: Callable[[Sample], object] | None = None,
+    supervisor: StackSupervisor | None = None,
+    background: BackgroundConfig | None = None,
 ) -> RunReport:
-    """Run `names` into `run` (phases appended as they finish); errors land in `run.error`."""
-    async with AsyncExitStack() as exits:
-        workdir = Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="soak-")))
+    """Run `names` into `run` (phases appended as they finish); errors land in `run.error`.
+
+    With a `supervisor` (the daemon) the run uses its long-lived stack, which outlives the run,
+    and its `background` load (paused for the whole run); else the run starts its own."""
+    if supervisor is None:
+        return await _run_plan(config, run, names, progress=progress, stop=stop,
+                               on_phase=on_phase, observe=observe,
+                               on_process_sample=on_process_sample)  # fmt: skip
+    async with supervisor.background.paused():
         try:
-            stack = await start_stack(config, workdir, exits)
+            stack = await supervisor.acquire(config)
         except StackError as exc:
             run.error = str(exc)
             return run
+        finally:
+            run.notes.extend(supervisor.take_notes())
+        await _run_plan(config, run, names, progress=progress, stop=stop, on_phase=on_phase,
+                        observe=observe, on_process_sample=on_process_sample,
+                        stack=stack, supervisor=supervisor)  # fmt: skip
+        supervisor.background.configure(
+            config,
+            background,
+            target=gateway_target(config, stack),
+            mock_url=stack.mock_url,
+            mock_token=stack.mock_token,
+        )
+    return run
+
+
+async def _run_plan(
+    config: Config,
+    run: RunReport,
+    names: Sequence[str],
+    *,
+    progress: Progress,
+    stop: asyncio.Event,
+    on_phase: Callable[[PhaseReport], None],
+    observe: Callable[[Result, str], None] | None,
+    on_process_sample: Callable[[Sample], object] | None,
+    stack: Stack | None = None,
+    supervisor: StackSupervisor | None = None,
+) -> RunReport:
+    async with AsyncExitStack() as exits:
+        if stack is None:
+            workdir = Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="soak-")))
+            try:
+                stack = await start_stack(config, workdir, exits)
+            except StackError as exc:
+                run.error = str(exc)
+                return run
         mock = MockControl(stack.mock_url, token=stack.mock_token)
         exits.push_async_callback(mock.close)
         scrape_session = make_session(2, 10.0)
@@ -61,7 +110,9 @@ async def run_plan(
             direct=direct_target(config, stack),
             gateway=gateway_target(config, stack),
             gateway_pid=stack.gateway_pid,
-            restart_gateway=stack.restart_gateway,
+            restart_gateway=(
+                stack.restart_gateway if supervisor is None else supervisor.restart_for_phase
+            ),
             observe=said.observe(observe),  # the gateway's say per request, then `observe`
             on_process_sample=on_process_sample,
             self_report=lambda: stack.kind.self_report(
@@ -72,7 +123,7 @@ async def run_plan(
             if stop.is_set():
                 run.aborted = True
                 break
-            for report in await _run_one(ctx, name, stack):
+            for report in await _run_one(ctx, name, stack, supervisor):
                 await said.attach(report, ctx.self_report)  # next to what the mock saw
                 run.phases.append(report)
                 progress.phase_finished(report)
@@ -82,7 +133,10 @@ async def run_plan(
     return run
 
 
-async def _run_one(ctx: PhaseContext, name: str, stack: Stack) -> list[PhaseReport]:
+async def _run_one(
+    ctx: PhaseContext, name: str, stack: Stack, supervisor: StackSupervisor | None
+) -> list[PhaseReport]:
+    crashes = supervisor.restarts["crash"] if supervisor is not None else 0
     try:
         result = await phases.get(name).run(ctx)
     except MockControlError as exc:
@@ -94,6 +148,10 @@ async def _run_one(ctx: PhaseContext, name: str, stack: Stack) -> list[PhaseRepo
         for report in reports:
             report.status = Status.ERROR
             report.error = f"the gateway exited (code {stack.gateway.returncode}) during {name}"
+    elif supervisor is not None and supervisor.restarts["crash"] > crashes:
+        for report in reports:
+            report.status = Status.ERROR
+            report.error = f"the gateway exited during {name}; soak restarted it"
     return reports
 
 

@@ -134,6 +134,8 @@ class RunReport:
     error: str | None = None
     comparison: Any = None
     """A `soak.baseline.Comparison` with a baseline run (`soak once --baseline`), or None."""
+    notes: list[str] = field(default_factory=list)
+    """What happened around the run (the daemon's gateway crashed and was restarted since)."""
 
     @property
     def passed(self) -> bool:

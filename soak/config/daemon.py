@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from soak.config.cron import cron_problem, fire_times, parse_cron
-from soak.config.fields import Secret, Section
+from soak.config.fields import MAX_RATE, RATE_HINT, Secret, Section
 
 _PLAN_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _PLAN_HINT = "lowercase letters, digits, '_', '-'; at most 32 characters"
@@ -31,6 +31,17 @@ MAX_JITTER_S = 86400.0
 MAX_GRACE_S = 3600.0
 MAX_KEEP_RUNS = 1_000_000
 DEFAULT_DATA_DIR = "soak-data"
+
+
+@dataclass(frozen=True, slots=True)
+class BackgroundConfig:
+    """Steady load through the gateway between a plan's phases and runs (the duty cycle):
+    paused while a phase measures, counted under `phase="background"`."""
+
+    rate: float
+    """Requests per second."""
+    latency: float
+    """The mock's answer time for these requests (seconds)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +63,8 @@ class PlanConfig:
     """Several missed fire times (daemon suspended) collapse into one run."""
     misfire_grace_time: float = 300.0
     """A run that could not start within this many seconds of its time is missed (counted)."""
+    background: BackgroundConfig | None = None
+    """Steady load kept running between phases and runs (None: the gateway idles between)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +142,7 @@ def _item(root: Section, index: int, item: Any) -> Section:
 def _plan(root: Section, index: int, item: Any, phase_names: Sequence[str]) -> PlanConfig:
     s = _item(root, index, item)
     s.only("name", "cron", "interval", "phases", "jitter", "run_on_start", "coalesce",
-           "misfire_grace_time")  # fmt: skip
+           "misfire_grace_time", "background")  # fmt: skip
     name = s.string("name", pattern=_PLAN_NAME, hint=_PLAN_HINT)
     if s.has("cron") == s.has("interval"):
         s.fail(
@@ -162,6 +175,17 @@ def _plan(root: Section, index: int, item: Any, phase_names: Sequence[str]) -> P
         misfire_grace_time=s.duration(
             "misfire_grace_time", 300.0, positive=True, at_most=MAX_INTERVAL_S
         ),
+        background=_background(s.section("background", optional=True)),
+    )
+
+
+def _background(s: Section | None) -> BackgroundConfig | None:
+    if s is None:
+        return None
+    s.only("rate", "latency")
+    return BackgroundConfig(
+        rate=s.number("rate", positive=True, at_most=MAX_RATE, hint=RATE_HINT),
+        latency=s.duration("latency", 0.05, at_most=60.0),
     )
 
 

@@ -2,18 +2,25 @@
 
 The process runs in its own session (process group) so stopping it also stops the workers it
 forked (uvicorn, node clusters), and only those: signals go to our child's group, never to a
-name. Readiness is a URL answering 2xx and/or a log line; a gateway that dies or stalls fails
-fast with one line that names the cause and quotes its last log line, secrets redacted.
+name. It also dies with soak however soak ends (a SIGKILLed `soak once` included): on Linux the
+child asks the kernel for SIGKILL when soak's thread that started it exits (PR_SET_PDEATHSIG,
+as the mock does); workers it forked itself are not covered by that. `stop()` is bounded: a
+gateway that ignores SIGTERM is SIGKILLed after the grace, also when the stop is cancelled
+(a daemon stopped at its grace). Readiness is a URL answering 2xx and/or a log line; a gateway
+that dies or stalls fails fast with one line that names the cause and quotes its last log line,
+secrets redacted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import re
 import signal
 import socket
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -46,6 +53,28 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 """Readiness is checked on loopback: never through an HTTP(S)_PROXY from the environment."""
+
+
+PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal this process gets when its parent (thread) exits."""
+
+
+def _die_with(parent: int) -> Callable[[], None] | None:
+    """A `preexec_fn` for the child: SIGKILL when `parent` exits (Linux; None elsewhere). A child
+    whose parent is already gone by then exits at once (nothing would ever signal it)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
 
 
 def _url_ready(url: str, timeout: float) -> bool:
@@ -124,6 +153,7 @@ class ManagedProcess:
                     cwd=self.cwd,
                     env={**os.environ, **self.env},
                     start_new_session=True,
+                    preexec_fn=_die_with(os.getpid()),
                 )
             except OSError as exc:
                 msg = redact(
@@ -197,17 +227,21 @@ class ManagedProcess:
         if proc is None:
             return None
         pgid = proc.pid  # session leader: its pid is the group id
-        if proc.returncode is None:
-            self._signal_group(pgid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), timeout=grace)
-            except TimeoutError:
-                self._signal_group(pgid, signal.SIGKILL)
-                await proc.wait()
-        # Workers of the group may outlive the leader: give them the rest, then kill.
-        deadline = self.clock() + max(grace, 0.5)
-        while self._group_alive(pgid) and self.clock() < deadline:
-            await asyncio.sleep(0.05)
+        try:
+            if proc.returncode is None:
+                self._signal_group(pgid, signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), timeout=grace)
+                except TimeoutError:
+                    self._signal_group(pgid, signal.SIGKILL)
+                    await proc.wait()
+            # Workers of the group may outlive the leader: give them the rest, then kill.
+            deadline = self.clock() + max(grace, 0.5)
+            while self._group_alive(pgid) and self.clock() < deadline:
+                await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            self._signal_group(pgid, signal.SIGKILL)  # cancelled mid-stop: nothing outlives us
+            raise
         if self._group_alive(pgid):
             self._signal_group(pgid, signal.SIGKILL)
         return proc.returncode

@@ -53,6 +53,14 @@ class MemorySlo:
     """peak / initial RSS must stay below this."""
     slope_mb_per_min: float
     """RSS trend after the warm-up (least squares) must stay below this many MB per minute."""
+    long_window: float = 6 * 3600.0
+    """The long-window form (daemon only): seconds of continuous RSS samples the slope spans."""
+    long_slope_mb_per_hour: float = 50.0
+    """The gateway's RSS slope over `long_window` must stay below this many MB per hour."""
+
+    @property
+    def long_slope_bytes_per_second(self) -> float:
+        return self.long_slope_mb_per_hour * MB / 3600.0
 
 
 def parse_memory(s: Section) -> MemoryPhase:
@@ -68,11 +76,13 @@ def parse_memory(s: Section) -> MemoryPhase:
 
 
 def parse_memory_slo(s: Section) -> MemorySlo:
-    s.only("growth", "peak_ratio", "slope_mb_per_min")
+    s.only("growth", "peak_ratio", "slope_mb_per_min", "long_window", "long_slope_mb_per_hour")
     return MemorySlo(
         growth=s.number("growth", positive=True),
         peak_ratio=s.number("peak_ratio", positive=True),
         slope_mb_per_min=s.number("slope_mb_per_min", positive=True),
+        long_window=s.duration("long_window", 6 * 3600.0, at_least=60.0, at_most=7 * 86400.0),
+        long_slope_mb_per_hour=s.number("long_slope_mb_per_hour", 50.0, positive=True),
     )
 
 

@@ -96,6 +96,8 @@ def _header(run: RunReport) -> list[str]:
     if run.aborted or run.error:
         what = "Run aborted" if run.aborted else "Run error"
         lines += ["", f"> **{what}**: {one_line(run.error or 'no reason given')}"]
+    for note in run.notes:
+        lines += ["", f"> **Note**: {one_line(note)}"]
     bad = untrusted_phases(run)
     if bad:
         lines += ["", "> **⚠ UNTRUSTED RESULTS**: the load generator could not keep up, so"]
