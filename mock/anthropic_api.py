@@ -20,6 +20,7 @@ from .content import (
     json_str,
     next_id,
     nonce_of,
+    prompt_tokens,
     served_answer,
     soak_field,
 )
@@ -55,11 +56,11 @@ async def messages(request: web.Request, ex: Exchange) -> web.StreamResponse:
     decision = ex.draw_fault(stream)
     if decision is not None and decision.kind != CUT:
         return await ex.apply_fault(request, decision, stream)
-    input_tokens = (request.content_length or 0) // 4 + 1
+    ex.prompt_tokens = input_tokens = prompt_tokens(body, msgs)
     if stream:
-        n = completion_tokens(prof.stream_timing().tokens, body, "max_tokens")
+        n = ex.answered = completion_tokens(prof.stream_timing().tokens, body, "max_tokens")
         return await _stream(request, ex, model, n, input_tokens, decision is not None)
-    n = completion_tokens(prof.tokens, body, "max_tokens")
+    n = ex.answered = completion_tokens(prof.tokens, body, "max_tokens")
     service_s, service_us, text = await served_answer(ex, n)
     name = ex.prov.name
     out = (

@@ -63,6 +63,20 @@ def text_of(content: Any) -> str:
     return ""
 
 
+def count_tokens(text: str) -> int:
+    """Tokens of `text` as the mock counts its own answers: whitespace-separated words."""
+    return len(text.split())
+
+
+def prompt_tokens(body: dict[str, Any], messages: list[Any]) -> int:
+    """The request's prompt tokens: its messages' text and a system prompt (string or text
+    blocks), counted by `count_tokens`; tool definitions are not counted."""
+    total = count_tokens(text_of(body.get("system")))
+    for msg in messages:
+        total += count_tokens(text_of(msg.get("content")))
+    return total
+
+
 def checked_messages(body: dict[str, Any]) -> list[Any]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:

@@ -89,7 +89,8 @@ class BadRequest(Exception):
 class Exchange:
     """One request: its provider, endpoint, service clock, nonce and (once) its record."""
 
-    __slots__ = ("arrival", "dialect", "done", "endpoint", "fault", "mock", "nonce", "prov", "t0")
+    __slots__ = ("answered", "arrival", "dialect", "done", "endpoint", "fault", "mock", "nonce",
+                 "prompt_tokens", "prov", "received", "t0")  # fmt: skip
 
     def __init__(
         self, mock: MockState, prov: ProviderState, endpoint: str, dialect: Dialect, t0: float
@@ -103,6 +104,11 @@ class Exchange:
         self.nonce: str | None = None
         self.fault: str | None = None
         self.done = False
+        self.received = 0
+        """Bytes of the request body as received (what the gateway sent on)."""
+        self.prompt_tokens = 0
+        self.answered = 0
+        """Tokens of the answer (set once it is decided)."""
 
     def elapsed(self) -> float:
         return _monotonic() - self.t0
@@ -111,6 +117,7 @@ class Exchange:
         """The request body as a JSON object, or BadRequest (400 / 413)."""
         try:
             raw = await request.read()
+            self.received = len(raw)
         except web.HTTPRequestEntityTooLarge:
             limit = self.mock.config.max_body
             raise BadRequest(413, f"request body exceeds {limit} bytes") from None
@@ -213,6 +220,9 @@ class Exchange:
             status,
             outcome,
             self.fault,
+            self.received,
+            self.prompt_tokens,
+            self.answered,
         )
         if stream is not None:
             record += stream

@@ -28,6 +28,7 @@ from .content import (
     json_str,
     next_id,
     nonce_of,
+    prompt_tokens,
     served_answer,
     soak_field,
 )
@@ -50,22 +51,23 @@ async def chat(request: web.Request, ex: Exchange) -> web.StreamResponse:
     decision = ex.draw_fault(stream)
     if decision is not None and decision.kind != CUT:
         return await ex.apply_fault(request, decision, stream)
-    prompt_tokens = (request.content_length or 0) // 4 + 1
+    ex.prompt_tokens = counted = prompt_tokens(body, messages)
     if stream:
         timing = prof.stream_timing()
         n = completion_tokens(timing.tokens, body, "max_completion_tokens", "max_tokens")
+        ex.answered = n
         opts = body.get("stream_options")
         usage = isinstance(opts, dict) and opts.get("include_usage") is True
-        return await _chat_stream(request, ex, model, n, prompt_tokens, usage, decision is not None)
-    n = completion_tokens(prof.tokens, body, "max_completion_tokens", "max_tokens")
+        return await _chat_stream(request, ex, model, n, counted, usage, decision is not None)
+    n = ex.answered = completion_tokens(prof.tokens, body, "max_completion_tokens", "max_tokens")
     service_s, service_us, content = await served_answer(ex, n)
     name = ex.prov.name
     out = (
         f'{{"id":"chatcmpl-{next_id()}","object":"chat.completion","created":{int(time.time())},'
         f'"model":{json_str(model)},"choices":[{{"index":0,"message":{{"role":"assistant",'
         f'"content":"{content}","refusal":null}},"logprobs":null,"finish_reason":"stop"}}],'
-        f'"usage":{{"prompt_tokens":{prompt_tokens},"completion_tokens":{n},'
-        f'"total_tokens":{prompt_tokens + n}}},{soak_field(name, service_us, ex.nonce)}}}'
+        f'"usage":{{"prompt_tokens":{counted},"completion_tokens":{n},'
+        f'"total_tokens":{counted + n}}},{soak_field(name, service_us, ex.nonce)}}}'
     )
     ex.finish(200, "ok", service_s)
     headers = ex.marker_headers(service_us)

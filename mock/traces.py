@@ -17,17 +17,21 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-FIELDS = ("provider", "endpoint", "nonce", "arrival", "service_s", "status", "outcome", "fault")
+FIELDS = ("provider", "endpoint", "nonce", "arrival", "service_s", "status", "outcome", "fault",
+          "request_bytes", "prompt_tokens", "completion_tokens")  # fmt: skip
 STREAM_FIELDS = ("first_chunk_s", "chunks", "tokens", "digest")
 _PROVIDER, _NONCE, _ARRIVAL = 0, 2, 3
 
 Attempt = tuple[Any, ...]
-"""`FIELDS` (then `STREAM_FIELDS` for streams) in order; `arrival` is unix seconds."""
+"""`FIELDS` (then `STREAM_FIELDS` for streams) in order; `arrival` is unix seconds;
+`request_bytes` the body as received, `prompt_tokens` its message text counted as the mock
+counts its answers (`mock.content.count_tokens`), `completion_tokens` the answer's tokens
+(0 when it failed before answering)."""
 
 
 def attempt_dict(attempt: Attempt) -> dict[str, Any]:
     """The control API's view of one attempt (stream fields only for streams)."""
-    names = FIELDS + STREAM_FIELDS if len(attempt) > len(FIELDS) else FIELDS
+    names = FIELDS + STREAM_FIELDS if len(attempt) > len(FIELDS) else FIELDS[: len(attempt)]
     return dict(zip(names, attempt, strict=True))
 
 

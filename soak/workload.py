@@ -46,7 +46,7 @@ def sample(dist: Distribution, rng: random.Random) -> int:
     elif kind == "uniform":
         value = rng.uniform(dist.min, dist.max)
     elif kind == "histogram":
-        value = rng.choices(dist.values, weights=dist.weights)[0]
+        value = rng.choices(dist.values, weights=dist.weights or None)[0]
     else:
         if kind == "normal":
             value = rng.gauss(dist.mean, dist.stddev)

@@ -16,6 +16,7 @@ from typing import Any
 from soak.client import ChatClient, make_session
 from soak.config.fields import MAX_RATE, RATE_HINT, Section
 from soak.config.schema import Config
+from soak.config.workload import WorkloadConfig
 from soak.engine import LoadRun, LoadSpec, run_load
 from soak.gateway.selfreport import SelfReport
 from soak.mockctl import MockControl
@@ -26,6 +27,7 @@ from soak.results import Result
 from soak.stats import report_fields
 from soak.summary import LatencySummary, PhaseReport, Status
 from soak.verify import TraceVerifier, Verification
+from soak.workload import RequestPlan
 
 _MAX_CONNECTIONS = 4096
 """Client pool ceiling: enough for the seed's ~1,000 in flight, bounded (see client.py)."""
@@ -100,7 +102,9 @@ async def fixed_rate(ctx: PhaseContext, name: str) -> PhaseReport:
 async def set_mock_latency(ctx: PhaseContext, latency: float) -> None:
     """Give the primary and fallback providers a fixed latency (time to first token for streams)."""
     fixed = {"model": "fixed", "value": latency}
-    profile = {"latency": fixed, "stream": {"ttft": fixed}}
+    profile: dict[str, Any] = {"latency": fixed, "stream": {"ttft": fixed}}
+    if (tokens := answer_cap(ctx.config)) is not None:
+        profile["tokens"] = profile["stream"]["tokens"] = tokens  # the mock answers max_tokens
     for provider in (ctx.config.mock.primary, ctx.config.mock.fallback):
         await ctx.mock.set_profile(provider, profile)
 
@@ -267,10 +271,13 @@ def chat_client(
     timeout: float,
     stream: bool | None = None,
     max_tokens: int | None = None,
+    workload: WorkloadConfig | None = None,
 ) -> ChatClient:
     """A client for `target` asking what the config's `request` block asks (unless overridden),
-    its nonces unique to `phase`."""
+    its nonces unique to `phase`; with a non-default `workload` section (or `workload`), each
+    request's body, model and key come from its plan (`request_plan`)."""
     request = ctx.config.request
+    plan = request_plan(ctx, target, stream=stream, max_tokens=max_tokens, workload=workload)
     return ChatClient(
         session,
         target.url,
@@ -282,7 +289,44 @@ def chat_client(
         prompt=request.prompt,
         run_id=nonce_run_id(ctx.run_id, phase),
         timeout=timeout,
+        templates=plan,
     )
+
+
+def request_plan(
+    ctx: PhaseContext,
+    target: Target,
+    *,
+    stream: bool | None = None,
+    max_tokens: int | None = None,
+    workload: WorkloadConfig | None = None,
+) -> RequestPlan | None:
+    """The seeded per-request plan of the workload for `target` (bodies encoded now, off the
+    hot path), or None for the default workload (the `request` block's one body)."""
+    w = ctx.config.workload if workload is None else workload
+    if w.default:
+        return None
+    request = ctx.config.request
+    plan = RequestPlan(
+        w,
+        api=target.api,
+        stream=request.stream if stream is None else stream,
+        model=target.model,
+        prompt=request.prompt,
+        max_tokens=request.max_tokens if max_tokens is None else max_tokens,
+    )
+    plan.warm()
+    return plan
+
+
+def answer_cap(config: Config) -> int | None:
+    """The longest answer the workload asks for (the mock's `tokens` cap), or None when the
+    workload's answers are the `request` block's."""
+    dist = config.workload.answer_tokens
+    if dist is None:
+        return None
+    top = {"fixed": dist.value, "histogram": max(dist.values or (0,))}.get(dist.kind, dist.max)
+    return max(16, min(100_000, round(top)))
 
 
 def nonce_run_id(run_id: str, phase: str) -> str:
