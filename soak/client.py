@@ -74,7 +74,7 @@ class _Read:
 
     __slots__ = ("answered", "end_bits", "first_byte", "first_token", "gaps", "gateway",
                  "last_token", "nbytes", "pieces", "provider", "service_s", "status",
-                 "tokens")  # fmt: skip
+                 "tokens", "tokens_in")  # fmt: skip
 
     def __init__(self) -> None:
         self.status = 0
@@ -86,6 +86,7 @@ class _Read:
         self.end_bits = 0
         self.nbytes = 0
         self.tokens = 0
+        self.tokens_in: int | None = None
         self.provider: str | None = None
         self.service_s: float | None = None
         self.gateway: tuple[tuple[str, str], ...] | None = None
@@ -139,6 +140,12 @@ class RequestTemplates(Protocol):
     def pick(self, seq: int) -> tuple[bytes, bytes, int]:
         """(head, tail, header set index) of request `seq`; must be O(1) and never raise."""
         ...
+
+
+def _count(value: Any) -> int | None:
+    """A usage token count: a non-negative int, else None."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return value if ok else None
 
 
 class _Bad(Exception):
@@ -266,6 +273,7 @@ class ChatClient:
             None if pieces is None else hashlib.sha256("".join(pieces).encode()).hexdigest(),
             read.end_bits,
             read.answered if ok else None,
+            read.tokens_in,
         )
 
     async def _read_json(self, resp: aiohttp.ClientResponse, read: _Read) -> Outcome:
@@ -278,15 +286,18 @@ class ChatClient:
             data = json.loads(raw)
             if self.api == "openai":
                 text = data["choices"][0]["message"]["content"] or ""
-                tokens = (data.get("usage") or {}).get("completion_tokens")
+                usage = data.get("usage") or {}
+                tokens, tokens_in = usage.get("completion_tokens"), usage.get("prompt_tokens")
             else:
                 text = "".join(b.get("text", "") for b in data["content"] if isinstance(b, dict))
-                tokens = (data.get("usage") or {}).get("output_tokens")
+                usage = data.get("usage") or {}
+                tokens, tokens_in = usage.get("output_tokens"), usage.get("input_tokens")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError):
             return Outcome.BAD_RESPONSE
         if not isinstance(text, str):
             return Outcome.BAD_RESPONSE
         read.tokens = tokens if isinstance(tokens, int) else 0
+        read.tokens_in = _count(tokens_in)
         read.mark(text, resp.headers, data.get(BODY_FIELD))
         return Outcome.OK
 
@@ -330,6 +341,9 @@ class ChatClient:
                     elif kind == "error":
                         raise _Bad(Outcome.STREAM_BROKEN)
                     else:
+                        if kind == "message_start":
+                            usage = (chunk.get("message") or {}).get("usage") or {}
+                            read.tokens_in = _count(usage.get("input_tokens"))
                         if kind == "message_delta":
                             usage = chunk.get("usage")
                             if usage:
@@ -344,6 +358,7 @@ class ChatClient:
                     usage = chunk.get("usage")
                     if usage:
                         usage_tokens = usage.get("completion_tokens")
+                        read.tokens_in = _count(usage.get("prompt_tokens"))
                         read.end_bits |= END_USAGE
                     choices = chunk["choices"]
                     if choices:

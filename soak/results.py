@@ -89,6 +89,9 @@ class Result:
     answered: str | None = None
     """The nonce the answer's `soak` body field says the mock answered (None when the gateway
     dropped the field): another request's nonce means a replayed answer."""
+    tokens_in: int | None = None
+    """Prompt tokens the gateway's `usage` reports (`prompt_tokens` / `input_tokens`); None
+    when it reported none (checked against the mock's count: a gateway bills by it)."""
 
     @property
     def ok(self) -> bool:

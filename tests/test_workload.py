@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from soak.config import ConfigError, describe
+from soak.config import Config, ConfigError, describe
 from soak.config.workload import Distribution
 from soak.phases import load_config
 from soak.workload import RequestPlan, samples, variants
@@ -18,7 +18,7 @@ N = 20_000
 KEYS = "sk-tenant-one\nsk-tenant-two\nsk-tenant-three\n"
 
 
-def _config(tmp_path: Path, body: str, env: dict[str, str] | None = None):  # noqa: ANN202
+def _config(tmp_path: Path, body: str, env: dict[str, str] | None = None) -> Config:
     path = tmp_path / "soak.yaml"
     path.write_text("version: 1\ngateway: {url: 'http://127.0.0.1:4000'}\n" + body)
     return load_config(path, env=env or {})

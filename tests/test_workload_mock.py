@@ -23,8 +23,10 @@ WORKLOAD = dataclasses.replace(
 )
 
 
-@pytest.mark.parametrize(("api", "stream"), [("openai", False), ("openai", True),
-                                             ("anthropic", False), ("anthropic", True)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("api", "stream"),
+    [("openai", False), ("openai", True), ("anthropic", False), ("anthropic", True)],
+)
 async def test_mock_answers_requested_tokens_and_records_sizes(api: str, stream: bool) -> None:
     cap = {"tokens": 4096, "stream": {"tokens": 4096}}
     config = parse_config({"providers": {"primary": cap}})
