@@ -348,8 +348,13 @@ class SoakMetrics:
         for reason in reasons:
             self[GW_RESTARTS].labels(_label("target", target), reason)
 
-    def set_memory_slope(self, bytes_per_second: float, *, target: str) -> None:
-        """The long-window RSS slope of the gateway (the long-window memory verdict's figure)."""
+    def set_memory_slope(self, bytes_per_second: float | None, *, target: str) -> None:
+        """The long-window RSS slope of the gateway (the long-window memory verdict's figure);
+        None removes the series (a new process: no trend to judge yet)."""
+        if bytes_per_second is None:
+            with contextlib.suppress(KeyError):
+                self[GW_MEMORY_SLOPE].remove(_label("target", target))
+            return
         self[GW_MEMORY_SLOPE].labels(_label("target", target)).set(bytes_per_second)
 
     def set_generator(self, *, loop_lag_s: float, cpu_ratio: float) -> None:

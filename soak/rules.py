@@ -22,6 +22,7 @@ from soak.alerting import LEVELS, PHASE, TARGET, AlertOptions, RuleWriter
 from soak.alerting import pct as _pct
 from soak.config.schema import SloConfig
 from soak.metric_catalogue import check_thresholds_are_buckets
+from soak.phases.memory import long_slope_alert as memory_long_slope_alert
 from soak.promql import agg, duration, num, ratio, seconds
 
 __all__ = ["AlertOptions", "build_prometheus_rule", "build_rules"]
@@ -72,6 +73,8 @@ def _target_alerts(
                     f"Gateway resident memory is {{{{ $value | humanizePercentage }}}} above its "
                     f"{w} low and still rising ({level} tier: {_pct(limit)}).",
                     tier=level)  # fmt: skip
+    if (memory := slo.phases.get("memory")) is not None:
+        memory_long_slope_alert(r, memory)
     success = tiers["success_ratio"]
     budget = 1 - success.target
     for name, long, short, factor, for_, pages in burn_windows(phases):

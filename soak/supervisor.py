@@ -31,6 +31,8 @@ from soak.stack import Stack, start_stack
 log = logging.getLogger(__name__)
 
 REASONS = ("crash", "reload", "phase")
+MIN_SPAN = 0.5
+"""The long-window slope is exported once its samples span this share of the window."""
 TREND_STEP = 10.0
 """Seconds between two points of the long-window RSS ring."""
 
@@ -211,6 +213,8 @@ class StackSupervisor:
             self._watch.cancel()
         self._watch, self._watched_pid = None, None
         self._trend.reset()
+        if self.target:
+            self.metrics.set_memory_slope(None, target=self.target)
 
     def _sample(self, sample: Sample) -> None:
         target = self.target
@@ -219,7 +223,8 @@ class StackSupervisor:
         self.metrics.gateway_sample(sample, target=target)
         self._trend.add(sample)
         slope = self._trend.slope()
-        if slope is not None:
+        # Judged once the samples span half the window: a fresh process's start-up is no trend.
+        if slope is not None and self._trend.span() >= self._trend.window * MIN_SPAN:
             self.metrics.set_memory_slope(slope, target=target)
 
     def long_slope(self) -> tuple[float | None, float]:

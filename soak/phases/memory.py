@@ -16,10 +16,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from soak.config.fields import MAX_CONCURRENCY, MAX_REQUESTS, Section
+from soak.alerting import TARGET, RuleWriter
+from soak.config.fields import MAX_CONCURRENCY, MAX_REQUESTS, Section, span
 from soak.phases.base import PhaseContext, measure, set_mock_latency
 from soak.phases.spec import PhaseSpec
 from soak.procwatch import ProcessWatch, Sample, rss_slope
+from soak.promql import num
 from soak.summary import PhaseReport, Status
 from soak.verdicts import below, settle, tiered
 
@@ -220,6 +222,23 @@ async def run_memory(ctx: PhaseContext) -> PhaseReport:
     if watch.vanished:
         report.notes.append("the gateway process went away during the phase")
     return settle(report)
+
+
+LONG_SLOPE_FOR = "10m"
+
+
+def long_slope_alert(r: RuleWriter, slo: MemorySlo) -> None:
+    """The long-window memory verdict as an alert: the daemon's RSS slope of the gateway over
+    `slo.memory.long_window` above `long_slope_mb_per_hour` (a target-level alert: the gauge
+    exists whatever the schedule runs, as long as the daemon manages the gateway)."""
+    metric = "soak_gateway_memory_slope_bytes_per_second"
+    limit = slo.long_slope_bytes_per_second
+    r.alert("SoakGatewayMemoryLongSlope", f"{metric} > {num(round(limit, 3))}", LONG_SLOPE_FOR,
+            "warning", f"Gateway RSS rising over the long window on {TARGET}",
+            f"The gateway's resident memory grew {{{{ $value | humanize1024 }}}}B/s over the "
+            f"last {span(slo.long_window)} of continuous samples (at most "
+            f"{slo.long_slope_mb_per_hour:g} MB/h): a leak too slow for any phase to see.",
+            )  # fmt: skip
 
 
 PHASE = PhaseSpec(
