@@ -13,14 +13,24 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 from once_helpers import proxy_gateway
-from test_daemon import SoakDaemon, daemons, get_json, wait_for  # noqa: F401 - fixture
+from test_daemon import SoakDaemon, get_json, wait_for
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[SoakDaemon]]:
+    started: list[SoakDaemon] = []
+    yield started
+    for d in started:
+        if d.proc.poll() is None:
+            d.stop(signal.SIGKILL)
 
 
 def gateway_pids(daemon: SoakDaemon) -> set[int]:
@@ -46,12 +56,19 @@ def config() -> dict:
         "gateway": proxy_gateway(),
         "phases": {"overhead": {"rate": 10, "duration": "2s", "latency": "20ms", "warmup": "0s"}},
         # A shared CI host: the verdict must hinge on the gateway being up, not on its speed.
-        "slo": {"memory": {"long_window": "1m"},
-                "overhead": {"mean": "1s", "p50": "1s", "p90": "1s", "p95": "1s", "p99": "1s"}},
-        "schedule": [{
-            "name": "tick", "interval": "1s", "run_on_start": True, "phases": ["overhead"],
-            "background": {"rate": 5, "latency": "10ms"},
-        }],  # fmt: skip
+        "slo": {
+            "memory": {"long_window": "1m"},
+            "overhead": {"mean": "1s", "p50": "1s", "p90": "1s", "p95": "1s", "p99": "1s"},
+        },
+        "schedule": [
+            {
+                "name": "tick",
+                "interval": "1s",
+                "run_on_start": True,
+                "phases": ["overhead"],
+                "background": {"rate": 5, "latency": "10ms"},
+            }
+        ],
         "server": {"grace": "10s"},
     }
 
@@ -93,8 +110,11 @@ def test_the_gateway_lives_across_runs_and_a_crash_is_restarted_once(
     runs = [r for r in get_json(f"{daemon.url}/runs")["runs"] if r["status"] != "running"]
     after = get_json(f"{daemon.url}/runs/{runs[0]['id']}")  # newest first
     assert after["status"] == "passed", after["status"]
-    notes = [n for r in get_json(f"{daemon.url}/runs")["runs"][:4]
-             for n in get_json(f"{daemon.url}/runs/{r['id']}")["report"].get("notes", [])]  # fmt: skip
+    notes = [
+        note
+        for r in get_json(f"{daemon.url}/runs")["runs"][:4]
+        for note in get_json(f"{daemon.url}/runs/{r['id']}")["report"].get("notes", [])
+    ]
     assert any("exited with code -9" in n for n in notes), notes
     assert daemon.metric("soak_gateway_restarts_total", target="proxy", reason="crash") == 1
     assert gateway_pids(daemon) == second
