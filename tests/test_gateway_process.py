@@ -177,3 +177,62 @@ def test_redact_longest_first_and_ignores_empty() -> None:
 def test_free_port_is_bindable() -> None:
     port = free_port()
     assert 1024 <= port <= 65535
+
+
+IGNORES_SIGTERM = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "print('ready', flush=True); time.sleep(60)"
+)
+
+
+async def test_a_cancelled_stop_still_kills_a_gateway_that_ignores_sigterm(tmp_path: Path) -> None:
+    """A daemon stopped at its grace cancels the cleanup: the gateway must not outlive it."""
+    proc = ManagedProcess(_py(IGNORES_SIGTERM), log_path=tmp_path / "gw.log", ready_log="ready")
+    await proc.start()
+    pid = proc.pid
+    assert pid is not None
+    stopping = asyncio.create_task(proc.stop(grace=30))
+    await asyncio.sleep(0.3)  # SIGTERM sent and ignored; the stop waits out its grace
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    for _ in range(50):
+        if _dead(pid):
+            break
+        await asyncio.sleep(0.1)
+    assert _dead(pid)
+
+
+STARTS_A_GATEWAY = """
+import asyncio, sys
+from pathlib import Path
+from soak.gateway.process import ManagedProcess
+async def main():
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); " \\
+           "print('ready', flush=True); time.sleep(60)"
+    proc = ManagedProcess([sys.executable, "-c", code], log_path=Path(sys.argv[1]),
+                          ready_log="ready")
+    await proc.start()
+    print(proc.pid, flush=True)
+    await asyncio.sleep(60)
+asyncio.run(main())
+"""
+
+
+async def test_a_sigkilled_soak_takes_its_gateway_with_it(tmp_path: Path) -> None:
+    """PR_SET_PDEATHSIG: soak killed with SIGKILL (no cleanup runs) leaves no gateway, even one
+    that ignores SIGTERM."""
+    soak = await asyncio.create_subprocess_exec(
+        *_py(STARTS_A_GATEWAY, str(tmp_path / "gw.log")), stdout=asyncio.subprocess.PIPE
+    )
+    assert soak.stdout is not None
+    line = await asyncio.wait_for(soak.stdout.readline(), 30)
+    gateway = int(line)
+    assert not _dead(gateway)
+    soak.kill()
+    await soak.wait()
+    for _ in range(50):
+        if _dead(gateway):
+            break
+        await asyncio.sleep(0.1)
+    assert _dead(gateway)

@@ -1,0 +1,121 @@
+"""The continuous soak's parts: the background and long-window config keys, the long-window RSS
+trend, what a reload must restart, and the supervisor's restarts against real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+
+from soak.config import ConfigError
+from soak.config.daemon import BackgroundConfig
+from soak.metrics import SoakMetrics, new_registry
+from soak.phases import load_config
+from soak.procwatch import LongTrend, Sample
+from soak.supervisor import StackSupervisor, what_runs
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAD = "version: 1\ngateway: {url: 'http://127.0.0.1:4000'}\n"
+PLAN = "schedule:\n  - {name: p, interval: 1m, phases: [overhead]%s}\n"
+
+
+def load(tmp_path: Path, body: str):
+    path = tmp_path / "soak.yaml"
+    path.write_text(HEAD + body)
+    return load_config(path, env={})
+
+
+def test_background_is_parsed_and_bounded(tmp_path: Path) -> None:
+    plan = load(tmp_path, PLAN % ", background: {rate: 2, latency: 100ms}").daemon.schedule[0]
+    assert plan.background == BackgroundConfig(rate=2.0, latency=0.1)
+    assert load(tmp_path, PLAN % "").daemon.schedule[0].background is None
+    with pytest.raises(ConfigError, match=r"schedule\[0\]\.background\.rate"):
+        load(tmp_path, PLAN % ", background: {rate: 0}")
+    with pytest.raises(ConfigError, match=r"schedule\[0\]\.background\.burst: unknown key"):
+        load(tmp_path, PLAN % ", background: {rate: 1, burst: 3}")
+
+
+def test_long_window_keys_have_defaults_and_bounds(tmp_path: Path) -> None:
+    memory = load(tmp_path, "").slo.memory
+    assert (memory.long_window, memory.long_slope_mb_per_hour) == (6 * 3600.0, 50.0)
+    assert memory.long_slope_bytes_per_second == pytest.approx(50 * 1024 * 1024 / 3600)
+    memory = load(tmp_path, "slo: {memory: {long_window: 30m, long_slope_mb_per_hour: 5}}").slo
+    assert (memory.memory.long_window, memory.memory.long_slope_mb_per_hour) == (1800.0, 5.0)
+    with pytest.raises(ConfigError, match=r"slo\.memory\.long_window"):
+        load(tmp_path, "slo: {memory: {long_window: 5s}}")
+
+
+def sample(t: float, rss: float) -> Sample:
+    return Sample(t, None, int(rss), 10, 2, 1)
+
+
+def test_long_trend_keeps_one_point_per_step_in_a_bounded_ring() -> None:
+    trend = LongTrend(window=600.0, step=10.0)
+    for second in range(3600):  # an hour at 1 Hz, growing 1 KB/s
+        trend.add(sample(float(second), 50e6 + 1024 * second))
+    assert len(trend.points) == 61  # the last 600 s, one point per 10 s
+    assert trend.span() == 600.0
+    assert trend.slope() == pytest.approx(1024.0)
+    trend.reset()
+    assert trend.slope() is None and trend.span() == 0.0
+
+
+def test_a_reload_restarts_only_for_what_the_processes_run(tmp_path: Path) -> None:
+    base = load(tmp_path, "")
+    assert what_runs(base) == what_runs(load(tmp_path, ""))  # new Secret objects, same values
+    slo_only = load(tmp_path, "slo: {memory: {long_slope_mb_per_hour: 5}}")
+    assert what_runs(slo_only) == what_runs(base)
+    schedule_only = load(tmp_path, PLAN % "")
+    assert what_runs(schedule_only) == what_runs(base)
+    path = tmp_path / "other.yaml"
+    path.write_text("version: 1\ngateway: {url: 'http://127.0.0.1:4001'}\n")
+    assert what_runs(load_config(path, env={})) != what_runs(base)
+
+
+def managed(tmp_path: Path, *extra: str) -> Path:
+    proxy = ROOT / "tests" / "proxy_gateway.py"
+    command = [sys.executable, str(proxy), "--port", "{port}", "--upstream", "{mock_url}", *extra]
+    path = tmp_path / "managed.yaml"
+    path.write_text(
+        "version: 1\n"
+        "gateway:\n  name: proxy\n  kind: openai\n  chat_path: /p/primary/v1/chat/completions\n"
+        f"  managed: {{command: {command!r}, ready_log: proxy listening, ready_timeout: 30s}}\n"
+    )
+    return path
+
+
+def restarts(registry, reason: str) -> float | None:
+    return registry.get_sample_value(
+        "soak_gateway_restarts_total", {"target": "proxy", "reason": reason}
+    )
+
+
+async def test_the_supervisor_keeps_the_stack_and_counts_each_restart(tmp_path: Path) -> None:
+    registry = new_registry()
+    supervisor = StackSupervisor(SoakMetrics(registry), interval=0.2)
+    config = load_config(managed(tmp_path), env={})
+    try:
+        stack = await supervisor.acquire(config)
+        first = stack.gateway_pid()
+        assert first is not None and restarts(registry, "reload") == 0
+        again = await supervisor.acquire(load_config(managed(tmp_path), env={}))  # same config
+        assert again is stack and again.gateway_pid() == first
+        # Sampled continuously, outside any phase.
+        for _ in range(50):
+            if registry.get_sample_value("soak_gateway_resident_memory_bytes", {"target": "proxy"}):
+                break
+            await asyncio.sleep(0.1)
+        assert registry.get_sample_value("soak_gateway_resident_memory_bytes",
+                                         {"target": "proxy"}) > 1e6  # fmt: skip
+        await supervisor.restart_for_phase()
+        assert restarts(registry, "phase") == 1 and stack.gateway_pid() not in (None, first)
+        changed = load_config(managed(tmp_path, "--delay", "0.001"), env={})
+        new = await supervisor.acquire(changed)
+        assert new is not stack and restarts(registry, "reload") == 1
+        assert stack.gateway is not None and not stack.gateway.alive  # the old one was stopped
+        assert restarts(registry, "crash") == 0
+    finally:
+        await supervisor.close(grace=5)
+    assert supervisor.stack is None
