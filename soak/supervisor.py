@@ -24,9 +24,10 @@ from typing import Any
 from soak.background import Background
 from soak.config.fields import Secret
 from soak.config.schema import Config
+from soak.gateway.process import GatewayStartError
 from soak.metrics import SoakMetrics
 from soak.procwatch import LongTrend, ProcessWatch, Sample
-from soak.stack import Stack, start_stack
+from soak.stack import Stack, StackError, start_stack
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,10 @@ class StackSupervisor:
         log.error("stack: %s; restarting it", why)
         self._notes.append(f"the {why}; soak restarted it")
         self._unwatch()
-        await stack.restart_gateway()
+        try:
+            await stack.restart_gateway()
+        except GatewayStartError as exc:  # retried by the monitor and at the next run
+            raise StackError(f"gateway restart after a crash: {exc}") from None
         self._count("crash")
 
     def _count(self, reason: str) -> None:
