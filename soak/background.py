@@ -43,6 +43,7 @@ class Background:
         self._spec: tuple[Config, BackgroundConfig, Target, str] | None = None
         self._mock_token: str | None = None
         self.sent = 0
+        self._chunks = 0
 
     def configure(
         self,
@@ -111,28 +112,29 @@ class Background:
             log.warning("background load: mock control API: %s", exc)
         self.metrics.bind(target=target, phase=PHASE)
         observe: Callable[..., None] = self.metrics.observe
+
+        def counted(result: object) -> None:
+            self.sent += 1
+            observe(result, target=target, phase=PHASE)
+
         session = make_session(max(4, int(load.rate * (load.latency + 1.0)) + 4), 30.0)
         try:
-            client = ChatClient(
-                session,
-                gateway.url,
-                api=gateway.api,
-                model=gateway.model,
-                headers=gateway.headers,
-                stream=config.request.stream,
-                max_tokens=config.request.max_tokens,
-                prompt=config.request.prompt,
-                run_id=PHASE,
-                timeout=config.gateway.timeout,
-            )
-
-            def counted(result: object) -> None:
-                self.sent += 1
-                observe(result, target=target, phase=PHASE)
-
             while not stop.is_set():
-                spec_ = LoadSpec(rate=load.rate, duration=CHUNK, drain_timeout=DRAIN)
-                await run_load(spec_, client.send, on_result=counted, stop=stop)
+                self._chunks += 1  # nonces restart with every engine run: a fresh run id each
+                client = ChatClient(
+                    session,
+                    gateway.url,
+                    api=gateway.api,
+                    model=gateway.model,
+                    headers=gateway.headers,
+                    stream=config.request.stream,
+                    max_tokens=config.request.max_tokens,
+                    prompt=config.request.prompt,
+                    run_id=f"{PHASE}-{self._chunks}",
+                    timeout=config.gateway.timeout,
+                )
+                chunk = LoadSpec(rate=load.rate, duration=CHUNK, drain_timeout=DRAIN)
+                await run_load(chunk, client.send, on_result=counted, stop=stop)
         except Exception as exc:  # the load is best effort: never take the daemon down
             log.warning(
                 "background load stopped: %s", str(exc).splitlines()[0] if str(exc) else exc

@@ -14,6 +14,7 @@ from soak.config.daemon import BackgroundConfig
 from soak.metrics import SoakMetrics, new_registry
 from soak.phases import load_config
 from soak.procwatch import LongTrend, Sample
+from soak.runner import gateway_target
 from soak.supervisor import StackSupervisor, what_runs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,3 +120,45 @@ async def test_the_supervisor_keeps_the_stack_and_counts_each_restart(tmp_path: 
     finally:
         await supervisor.close(grace=5)
     assert supervisor.stack is None
+
+
+async def test_background_load_pauses_for_a_phase_and_stops_within_its_bound(
+    tmp_path: Path,
+) -> None:
+    registry = new_registry()
+    supervisor = StackSupervisor(SoakMetrics(registry), interval=0.2)
+    config = load_config(managed(tmp_path), env={})
+    background = supervisor.background
+    try:
+        stack = await supervisor.acquire(config)
+        background.configure(
+            config,
+            BackgroundConfig(rate=20.0, latency=0.01),
+            target=gateway_target(config, stack),
+            mock_url=stack.mock_url,
+            mock_token=stack.mock_token,
+        )
+        background.resume()
+        for _ in range(100):
+            if background.sent >= 10:
+                break
+            await asyncio.sleep(0.05)
+        async with background.paused():
+            held = background.sent
+            await asyncio.sleep(0.5)
+            assert background.sent == held  # nothing sent, nothing in flight, while a phase runs
+        await asyncio.sleep(0.5)
+        assert background.sent > held  # resumed after the phase
+        ok = registry.get_sample_value(
+            "soak_requests_total", {"target": "proxy", "phase": "background", "outcome": "ok"}
+        )
+        assert ok is not None and ok >= 10
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await background.close(bound=2.0)
+        assert loop.time() - began < 2.5
+        stopped = background.sent
+        await asyncio.sleep(0.3)
+        assert background.sent == stopped
+    finally:
+        await supervisor.close(grace=5)
