@@ -94,6 +94,20 @@ BREAKER_TRANSITIONS = MetricSpec("soak_breaker_transitions_total", C, TPS,
     "Breaker state changes seen.")
 CAPACITY_KNEE = MetricSpec("soak_capacity_knee_requests_per_second", G, ("target",),
     "Highest arrival rate that held the capacity SLO in the last capacity search (0: none did).")
+PAYLOAD_OVERHEAD = MetricSpec("soak_payload_overhead_seconds", G,
+    ("target", "prompt_bytes", "answer_tokens", "statistic"),
+    "Per-request overhead (p50, p99) at each step of the last payload phase; the step's sizes "
+    "come from phases.payload (bounded: at most 31 steps).")
+PAYLOAD_CPU = MetricSpec("soak_payload_gateway_cpu_seconds_per_request", G,
+    ("target", "prompt_bytes", "answer_tokens"),
+    "Gateway process CPU seconds per request at each step of the last payload phase.")
+PAYLOAD_SLOPE = MetricSpec("soak_payload_overhead_slope_seconds_per_100kb", G,
+    ("target", "basis"),
+    "Least-squares slope of the p50 overhead over the prompt sizes of the last payload phase, "
+    "seconds per 100 KB: basis gateway, floor (straight to the mock: the tester's own) or net.")
+MODEL_OVERHEAD = MetricSpec("soak_model_overhead_seconds", G, ("target", "model", "statistic"),
+    "Per-request overhead (p50, p99) per workload model at the last payload phase's largest "
+    "prompt step; model names from workload.models (at most 32), never from the wire.")
 GW_RSS = MetricSpec("soak_gateway_resident_memory_bytes", G, ("target",),
     "Gateway process resident memory.")
 GW_CPU = MetricSpec("soak_gateway_cpu_ratio", G, ("target",),

@@ -62,7 +62,11 @@ from soak.metric_catalogue import (
     LAST_TARGET_RATE,
     LAST_THROUGHPUT,
     LAST_VERDICT,
+    MODEL_OVERHEAD,
     OVERHEAD,
+    PAYLOAD_CPU,
+    PAYLOAD_OVERHEAD,
+    PAYLOAD_SLOPE,
     PHASE_RUNNING,
     PLAN_LAST_RUN,
     PLAN_NEXT_RUN,
@@ -300,6 +304,29 @@ class SoakMetrics:
     def set_capacity_knee(self, rate: float, *, target: str) -> None:
         """The highest rate the last capacity search held (0: none held)."""
         self[CAPACITY_KNEE].labels(_label("target", target)).set(rate)
+
+    def set_payload(self, details: Mapping[str, Any], *, target: str) -> None:
+        """The payload phase's steps (overhead p50/p99, CPU per request), its slopes and its
+        per-model overhead; labels from phases.payload and workload.models only."""
+        t = _label("target", target)
+        for step in details.get("steps", ()):
+            sizes = (str(int(step["prompt_bytes"])), str(int(step["answer_tokens"])))
+            for stat in ("p50", "p99"):
+                if step.get(stat) is not None:
+                    self[PAYLOAD_OVERHEAD].labels(t, *sizes, stat).set(step[stat])
+            if step.get("cpu_s_per_request") is not None:
+                self[PAYLOAD_CPU].labels(t, *sizes).set(step["cpu_s_per_request"])
+        for basis in ("gateway", "floor", "net"):
+            key = "slope_s_per_100kb" if basis == "gateway" else f"{basis}_slope_s_per_100kb"
+            if details.get(key) is not None:
+                self[PAYLOAD_SLOPE].labels(t, basis).set(details[key])
+        steps = details.get("steps") or [{}]
+        models = max(steps, key=lambda s: s.get("prompt_bytes", 0)).get("breakdown", {})
+        for model, row in models.get("model", {}).items():
+            name = _label("model", re.sub(r"[^A-Za-z0-9_.-]", "_", model)[:64])
+            for stat in ("p50", "p99"):
+                if row.get(f"overhead_{stat}") is not None:
+                    self[MODEL_OVERHEAD].labels(t, name, stat).set(row[f"overhead_{stat}"])
 
     def count_stream_integrity(
         self, counts: Mapping[str, int], *, target: str, phase: str

@@ -108,7 +108,7 @@ def test_the_registry_finds_every_builtin_phase_in_plan_order() -> None:
     names = phases.names()
     assert names[:8] == ("calibration", "overhead", "stress", "sustained", "breaker",
                          "failover", "memory", "readiness")  # fmt: skip
-    assert set(names[8:]) == {"capacity", "streaming"}
+    assert set(names[8:]) == {"capacity", "streaming", "payload"}
     assert phases.default_plan() == list(names[:8])
     with pytest.raises(ValueError, match="already registered"):
         phases.register(phases.get("stress"))

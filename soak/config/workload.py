@@ -121,13 +121,16 @@ def parse_workload(s: Section, env: Mapping[str, str], base_dir: Path) -> Worklo
 
 def parse_distribution(s: Section, limit: int) -> Distribution:
     """One distribution section; every value positive and at most `limit`."""
-    kind = s.choice("dist", DISTRIBUTIONS)
+    s.only("dist", "value", "min", "max", "mean", "stddev", "values", "weights")
+    kind = s.choice("dist", DISTRIBUTIONS, _inferred(s))
     allowed = {
         "fixed": ("value",), "uniform": ("min", "max"),
         "normal": ("mean", "stddev", "min", "max"), "lognormal": ("mean", "stddev", "min", "max"),
         "histogram": ("values", "weights"),
     }[kind]  # fmt: skip
-    s.only("dist", *allowed)
+    for key in s.data:
+        if key != "dist" and key not in allowed and s.data[key] is not None:
+            s.fail(key, f"not a key of dist {kind}", f"{kind} takes {', '.join(allowed)}")
     hint = f"at most {limit}"
     if kind == "fixed":
         return Distribution(kind, value=s.number("value", positive=True, at_most=limit, hint=hint))
@@ -147,9 +150,18 @@ def parse_distribution(s: Section, limit: int) -> Distribution:
         s.fail("max", f"must be at least min ({low:g}), got {high:g}")
     if kind == "uniform":
         return Distribution(kind, min=low, max=high)
+    stddev = s.number("stddev", 0.0)  # read first: its own error before a missing mean
     mean = s.number("mean", positive=True, at_most=limit, hint=hint)
-    stddev = s.number("stddev")
     return Distribution(kind, mean=mean, stddev=stddev, min=low, max=high)
+
+
+def _inferred(s: Section) -> str:
+    """The distribution a section without `dist` means, from its keys (else fixed)."""
+    if s.has("values"):
+        return "histogram"
+    if s.has("mean") or s.has("stddev"):
+        return "normal"
+    return "uniform" if s.has("min") or s.has("max") else "fixed"
 
 
 def _numbers(s: Section, key: str, limit: int | None) -> tuple[float, ...]:
@@ -199,6 +211,7 @@ def _keys(s: Section, env: Mapping[str, str], base_dir: Path) -> KeyMix:
     scheme = s.data.get("scheme", "Bearer ")
     if not isinstance(scheme, str):
         s.wrong_type("scheme", "a string", scheme)
+    count = s.integer("count", MAX_KEYS, minimum=1, maximum=MAX_KEYS)  # type checked first
     if s.has("env") == s.has("file"):
         s.fail(None, "set exactly one of env, file")
     if s.has("env"):
@@ -215,7 +228,7 @@ def _keys(s: Section, env: Mapping[str, str], base_dir: Path) -> KeyMix:
     keys = [k.strip() for k in raw.replace(",", "\n").splitlines() if k.strip()]
     if not keys:
         s.fail("env" if s.has("env") else "file", "holds no keys", "one key a line")
-    count = s.integer("count", len(keys), minimum=1, maximum=MAX_KEYS)
+    count = count if s.has("count") else len(keys)
     if count > len(keys):
         s.fail("count", f"only {len(keys)} keys given, asked for {count}")
     if any("\r" in k or "\n" in k for k in keys):
