@@ -25,6 +25,7 @@ from soak.reports.formatting import (
     overall_word,
     status_word,
 )
+from soak.reports.payload_md import payload_plot
 from soak.reports.svgpanels import Bar, Interval, Panel, interval_plot, panel_plot
 from soak.reports.svgplot import Series, line_plot, state_timeline
 from soak.summary import LatencySummary, PhaseReport, RunReport
@@ -102,6 +103,12 @@ def plots(run: RunReport) -> list[str]:
         if svg:
             out.append(_figure("capacity", svg, "Capacity search: per-request overhead p50 / p99"
                                " at each rate tried; the dashed line is the knee."))  # fmt: skip
+    for phase in run.phases:
+        svg = payload_plot(phase)
+        if svg:
+            out.append(_figure("payload", svg, "Overhead against payload size: per-request"
+                               " overhead through the gateway and straight to the mock (the"
+                               " tester's own floor) at each prompt size."))  # fmt: skip
     rss, cpu = process_plots(run)
     if rss:
         out.append(_figure("rss", rss, "Gateway resident memory (process tree) over the run."))

@@ -78,3 +78,5 @@ def test_payload_phase_through_nginx(tmp_path: Path) -> None:
     assert payload["status"] == "passed", payload["checks"]
     markdown = (done.out / "report.md").read_text()
     assert "Overhead against payload size" in markdown and "| 256 KB | 16 |" in markdown
+    html = (done.out / "report.html").read_text()
+    assert 'id="plot-payload"' in html and "Overhead against prompt size" in html
