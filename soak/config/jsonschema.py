@@ -4,9 +4,10 @@ There is no second list of keys to keep in step: `config_schema()` runs the real
 every registered phase's own parser) over a `Recorder`, a `Section` that holds no data and
 writes down what the parsers ask of it: the keys `only()` allows, and each typed read (string,
 choice, integer with its bounds, duration, URL, ...). A parser that branches on what is present
-(`has()`, or a raw read such as `schedule`) is run again with that key present, until no new
-key turns up. Keys the parsers read raw (lists such as `phases`) are in the schema without a
-type; the loader still checks them. A test holds the two together (tests/test_config_schema.py).
+(`has()`, or a raw read such as `schedule`) is run again with that key present, and once per
+value of a choice (a section whose keys depend on its `dist:`), until no new key turns up.
+Keys the parsers read raw (lists such as `phases`) are in the schema without a type; the loader
+still checks them. A test holds the two together (tests/test_config_schema.py).
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class _Probe:
         """Keys a parser looked up in the data (has, in, get): it branches on them."""
         self.typed_unprobed: set[Path_] = set()
         """Keys read with a typed read in the pass where no key was present."""
+        self.choices: dict[Path_, tuple[str, ...]] = {}
+        """Choice keys: a parser may allow other keys for each choice (`dist: normal`)."""
 
     def node(self, path: Path_) -> _Node:
         node = self.root
@@ -170,6 +173,11 @@ class Recorder(Section):
 
     def choice(self, key: str, choices: tuple[str, ...], default: Any = _MISSING) -> str:
         self._put(key, {"enum": list(choices)}, default)
+        path = (*_norm(self.path), key)
+        if _PROBE is not None:
+            _PROBE.choices[path] = tuple(choices)
+            if _PROBE.present.get(path) in choices:  # this pass explores that choice
+                return str(_PROBE.present[path])
         return default if default is not _MISSING else choices[0]
 
     def boolean(self, key: str, default: Any = _MISSING) -> bool:
@@ -258,11 +266,11 @@ def _record(phases: Sequence[PhaseSections]) -> _Node:
     probe = _Probe()
     _pass(probe, phases)
     done: set[Path_] = set()
-    while todo := sorted(probe.seen - done):
+    while todo := sorted((probe.seen | set(probe.choices)) - done):
         for path in todo:
             done.add(path)
             arrays = {path[:i]: [{}] for i in range(1, len(path)) if probe.is_array(path[:i])}
-            for raw in _RAW_VALUES:
+            for raw in (*_RAW_VALUES, *probe.choices.get(path, ())):
                 probe.present = {**arrays, path: raw}
                 _pass(probe, phases)
     for path in probe.seen - probe.typed_unprobed:
