@@ -130,8 +130,9 @@ class StackSupervisor:
             self.stack = None
             raise
         self._exits, self._key, self._config = exits, what_runs(config), config
-        if self.stack.gateway is not None:
-            self.metrics.init_gateway_restarts(target=config.gateway.name, reasons=REASONS)
+        # At 0 from the first run (a gateway soak does not start stays there): a panel or a
+        # rule on the counter sees a series, not an absence.
+        self.metrics.init_gateway_restarts(target=config.gateway.name, reasons=REASONS)
         self._trend.reset()
 
     async def _stop(self) -> None:
