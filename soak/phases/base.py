@@ -10,7 +10,7 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from soak.client import ChatClient, make_session
@@ -304,6 +304,8 @@ def request_plan(
     """The seeded per-request plan of the workload for `target` (bodies encoded now, off the
     hot path), or None for the default workload (the `request` block's one body)."""
     w = ctx.config.workload if workload is None else workload
+    if max_tokens is not None:  # the phase asks for its own answer length (streaming)
+        w = replace(w, answer_tokens=None)
     if w.default:
         return None
     request = ctx.config.request
