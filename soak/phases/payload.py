@@ -173,7 +173,8 @@ async def run_payload(ctx: PhaseContext) -> PhaseReport:
         row.update(
             p50=_stat(report, "p50"), p90=_stat(report, "p90"), p99=_stat(report, "p99"),
             completed=report.completed, success_ratio=report.success_ratio,
-            cpu_s_per_request=cpu / report.completed if cpu and report.completed else None,
+            cpu_s_per_request=cpu / report.completed if cpu is not None and report.completed
+            else None,
             usage=None if usage is None else usage.to_dict(), **seen,
             breakdown=breakdown(run.results, plan),
         )  # fmt: skip
