@@ -7,6 +7,7 @@ writes docs/soak-rss.svg and the `## Soak of hours` section of docs/BENCHMARKS.m
 from __future__ import annotations
 
 import json
+import sqlite3
 import statistics
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,8 +45,44 @@ def slope(points: list[tuple[float, float]]) -> float | None:
     return None if var == 0 else sum((t - mt) * (v - mv) for t, v in points) / var
 
 
+def history(start: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every finished run's report from the daemon's history (read only), oldest first."""
+    db = Path(start.get("tmp", "")) / "data" / "history.db"
+    if not db.exists():
+        return []
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        got = con.execute(
+            "select started_at, status, report from runs where report is not null "
+            "order by started_at"
+        ).fetchall()
+    finally:
+        con.close()
+    out = []
+    for at, status, report in got:
+        data = json.loads(report)
+        phases = {p["name"]: p for p in data.get("phases", [])}
+        memory = phases.get("memory", {})
+        details = memory.get("details", {})
+        out.append(
+            {
+                "t": at - start["at"],
+                "status": status,
+                "failed": sorted(
+                    n for n, p in phases.items() if p.get("status") not in ("passed", "baseline")
+                ),
+                "memory": memory.get("status"),
+                "growth": details.get("growth"),
+                "slope_mb_per_min": details.get("slope_mb_per_min"),
+                "notes": data.get("notes", []),
+            }
+        )
+    return out
+
+
 def figures(path: Path) -> dict[str, Any]:
     start, data, end = rows(path)
+    runs_seen = history(start)
     limit = start["config"]["slo"]["memory"]["long_slope_mb_per_hour"]
     window = start["config"]["slo"]["memory"]["long_window"]
     gw = [r for r in data if r.get("gw_rss")]
@@ -90,6 +127,7 @@ def figures(path: Path) -> dict[str, Any]:
         "memory_phase_verdicts": verdicts,
         "drift": drift,
         "end": end,
+        "history": runs_seen,
     }
 
 
@@ -99,6 +137,28 @@ def _mb(v: float | None) -> str:
 
 def _num(v: float | None, fmt: str = ".1f") -> str:
     return "—" if v is None else format(v, fmt)
+
+
+def _memory_runs(r: dict[str, Any]) -> str:
+    runs = [h for h in r["history"] if h["memory"] is not None]
+    if not runs:
+        return "no run yet"
+    passed = sum(1 for h in runs if h["memory"] == "passed")
+    growth = max((h["growth"] or 0.0) for h in runs)
+    slope = max((h["slope_mb_per_min"] or 0.0) for h in runs)
+    return (
+        f"passed {passed} of {len(runs)} runs (growth at most {growth:.1%}, "
+        f"slope at most {slope:.1f} MB/min)"
+    )
+
+
+def _failing(r: dict[str, Any]) -> str:
+    counts: dict[str, int] = {}
+    for h in r["history"]:
+        for name in h["failed"]:
+            counts[name] = counts.get(name, 0) + 1
+    total = len(r["history"])
+    return ", ".join(f"{n} {c} of {total}" for n, c in sorted(counts.items())) or "none"
 
 
 def svg(results: list[dict[str, Any]]) -> str:
@@ -230,16 +290,8 @@ def section(results: list[dict[str, Any]]) -> str:
             f"{_mb(min(r['daemon_rss']))} / {_mb(max(r['daemon_rss']))}" if r["daemon_rss"] else "—"
         ),
     )
-    row(
-        "per-phase memory verdict (`memory` phase, each run)",
-        lambda r: (
-            "no run yet"
-            if not r["memory_phase_verdicts"]
-            else "passed every run"
-            if set(r["memory_phase_verdicts"]) == {1.0}
-            else "failed in some runs"
-        ),
-    )
+    row("per-phase memory verdict (limits: growth 100%, slope 15 MB/min)", _memory_runs)
+    row("phases failing their SLO (runs)", _failing)
     row("long-window slope gauge, last", lambda r: f"{_num(r['slope_last_mb_h'])} MB/h")
     row(
         "long-window slope over the limit from",
