@@ -9,9 +9,17 @@
 2. Stress shape against the real mock provider (`python -m soak.mock`, core 0): 1,000 requests
    per second at 1 s mock latency, i.e. ~1,000 requests in flight; the target is 100% success.
 
+3. `--cpu`: CPU-ms per request of the generator alone (bench/engine_cpu.py in its own
+   process on core 1, the mock on core 0 with a fixed 50 ms latency and 5 ms between stream
+   chunks), for the engine path and the full phase path (verification, metrics, progress,
+   report), on both loops, interleaved rounds, `hey` at the same rates as the reference.
+   `--trees before=DIR,after=` runs another checkout's `soak` package (and this one's) with the
+   same bench code in the same rounds: before / after a change. Per stream chunk: the CPU per stream at 64 chunks
+   minus at 8, over the 56 extra chunks.
+
 Every load is bounded in time; traffic stays on 127.0.0.1. Run:
-    /work/venv/bin/python bench/bench_engine.py [--rates 1000,2000,...] [--skip-ladder]
-        [--skip-inflight] [--json-out FILE]
+    .venv/bin/python bench/bench_engine.py [--rates 1000,2000,...] [--skip-ladder]
+        [--skip-inflight] [--cpu [--trees before=DIR] [--rounds 3]] [--json-out FILE]
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import cpu_bench
 
 from soak.client import ChatClient, make_session
 from soak.engine import LoadSpec, run_load
@@ -346,6 +356,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-ladder", action="store_true")
     p.add_argument("--skip-inflight", action="store_true")
     p.add_argument("--json-out", type=Path)
+    p.add_argument("--cpu", action="store_true", help="CPU-ms per request (see above)")
+    p.add_argument("--cpu-rates", default="1000,2000")
+    p.add_argument("--cpu-duration", type=float, default=8.0)
+    p.add_argument("--stream-rate", type=float, default=200.0)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--trees", default="current=", help="name=DIR,...: checkouts' soak packages")
     args = p.parse_args(argv)
     for tool in ("nginx", "hey", "taskset"):
         if shutil.which(tool) is None:
@@ -390,9 +406,70 @@ def main(argv: list[str] | None = None) -> int:
                     f" loop lag max={r['loop_lag_max_ms']:.1f}ms others={r['contention']:.2f}",
                     flush=True,
                 )
+    if args.cpu:
+        report["cpu"] = cpu_section(args)
     if args.json_out:
         args.json_out.write_text(json.dumps(report, indent=2))
     return 0
+
+
+def cpu_section(args: argparse.Namespace) -> dict[str, Any]:
+    """CPU-ms per request (and per stream chunk) of each tree, loop and path, next to hey."""
+    trees: dict[str, str | None] = {}
+    for item in filter(None, args.trees.split(",")):
+        name, _, path = item.partition("=")
+        trees[name] = path or None  # "name=": this checkout
+    rates = [float(r) for r in args.cpu_rates.split(",")]
+    dur, sr = args.cpu_duration, args.stream_rate
+    load_before = cpu_bench.load_average()
+    with cpu_bench.mock() as url:
+        configs: dict[str, Callable[[], dict[str, Any]]] = {}
+        for tree, path in trees.items():
+            for loop in loop_factories():
+                base = {"url": url, "duration": dur, "loop": loop}
+                for rate in rates:
+                    configs[f"{tree} {loop} engine json {rate:g}"] = functools.partial(
+                        cpu_bench.engine_run, {**base, "rate": rate}, tree=path
+                    )
+                configs[f"{tree} {loop} full json {rates[0]:g}"] = functools.partial(
+                    cpu_bench.engine_run, {**base, "rate": rates[0], "path": "full"}, tree=path
+                )
+                for tokens in (8, 64):
+                    configs[f"{tree} {loop} engine stream{tokens} {sr:g}"] = functools.partial(
+                        cpu_bench.engine_run,
+                        {**base, "rate": sr, "stream": True, "max_tokens": tokens},
+                        tree=path,
+                    )
+        for rate in rates:
+            configs[f"hey json {rate:g}"] = functools.partial(cpu_bench.hey_run, url, rate, dur)
+        runs = cpu_bench.rounds(configs, args.rounds)
+    summary = {name: cpu_bench.best(r) for name, r in runs.items()}
+    for tree in trees:
+        for loop in loop_factories():
+            short = summary[f"{tree} {loop} engine stream8 {sr:g}"]
+            long = summary[f"{tree} {loop} engine stream64 {sr:g}"]
+            per_stream = [s["cpu_ms_per_request"] for s in (short, long)]
+            summary[f"{tree} {loop} per chunk"] = {
+                "cpu_ms_per_chunk": (per_stream[1] - per_stream[0]) / 56,
+                "cpu_ms_per_stream_8": per_stream[0],
+            }
+    print(f"load average before {load_before}, after {cpu_bench.load_average()}")
+    for name, r in summary.items():
+        if "cpu_ms_per_chunk" in r:
+            print(f"{name:40s} {r['cpu_ms_per_chunk']:.4f} CPU-ms per chunk")
+        else:
+            print(
+                f"{name:40s} best {r['cpu_ms_per_request']:.3f} median"
+                f" {r['cpu_ms_per_request_median']:.3f} CPU-ms/req, p50"
+                f" {cpu_bench.fmt(r.get('latency_p50_ms'))} p99"
+                f" {cpu_bench.fmt(r.get('latency_p99_ms'))} ms"
+            )
+    return {
+        "load_before": load_before,
+        "load_after": cpu_bench.load_average(),
+        "summary": summary,
+        "runs": runs,
+    }
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ from prometheus_client.platform_collector import PlatformCollector
 
 from soak import __version__
 from soak.breaker import BreakerState
+from soak.metric_batch import FlushFirst, Pending
+from soak.metric_batch import apply as apply_batch
 from soak.metric_catalogue import (
     BASE_BUCKETS,
     BREAKER_STATE,
@@ -191,6 +193,8 @@ class SoakMetrics:
     ) -> None:
         if thresholds is not None:
             check_thresholds_are_buckets(buckets, thresholds)
+        self._pending = Pending(self._apply)
+        registry.register(FlushFirst(self.flush))  # before the metrics: collected first
         self.buckets = {name: tuple(buckets.get(name, b)) for name, b in BASE_BUCKETS.items()}
         self._m: dict[MetricSpec, Any] = {}
         for spec in CATALOGUE:
@@ -209,6 +213,7 @@ class SoakMetrics:
     def set_providers(self, names: Iterable[str]) -> None:
         """The provider names a `provider` label may hold (the config's `mock.primary` and
         `mock.fallback`); any other name is counted as `unknown`."""
+        self.flush()  # results so far keep the names they were observed under
         self.providers = frozenset(_label("provider", n) for n in names)
 
     def _provider(self, name: str) -> str:
@@ -229,34 +234,27 @@ class SoakMetrics:
         return bound
 
     def observe(self, result: Result, *, target: str, phase: str) -> None:
-        """Record one request. Hot path: one dict lookup, then bound children only."""
+        """Record one request. Hot path: queued, applied in batches (`soak.metric_batch`)
+        before anything reads the registry."""
+        if (target, phase) not in self._bound:
+            self.bind(target=target, phase=phase)  # labels checked now, not at the flush
+        self._pending.add(result, target, phase)
+
+    def flush(self) -> None:
+        """Apply the queued observations now (a registry read does it by itself)."""
+        self._pending.flush()
+
+    def _apply(self, target: str, phase: str, results: list[Result]) -> None:
         b = self._bound.get((target, phase)) or self.bind(target=target, phase=phase)
-        b.outcomes[result.outcome].inc()
-        b.duration.observe(max(0.0, result.latency))
-        b.send_lag.observe(max(0.0, result.send_lag))
-        ttft = result.ttft
-        if ttft is not None:
-            b.ttft.observe(max(0.0, ttft))
-            if result.ok and result.tokens_out > 1:  # TPOT = (E2E − TTFT) / (tokens − 1)
-                e2e = result.end - result.sent
-                b.tpot.observe(max(0.0, (e2e - ttft) / (result.tokens_out - 1)))
-        gaps = result.chunk_gaps
-        if gaps:
-            itl = b.itl.observe
-            for gap in gaps:
-                itl(gap)
-        overhead = result.overhead
-        if overhead is not None:
-            # Clock noise can make it slightly negative; a histogram _sum must never decrease.
-            b.overhead.observe(max(0.0, overhead))
-        if result.tokens_out:
-            b.tokens.inc(result.tokens_out)
-        if result.ok and result.provider:
-            provider = self._provider(result.provider)  # never the wire's string itself
-            served = b.served.get(provider)
-            if served is None:
-                served = b.served[provider] = self[SERVED].labels(target, phase, provider)
-            served.inc()
+
+        def served(name: str) -> Any:
+            provider = self._provider(name)  # never the wire's string itself
+            child = b.served.get(provider)
+            if child is None:
+                child = b.served[provider] = self[SERVED].labels(target, phase, provider)
+            return child
+
+        apply_batch(b, results, served)
 
     def observe_failover(self, seconds: float, *, target: str, phase: str) -> None:
         """One failed-over request: seconds from the primary's failure to the fallback's answer."""
@@ -274,6 +272,7 @@ class SoakMetrics:
         A skipped phase did not run and leaves them alone. Dropped requests are counted here,
         once per run, so the engine need not report them a second time.
         """
+        self.flush()
         if report.status is Status.SKIPPED:
             return
         phase = report.kind  # the registered phase; a round is its own label
@@ -418,6 +417,7 @@ class SoakMetrics:
         """Remove every series labelled `target=name` (a target renamed by reload): without
         this each old name kept its few hundred series for the daemon's life. Returns how many
         label sets went; the next request under `name` starts them afresh."""
+        self.flush()
         removed = 0
         for spec in CATALOGUE:
             if "target" not in spec.labels:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import socket
 
-import aiohttp
 import pytest
 from soak.mock.app import MockConfig, MockServer
 from soak.mock.profile import parse_profile
 
-from soak.client import ChatClient, _encode_body, _Read, make_session
+from soak.answer import Answer
+from soak.client import ChatClient, Session, _encode_body, make_session
 from soak.results import Outcome
 
 STREAM = {"ttft": "50ms", "inter_token": "5ms", "tokens": 6}
@@ -57,7 +57,7 @@ def url(mock, provider: str | None = None, path: str = "chat/completions") -> st
     return f"{base}/v1/{path}"
 
 
-async def traces(session: aiohttp.ClientSession, mock, nonces: list[str]) -> dict:
+async def traces(session: Session, mock, nonces: list[str]) -> dict:
     async with session.post(f"{mock.url}/_mock/traces/query", json={"nonces": nonces}) as resp:
         assert resp.status == 200
         return (await resp.json())["traces"]
@@ -232,19 +232,13 @@ async def test_connect_error_to_a_closed_port(session) -> None:
 
 
 async def test_keep_alive_reuses_one_connection_for_sequential_streams(mock) -> None:
-    created = 0
-
-    async def on_create(*_: object) -> None:
-        nonlocal created
-        created += 1
-
-    trace = aiohttp.TraceConfig()
-    trace.on_connection_create_end.append(on_create)
-    async with aiohttp.ClientSession(trace_configs=[trace]) as s:
+    async with make_session(4, 10.0) as s:
         client = ChatClient(s, url(mock, "bedrock"), model="m", run_id="t13", stream=True)
         results = [await client.send(i, 0.0) for i in range(5)]
-    assert all(r.ok for r in results)
-    assert created == 1
+        plain = ChatClient(s, url(mock, "bedrock"), model="m", run_id="t13")
+        results += [await plain.send(i, 0.0) for i in range(5, 10)]
+        assert all(r.ok for r in results)
+        assert s.pool.opened == 1
 
 
 def test_body_is_pre_encoded_around_the_nonce() -> None:
@@ -265,16 +259,16 @@ def test_body_is_pre_encoded_around_the_nonce() -> None:
 
 
 def test_marker_falls_back_to_headers_then_body_field() -> None:
-    read = _Read()
+    read = Answer()
     read.mark("text [mock:a:1500]", {"x-soak-provider": "b", "x-soak-service-us": "9"}, None)
     assert (read.provider, read.service_s) == ("a", 0.0015)
-    read = _Read()
+    read = Answer()
     read.mark("rebuilt text", {"x-soak-provider": "b", "x-soak-service-us": "2500"}, None)
     assert (read.provider, read.service_s) == ("b", 0.0025)
-    read = _Read()
+    read = Answer()
     read.mark("rebuilt text", {}, {"provider": "c", "service_us": 40})
     assert (read.provider, read.service_s) == ("c", 0.00004)
-    read = _Read()
+    read = Answer()
     read.mark("no marker", {"x-soak-service-us": "junk"}, None)
     assert (read.provider, read.service_s) == (None, None)
 

@@ -18,7 +18,7 @@ from aiohttp import web
 
 import soak.gateway
 import soak.gateway.kinds
-from soak.client import ChatClient
+from soak.client import ChatClient, make_session
 from soak.config import ConfigError
 from soak.config.fields import Secret
 from soak.config.schema import ManagedConfig
@@ -364,7 +364,7 @@ async def test_a_new_kind_is_one_module(tmp_path: Path) -> None:
         async with AsyncExitStack() as exits:
             stack = await start_stack(config, tmp_path / "work", exits)
         assert type(stack.kind).__name__ == "TinyKind" and stack.gateway is None
-        async with aiohttp.ClientSession() as session:
+        async with make_session(4, 10.0) as session:
             client = ChatClient(session, f"{url}/v1/chat/completions", model="m", run_id="t")
             result = await client.send(1, 0.0)
     finally:

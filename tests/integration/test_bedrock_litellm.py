@@ -18,7 +18,7 @@ from soak.mock.app import MockServer
 from soak.mock.bedrock_stream import SIGV4_KEY
 from soak.mock.profile import MockConfig, Profile
 
-from soak.client import ChatClient
+from soak.client import ChatClient, make_session
 from soak.gateway.kinds.litellm import BEDROCK_REGION, LiteLLMKind
 from soak.gateway.managed import build_managed
 from soak.results import Outcome
@@ -40,7 +40,7 @@ async def test_bedrock_primary_signed_traced_streamed_and_failing_over(tmp_path:
         gw = await build_managed(
             kind, None, workdir=tmp_path, mock_url=mock.url, model="soak-primary", **NAMES
         )
-        async with gw.process, aiohttp.ClientSession() as session:
+        async with gw.process, make_session(8, 300.0) as session:
             headers = kind.request_headers(gw.api_key, mock_url=mock.url, **NAMES)
             url = f"{gw.url}/v1/chat/completions"
             client = ChatClient(

@@ -18,7 +18,7 @@ import pytest
 from soak.mock.app import MockServer
 from soak.mock.profile import MockConfig, Profile
 
-from soak.client import ChatClient
+from soak.client import ChatClient, make_session
 from soak.gateway.kinds.litellm import LiteLLMKind
 from soak.gateway.managed import build_managed
 from soak.gateway.selfreport import CLOSED, OPEN
@@ -51,7 +51,7 @@ async def test_litellm_routes_fails_over_cools_down_and_recovers(tmp_path: Path)
             model="soak-primary",
         )
         started = time.monotonic()
-        async with gw.process, aiohttp.ClientSession() as session:
+        async with gw.process, make_session(8, 300.0) as session:
             ready_s = time.monotonic() - started
             print(f"litellm ready in {ready_s:.1f}s (pid {gw.process.pid})")
             assert gw.process.pid is not None

@@ -11,12 +11,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import aiohttp
 import pytest
 from soak.mock.app import MockServer
 from soak.mock.profile import MockConfig, Profile
 
-from soak.client import ChatClient
+from soak.client import ChatClient, make_session
 from soak.gateway.kinds.portkey import PortkeyKind
 from soak.gateway.managed import build_managed, default_cache_dir
 from soak.results import Outcome
@@ -34,7 +33,7 @@ async def test_portkey_routes_by_header_and_fails_over_without_a_breaker(tmp_pat
             kind, None, workdir=tmp_path, mock_url=mock.url, model="soak-primary",
             cache_dir=default_cache_dir(), **ROUTE,
         )  # fmt: skip
-        async with gw.process, aiohttp.ClientSession() as session:
+        async with gw.process, make_session(8, 300.0) as session:
             print(f"portkey ready in {gw.process.ready_s:.2f}s")
             headers = kind.request_headers(None, mock_url=mock.url, **ROUTE)
             url = f"{gw.url}/v1/chat/completions"

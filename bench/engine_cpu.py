@@ -1,0 +1,174 @@
+"""One measured load of llm-soak's engine, in its own process: what it cost in CPU per request.
+
+The generator side of bench/bench_engine.py (`--cpu`) and bench/bench_peers.py: run as a child
+pinned to its own core, it warms up, then runs one open-loop load against a URL and prints one
+JSON line: CPU seconds (user, system; its worker processes included) over the measured load
+only, requests completed, stream chunks, and the latency error against the mock's known
+timing. Two paths:
+
+- `engine`: `run_load` + `ChatClient` (build the body, send, read, parse, find the marker,
+  build the `Result`);
+- `full`: a phase's `measure()` through a "gateway" that is the mock itself, so every answer is
+  also checked against the mock's trace, counted in `SoakMetrics`, shown by the progress
+  reporter and summarised into the phase report (what a daemon does per request).
+
+    python bench/engine_cpu.py '{"url": "http://127.0.0.1:8100", "rate": 1000, ...}'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    "url": "http://127.0.0.1:8100",
+    "rate": 1000.0,
+    "duration": 10.0,
+    "path": "engine",  # engine | full
+    "loop": "asyncio",  # asyncio | uvloop
+    "stream": False,
+    "max_tokens": 16,
+    "connections": 1000,
+    "workers": 1,
+    "warmup": 1.0,
+}
+
+
+def cpu_now() -> dict[str, float]:
+    """CPU seconds of this process and its (waited-for) children, user and system."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"user": me.ru_utime + kids.ru_utime, "sys": me.ru_stime + kids.ru_stime}
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (None for no values)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def summary(results: list[Any], opts: dict[str, Any]) -> dict[str, Any]:
+    """Latency figures of the successful results (ms): client latency from the intended send,
+    TTFT and inter-chunk gaps for streams."""
+    ok = [r for r in results if r.ok]
+    lat = [(r.end - r.intended) * 1e3 for r in ok]
+    out: dict[str, Any] = {
+        "latency_p50_ms": percentile(lat, 50),
+        "latency_p99_ms": percentile(lat, 99),
+        "send_lag_p99_ms": percentile([(r.sent - r.intended) * 1e3 for r in results], 99),
+    }
+    if opts["stream"]:
+        ttft = [(r.first_token - r.sent) * 1e3 for r in ok if r.first_token is not None]
+        gaps = [g * 1e3 for r in ok if r.chunk_gaps is not None for g in r.chunk_gaps]
+        out.update(
+            ttft_p50_ms=percentile(ttft, 50), ttft_p99_ms=percentile(ttft, 99),
+            itl_p50_ms=percentile(gaps, 50), itl_p99_ms=percentile(gaps, 99),
+            chunks=sum(r.chunks for r in ok),
+        )  # fmt: skip
+    return out
+
+
+async def engine_load(
+    opts: dict[str, Any], rate: float, duration: float, run_id: str
+) -> tuple[Any, None]:
+    from soak.client import ChatClient, make_session
+    from soak.engine import LoadSpec, run_load
+
+    spec = LoadSpec(rate=rate, duration=duration, max_inflight=20000, drain_timeout=30.0)
+    url = f"{opts['url']}/p/primary/v1/chat/completions"
+    async with make_session(opts["connections"], 30.0) as session:
+        client = ChatClient(session, url, model="m", run_id=run_id, stream=opts["stream"],
+                            max_tokens=opts["max_tokens"])  # fmt: skip
+        return await run_load(spec, client.send), None
+
+
+async def full_load(
+    opts: dict[str, Any], rate: float, duration: float, run_id: str
+) -> tuple[Any, Any]:
+    """`measure()` with verification, metrics and progress, as a daemon's phase runs it."""
+    from prometheus_client import CollectorRegistry
+
+    from soak.metrics import SoakMetrics
+    from soak.mockctl import MockControl
+    from soak.phases import PhaseContext, Target, load_config
+    from soak.phases.base import measure
+    from soak.reports.progress import Progress
+
+    url = opts["url"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "soak.yaml")
+        engine = {"max_inflight": 20000}
+        if opts["workers"] != 1:
+            engine["workers"] = opts["workers"]
+        path.write_text(json.dumps({
+            "version": 1, "gateway": {"url": url}, "mock": {"url": url}, "engine": engine,
+            "request": {"stream": opts["stream"], "max_tokens": opts["max_tokens"]},
+        }))  # fmt: skip
+        config = load_config(path, env={})
+    metrics = SoakMetrics(CollectorRegistry())
+    async with MockControl(url) as mock:
+        target = Target("gw", f"{url}/p/primary/v1/chat/completions", "m")
+        ctx = PhaseContext(
+            config=config, run_id=run_id, mock=mock, direct=target, gateway=target,
+            progress=Progress(stream=io.StringIO(), tty=False), stop=asyncio.Event(),
+            observe=lambda r, phase: metrics.observe(r, target="gw", phase=phase),
+        )  # fmt: skip
+        run, report = await measure(
+            ctx, name="overhead", kind="overhead", target=target, rate=rate,
+            duration=duration, timeout=30.0, params={},
+        )  # fmt: skip
+    return run, report.details.get("verification")
+
+
+async def main_async(opts: dict[str, Any]) -> dict[str, Any]:
+    load = full_load if opts["path"] == "full" else engine_load
+    if opts["warmup"] > 0:  # connections opened, code paths warm, nothing measured
+        await load(opts, min(opts["rate"], 500.0), opts["warmup"], "warm")
+    before, wall0 = cpu_now(), time.perf_counter()
+    run, verification = await load(opts, opts["rate"], opts["duration"], "cpu")
+    after, wall = cpu_now(), time.perf_counter() - wall0
+    health = run.generator
+    out = {
+        **opts,
+        "sent": run.sent,
+        "completed": sum(r.ok for r in run.results),
+        "failed": sum(not r.ok for r in run.results),
+        "drops": run.drops,
+        "achieved_rate": run.achieved_rate,
+        "wall_s": wall,
+        "cpu_user_s": after["user"] - before["user"],
+        "cpu_sys_s": after["sys"] - before["sys"],
+        "trusted": None if health is None else health.trusted,
+        "reasons": [] if health is None else list(health.reasons),
+        "verification": verification,
+        **summary(run.results, opts),
+    }
+    done = max(1, out["completed"])
+    out["cpu_ms_per_request"] = (out["cpu_user_s"] + out["cpu_sys_s"]) * 1e3 / done
+    return out
+
+
+def main(argv: list[str]) -> int:
+    opts = {**DEFAULTS, **(json.loads(argv[0]) if argv else {})}
+    factory = None
+    if opts["loop"] == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        out = runner.run(main_async(opts))
+    print(json.dumps(out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
