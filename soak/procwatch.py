@@ -200,13 +200,21 @@ def rss_slope(samples: Sequence[Sample], warmup_s: float) -> float | None:
 class LongTrend:
     """RSS over the last `window` seconds, one point per `step` seconds in a ring (bounded
     however long the daemon lives), and its least-squares slope: the long-window memory verdict.
-    `reset()` on a new process (a slope across a restart is no trend)."""
+    The first `warmup` seconds of a process are left out; `reset()` on a new process (a slope
+    across a restart is no trend)."""
 
-    def __init__(self, window: float, step: float = 10.0) -> None:
-        self.window, self.step = window, step
+    def __init__(self, window: float, step: float = 10.0, warmup: float = 0.0) -> None:
+        self.window, self.step, self.warmup = window, step, warmup
         self.points: deque[tuple[float, float]] = deque(maxlen=max(2, int(window / step) + 1))
+        self._first: float | None = None
 
     def add(self, sample: Sample) -> None:
+        """Keep `sample` if `step` has passed since the last point and `warmup` since the
+        first sample of this process (its start-up allocations are no trend)."""
+        if self._first is None:
+            self._first = sample.t
+        if sample.t - self._first < self.warmup:
+            return
         if self.points and sample.t - self.points[-1][0] < self.step:
             return
         self.points.append((sample.t, float(sample.rss)))
@@ -221,6 +229,7 @@ class LongTrend:
 
     def reset(self) -> None:
         self.points.clear()
+        self._first = None
 
 
 def slope(points: Sequence[tuple[float, float]]) -> float | None:

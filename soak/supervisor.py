@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 REASONS = ("crash", "reload", "phase")
 MIN_SPAN = 0.5
 """The long-window slope is exported once its samples span this share of the window."""
+WARMUP_SHARE, WARMUP_MAX = 0.1, 600.0
+"""Seconds after a gateway start left out of the long window: a tenth of it, at most 10 min
+(LiteLLM grows ~160 MB in its first minute: with a 30 min window that start-up alone read as
+61 MB/h at minute 16)."""
 TREND_STEP = 10.0
 """Seconds between two points of the long-window RSS ring."""
 
@@ -56,6 +60,11 @@ def what_runs(config: Config) -> Any:
     return (plain(config.mock), plain(config.gateway))
 
 
+def long_trend(window: float) -> LongTrend:
+    """The long-window ring for `window` seconds, its warm-up after each start left out."""
+    return LongTrend(window, TREND_STEP, warmup=min(window * WARMUP_SHARE, WARMUP_MAX))
+
+
 class StackSupervisor:
     """Owns the long-lived `Stack`; `acquire(config)` hands it to each run."""
 
@@ -69,7 +78,7 @@ class StackSupervisor:
         self._lock = asyncio.Lock()
         self._watch: ProcessWatch | None = None
         self._watched_pid: int | None = None
-        self._trend = LongTrend(6 * 3600.0, TREND_STEP)
+        self._trend = long_trend(6 * 3600.0)
         self._monitor: asyncio.Task[None] | None = None
         self._notes: list[str] = []
         self.restarts: dict[str, int] = dict.fromkeys(REASONS, 0)
@@ -184,7 +193,7 @@ class StackSupervisor:
     def _trend_window(self, config: Config) -> None:
         window = config.slo.memory.long_window
         if window != self._trend.window:
-            self._trend = LongTrend(window, TREND_STEP)
+            self._trend = long_trend(window)
 
     async def _watch_loop(self) -> None:
         """1 Hz: keep the gateway's process watch on the live PID; restart a dead process."""

@@ -162,3 +162,17 @@ async def test_background_load_pauses_for_a_phase_and_stops_within_its_bound(
         assert background.sent == stopped
     finally:
         await supervisor.close(grace=5)
+
+
+def test_the_long_trend_leaves_a_process_start_up_out() -> None:
+    """LiteLLM grows ~160 MB in its first minute, then stays flat: no trend once warmed up."""
+    trend = LongTrend(window=1800.0, step=10.0, warmup=180.0)
+    for second in range(1200):
+        rss = 240e6 + 160e6 * min(second, 60) / 60  # the start-up, then flat
+        trend.add(sample(float(second), rss))
+    assert trend.points[0][0] >= 180.0
+    assert trend.slope() == pytest.approx(0.0, abs=1e-6)
+    unwarmed = LongTrend(window=1800.0, step=10.0)
+    for second in range(1200):
+        unwarmed.add(sample(float(second), 240e6 + 160e6 * min(second, 60) / 60))
+    assert (unwarmed.slope() or 0) * 3600 / 2**20 > 50  # what the alert saw without it
