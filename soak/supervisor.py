@@ -42,9 +42,14 @@ TREND_STEP = 10.0
 """Seconds between two points of the long-window RSS ring."""
 
 
+CLIENT_SIDE = frozenset({"name", "chat_path", "headers", "timeout"})
+"""`gateway` keys only the tester reads (label, path, headers, timeout): changing them by a
+reload restarts nothing; every run builds its target from the config of the moment."""
+
+
 def what_runs(config: Config) -> Any:
-    """What the stack's processes depend on: the `mock` and `gateway` sections, secrets by
-    value (a reload that changes neither keeps the processes)."""
+    """What the stack's processes depend on: the `mock` section and the `gateway` section but
+    its client-side keys, secrets by value (a reload that changes neither keeps the processes)."""
 
     def plain(value: Any) -> Any:
         if isinstance(value, Secret):
@@ -57,7 +62,9 @@ def what_runs(config: Config) -> Any:
             return tuple(plain(v) for v in value)
         return value
 
-    return (plain(config.mock), plain(config.gateway))
+    gateway = config.gateway
+    runs = {f.name: getattr(gateway, f.name) for f in dataclasses.fields(gateway)}
+    return (plain(config.mock), plain({k: v for k, v in runs.items() if k not in CLIENT_SIDE}))
 
 
 def long_trend(window: float) -> LongTrend:
@@ -99,6 +106,7 @@ class StackSupervisor:
             elif self.stack is None:
                 await self._start(config)
             self._config = config  # SLO or schedule changes need no restart
+            self.metrics.init_gateway_restarts(target=config.gateway.name, reasons=REASONS)
             self._trend_window(config)
             if self._monitor is None:
                 self._monitor = asyncio.create_task(self._watch_loop(), name="stack-monitor")

@@ -70,6 +70,10 @@ def test_a_reload_restarts_only_for_what_the_processes_run(tmp_path: Path) -> No
     assert what_runs(slo_only) == what_runs(base)
     schedule_only = load(tmp_path, PLAN % "")
     assert what_runs(schedule_only) == what_runs(base)
+    path = tmp_path / "client.yaml"
+    path.write_text("version: 1\ngateway: {url: 'http://127.0.0.1:4000', timeout: 3s, name: b}\n")
+    client_side = load_config(path, env={})
+    assert what_runs(client_side) == what_runs(base)  # the tester's own keys restart nothing
     path = tmp_path / "other.yaml"
     path.write_text("version: 1\ngateway: {url: 'http://127.0.0.1:4001'}\n")
     assert what_runs(load_config(path, env={})) != what_runs(base)
