@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import statistics
+import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,17 @@ from typing import Any
 MB = 1024 * 1024
 HEADING = "## Soak of hours"
 WINDOW = 600.0
+SETUP = (
+    "Setup: `soak run` on the embedded default's gateway (the LiteLLM proxy soak installs and "
+    "starts, routed to the mock's Bedrock primary and OpenAI fallback) and, beside it, the same "
+    "daemon on `tests/leaky_gateway.py --leak-kb 50` (a forwarding proxy that keeps 50 KB per "
+    "request). One plan every 5 min: `calibration` and `overhead` (5 req/s for 10 s, mock at "
+    "100 ms) and `memory` (40 requests, 2 in flight, mock at 1 s); between runs a background "
+    "load of 2 req/s (`schedule[].background`, mock at 100 ms); `slo.memory.long_window: 30m`, "
+    "`long_slope_mb_per_hour: 50`. A real Prometheus scrapes the daemon every 5 s with the "
+    "rules of `soak rules --config` (evaluation every 15 s). The bench reads the gateway's RSS "
+    "and fds itself (psutil, process tree) every 10 s, apart from the daemon's figures."
+)
 WARMUP = 600.0
 """Seconds left out of the RSS and fds slopes: the process's start-up is no trend."""
 
@@ -257,6 +269,7 @@ def section(results: list[dict[str, Any]]) -> str:
             + " (the deadline of the session that ran it); the figures are for that time.",
             "",
         ]
+    lines += [textwrap.fill(SETUP, 96), ""]
     lines += ["| | LiteLLM (embedded default) | leaking test gateway |", "|---|---|---|"]
 
     def row(name: str, fn: Any) -> None:
