@@ -242,6 +242,14 @@ def svg(results: list[dict[str, Any]]) -> str:
                     colour, " ".join(f"{a:.1f},{b:.1f}" for a, b in sp)
                 )
             )
+        fired = r["alerts_first"].get("SoakGatewayMemoryLongSlope")
+        if fired is not None:
+            fx = x(fired / 60)
+            out.append(
+                f'<line x1="{fx:.1f}" y1="{bottom[0]}" x2="{fx:.1f}" y2="{bottom[1]}" '
+                f'stroke="{colour}" stroke-dasharray="2 2"/><text x="{fx + 3:.1f}" '
+                f'y="{bottom[0] + 12}" fill="{colour}">SoakGatewayMemoryLongSlope fired</text>'
+            )
         label = {"litellm": "LiteLLM", "leaky": "leaking 50 KB/request"}.get(r["gateway"], "")
         out.append(
             f'<rect x="{w - pad - 170}" y="{top[0] + 14 * i}" width="10" height="10" '
