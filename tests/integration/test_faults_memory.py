@@ -23,8 +23,8 @@ import psutil
 import pytest
 import yaml
 
-from soak.config import load_config
 from soak.once import new_run_id
+from soak.phases import load_config
 from soak.reports.progress import Progress
 from soak.runner import run_plan
 from soak.summary import RunReport
