@@ -9,11 +9,12 @@ docs/alerts.md). Latency thresholds are counted exactly: requests above a thresh
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from soak.promql import agg, count_above, gated, num, ratio
+from soak.promql import agg, count_above, duration, gated, num, ratio, seconds
 from soak.promql import percent_text as pct
 from soak.promql import seconds_text as ms
 
@@ -39,6 +40,28 @@ class AlertOptions:
     breaker_open_for: str = "15m"
     for_override: str | None = None
     """Every alert's `for:` replaced by this (end-to-end tests that cannot wait minutes)."""
+    time_scale: float = 1.0
+    """Compressed time, for a game day that replays hours in minutes: every nominal duration
+    of the rules (`for:`, the burn-rate windows and margins, the memory and staleness windows,
+    `memory_window`, `breaker_open_for`, the 1 h look-backs) is divided by it. Schedule
+    intervals are not: they are the real ones of the config the rules are for (a game day
+    that runs its plans every 30 s instead of 15 min passes 30). 1 in production."""
+
+    def __post_init__(self) -> None:
+        scale = self.time_scale
+        if isinstance(scale, bool) or not isinstance(scale, int | float):
+            raise ValueError(f"time_scale: expected a number, got {scale!r}")
+        if not math.isfinite(scale) or scale < 1:
+            raise ValueError(f"time_scale: expected a finite number >= 1, got {scale!r}")
+
+    def scaled(self, nominal: str | float) -> float:
+        """Seconds of a nominal duration ("5m", or seconds) in compressed time."""
+        return (seconds(nominal) if isinstance(nominal, str) else float(nominal)) / self.time_scale
+
+    def span(self, nominal: str | float) -> str:
+        """A nominal duration in compressed time as a PromQL duration, at least 1s: "1h" at
+        time_scale 30 is "2m"; at time_scale 1 the nominal spelling's value, unchanged."""
+        return duration(max(1.0, self.scaled(nominal)))
 
 
 class RuleWriter:
@@ -53,8 +76,9 @@ class RuleWriter:
         self, name: str, expr: str, for_: str, severity: str, summary: str, description: str,
         **labels: str,
     ) -> None:  # fmt: skip
+        for_ = self.options.for_override or self.options.span(for_)
         self.rules.append({
-            "alert": name, "expr": expr, "for": self.options.for_override or for_,
+            "alert": name, "expr": expr, "for": for_,
             "labels": {"severity": severity, **labels},
             "annotations": {"summary": summary, "description": description,
                             "runbook_url": f"{self.runbook_base}#{name.lower()}"},

@@ -10,6 +10,8 @@ Severities follow the seeds' tiers: missing the *target* tier → `warning`; mis
 gates, failover max, operational alerts) → `warning`. Every alert has `for:`, a summary, a
 description and a runbook_url (an anchor in docs/alerts.md). Windows of phase alerts follow
 each phase's schedule interval (+5 min), so an alert always sees the phase's last run.
+`AlertOptions.time_scale` divides every nominal duration (not the schedule's intervals), so a
+game day with plans every 30 s instead of 15 min sees the alerts production would.
 """
 
 from __future__ import annotations
@@ -49,26 +51,38 @@ scrape that sees it."""
 SCHEDULE = "phase:soak_schedule_interval_seconds:config"
 
 
-def _phase_alerts(r: RuleWriter, slo: SloConfig, phases: Mapping[str, float]) -> None:
+PHASE_MARGIN = 300.0
+"""Seconds a phase alert's window reaches past the phase's schedule interval (the run itself
+and the scrape that sees it)."""
+
+
+def _phase_alerts(
+    r: RuleWriter, slo: SloConfig, phases: Mapping[str, float], opts: AlertOptions
+) -> None:
     """Each scheduled phase's own alerts (`PhaseSpec.alerts`), windowed by its schedule."""
     for spec in registry.registry():
         if spec.alerts is None or spec.name not in phases:
             continue
         spec.alerts(r, slo.phases.get(spec.name), phase=spec.name,
-                    window=duration(phases[spec.name] + 300), tiers=slo.tiers)  # fmt: skip
+                    window=phase_window(phases[spec.name], opts), tiers=slo.tiers)  # fmt: skip
+
+
+def phase_window(interval: float, opts: AlertOptions) -> str:
+    """How far a phase alert looks back: the phase's interval and `PHASE_MARGIN` (scaled)."""
+    return duration(interval + opts.scaled(PHASE_MARGIN))
 
 
 def _target_alerts(
     r: RuleWriter, slo: SloConfig, phases: Mapping[str, float], opts: AlertOptions
 ) -> None:
-    tiers, rss, w = slo.tiers, "soak_gateway_resident_memory_bytes", opts.memory_window
+    tiers, rss, w = slo.tiers, "soak_gateway_resident_memory_bytes", opts.span(opts.memory_window)
     for level, severity in LEVELS:
         growth = tiers.get("memory_growth")
         if growth is not None:
             limit = getattr(growth, level)
             r.alert("SoakGatewayMemoryGrowth",
                     f"(\n  {rss}\n  / clamp_min(min_over_time({rss}[{w}]), 1)\n  - 1\n)"
-                    f" > {num(limit)}\nand\nderiv({rss}[1h]) > 0", "30m", severity,
+                    f" > {num(limit)}\nand\nderiv({rss}[{opts.span('1h')}]) > 0", "30m", severity,
                     f"Gateway RSS grew more than {_pct(limit)} on {TARGET}",
                     f"Gateway resident memory is {{{{ $value | humanizePercentage }}}} above its "
                     f"{w} low and still rising ({level} tier: {_pct(limit)}).",
@@ -77,7 +91,7 @@ def _target_alerts(
         memory_long_slope_alert(r, memory)
     success = tiers["success_ratio"]
     budget = 1 - success.target
-    for name, long, short, factor, for_, pages in burn_windows(phases):
+    for name, long, short, factor, for_, pages in burn_windows(phases, opts.time_scale):
         limit = num(round(factor * budget, 9))
         page = pages and factor * budget >= 1 - success.acceptable
         r.alert(f"SoakErrorBudget{name}",
@@ -91,17 +105,20 @@ def _target_alerts(
                 f"{_pct(success.target)} success objective.", window=long)  # fmt: skip
 
 
-def burn_windows(phases: Mapping[str, float]) -> list[tuple[str, str, str, float, str, bool]]:
+def burn_windows(
+    phases: Mapping[str, float], time_scale: float = 1.0
+) -> list[tuple[str, str, str, float, str, bool]]:
     """`BURN_WINDOWS` fitted to intermittent scheduled traffic: a short window shorter than the
     gap between runs is empty between them, so a steady fault would fire and resolve with every
     run. Each short window covers the shortest interval among the scheduled phases that count
-    against the budget, plus `BURN_MARGIN`; a long window is never shorter than its short one."""
+    against the budget, plus `BURN_MARGIN`; a long window is never shorter than its short one.
+    Nominal windows and the margin are divided by `time_scale` (`AlertOptions.time_scale`)."""
     counted = [s for p, s in phases.items() if p in _budget_phases()]
-    gap = min(counted) + BURN_MARGIN if counted else 0.0
+    gap = min(counted) + BURN_MARGIN / time_scale if counted else 0.0
     out = []
     for name, long, short, factor, for_, pages in BURN_WINDOWS:
-        short_s = max(seconds(short), gap)
-        long_s = max(seconds(long), short_s)
+        short_s = max(seconds(short) / time_scale, gap, 1.0)
+        long_s = max(seconds(long) / time_scale, short_s)
         out.append((name, duration(long_s), duration(short_s), factor, for_, pages))
     return out
 
@@ -127,7 +144,8 @@ def _operational_alerts(r: RuleWriter, opts: AlertOptions) -> None:
             f"The soak daemon has been up for longer than two schedule intervals of {PHASE} "
             "({{ $value | humanizeDuration }}) without finishing a run of it.")  # fmt: skip
     r.alert("SoakPlanOverdue",
-            "time() - soak_plan_next_run_timestamp_seconds > 600", "5m", "warning",
+            f"time() - soak_plan_next_run_timestamp_seconds > {num(opts.scaled(600))}", "5m",
+            "warning",
             "Plan {{ $labels.plan }} is overdue on {{ $labels.instance }}",
             "Plan {{ $labels.plan }} was due {{ $value | humanizeDuration }} ago and has not "
             "started: the scheduler is stuck or the daemon's event loop is blocked.")  # fmt: skip
@@ -152,7 +170,8 @@ def _operational_alerts(r: RuleWriter, opts: AlertOptions) -> None:
             f"The tester's own CPU, event-loop lag or in-flight cap skewed the last {PHASE} "
             "run: its latency figures are not trustworthy.")  # fmt: skip
     r.alert("SoakGeneratorDroppingRequests",
-            "sum by (target, phase) (increase(soak_generator_dropped_requests_total[1h])) > 0",
+            "sum by (target, phase) (increase(soak_generator_dropped_requests_total"
+            f"[{opts.span('1h')}])) > 0",
             "1m", "warning", f"Soak generator dropped requests in {PHASE} on {TARGET}",
             f"{{{{ $value | humanize }}}} requests of the {PHASE} phase were never sent in the "
             "last hour because the in-flight cap was reached.")  # fmt: skip
@@ -163,7 +182,8 @@ def _operational_alerts(r: RuleWriter, opts: AlertOptions) -> None:
             f"Breaker for {{{{ $labels.provider }}}} stuck open on {TARGET} "
             "({{ $labels.source }})",
             "The {{ $labels.source }} breaker of provider {{ $labels.provider }} has been open "
-            f"for {opts.breaker_open_for} outside the breaker and failover phases.")  # fmt: skip
+            f"for {opts.span(opts.breaker_open_for)} outside the breaker and failover "
+            "phases.")  # fmt: skip
     r.alert("SoakConfigReloadFailed", "soak_config_last_reload_successful == 0", "5m",
             "warning", "Soak daemon {{ $labels.instance }} failed to reload its config",
             "The last config reload failed; the daemon keeps running the previous config. "
@@ -173,7 +193,8 @@ def _operational_alerts(r: RuleWriter, opts: AlertOptions) -> None:
         ("Skipped", "were skipped: the plan's previous run was still going"),
     ):
         r.alert(f"SoakScheduler{kind}Runs",
-                f"increase(soak_scheduler_{kind.lower()}_runs_total[1h]) > 0", "1m", "warning",
+                f"increase(soak_scheduler_{kind.lower()}_runs_total[{opts.span('1h')}]) > 0",
+                "1m", "warning",
                 f"Scheduled runs of plan {{{{ $labels.plan }}}} {kind.lower()}",
                 f"{{{{ $value | humanize }}}} scheduled runs of plan {{{{ $labels.plan }}}} "
                 f"{why} in the last hour.")  # fmt: skip
@@ -194,7 +215,8 @@ def _recording(phases: Mapping[str, float], opts: AlertOptions) -> list[dict[str
     excluded = sorted(set(registry.names()) - _budget_phases())
     sel = f'phase!~"{"|".join(excluded)}"' if excluded else ""
     errors_sel = f'{sel}, outcome!="ok"' if sel else 'outcome!="ok"'
-    windows = {w for _, long, short, *_ in burn_windows(phases) for w in (long, short)}
+    windows = {w for _, long, short, *_ in burn_windows(phases, opts.time_scale)
+               for w in (long, short)}  # fmt: skip
     windows |= {long for _, long, *_ in BURN_WINDOWS}  # the dashboard's, whatever the schedule
     for w in sorted(windows, key=seconds):
         total = agg("rate", "soak_requests_total", sel, w, by="target")
@@ -230,7 +252,7 @@ def build_rules(
     if unknown:
         raise ValueError(f"phases.{unknown[0]}: unknown phase (use {', '.join(registry.names())})")
     slo_rules, ops_rules = RuleWriter(runbook_base, opts), RuleWriter(runbook_base, opts)
-    _phase_alerts(slo_rules, slo, phases)
+    _phase_alerts(slo_rules, slo, phases, opts)
     _target_alerts(slo_rules, slo, phases, opts)
     _operational_alerts(ops_rules, opts)
     return {"groups": [
