@@ -18,6 +18,9 @@ from collections.abc import Callable
 
 from soak.http1 import Connection, Failure, Handler, Origin
 
+_READ_SIZE = 256 * 1024
+"""Bytes one read may bring (what the default loop reads at most, too)."""
+
 
 class Pool:
     """Keep-alive connections to any number of origins, at most `limit` open at once; a request
@@ -33,6 +36,7 @@ class Pool:
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.limit, self.keepalive, self.max_body, self.clock = limit, keepalive, max_body, clock
+        self.read_buffer = memoryview(bytearray(_READ_SIZE))
         self._idle: dict[tuple[str, int, bool], list[Connection]] = {}
         self._open: set[Connection] = set()
         """Connections counted against `limit` (idle or busy)."""
