@@ -196,6 +196,22 @@ class ChatClient:
         ]
         self._nonce_head = f"[soak:{run_id}:"
 
+    @property
+    def timeout(self) -> float:
+        """Seconds a request may take in all (connect, send, answer)."""
+        return self._timeout
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything but the session: a worker process (`soak.workers`) rebuilds the client
+        from the bytes built here and `attach`es its own session."""
+        state = dict(self.__dict__)
+        state["_pool"] = state["_clock"] = None
+        return state
+
+    def attach(self, session: Session) -> None:
+        """Send through `session` from now on (a client unpickled in a worker process)."""
+        self._pool, self._clock = session.pool, session.pool.clock
+
     async def send(self, seq: int, intended: float) -> Result:
         """One request; always a Result (failures are outcomes), latency counted from `intended`."""
         nonce = f"{self._nonce_head}{seq}]"

@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from soak.pacing import Arrivals, check_bounds, due_offsets, make_arrivals
+from soak.pacing import Arrivals, check_bounds, due_schedule, make_arrivals
 from soak.results import Outcome, Result
 from soak.selfwatch import HealthBounds, SelfWatch, assess, send_lag_p99
 from soak.summary import GeneratorHealth
@@ -52,10 +52,18 @@ class LoadSpec:
     seed: int = 1
     max_inflight: int = 2000
     drain_timeout: float = 30.0
+    worker: int = 0
+    """This engine's share of the schedule: requests `worker`, `worker + workers`, ...
+    (`soak.workers` runs one share per process; the default is the whole schedule)."""
+    workers: int = 1
 
     def __post_init__(self) -> None:
         self.arrivals()  # validates rate and arrival
         check_bounds(self.duration, self.count)
+        if not (isinstance(self.workers, int) and 0 <= self.worker < self.workers):
+            raise ValueError(
+                f"worker {self.worker!r} of {self.workers!r}: need 0 <= worker < workers"
+            )
         if isinstance(self.max_inflight, bool) or not isinstance(self.max_inflight, int):
             raise ValueError(f"max_inflight {self.max_inflight!r} must be an integer >= 1")
         if self.max_inflight < 1:
@@ -126,11 +134,13 @@ async def run_load(
     stop: asyncio.Event | None = None,
     watch: SelfWatch | None = None,
     bounds: HealthBounds | None = None,
+    start: float | None = None,
 ) -> LoadRun:
     """Run `spec` open-loop through `send`; return every Result, drops and generator health.
 
     `stop` ends the sending early (the in-flight requests are still drained). `watch` defaults
-    to a real `SelfWatch`; `bounds` are its trust limits.
+    to a real `SelfWatch`; `bounds` are its trust limits. `start` is t0 on `clock` (default:
+    now), so worker processes sharing a schedule start it together.
     """
     loop = asyncio.get_running_loop()
     create_task = loop.create_task
@@ -177,10 +187,14 @@ async def run_load(
     gc.freeze()
     watch.start()
     try:
-        t0 = run.t0 = clock()
+        t0 = run.t0 = clock() if start is None else start
         burst = 0
-        for seq, offset in enumerate(
-            due_offsets(spec.arrivals(), duration=spec.duration, count=spec.count)
+        for seq, offset in due_schedule(
+            spec.arrivals(),
+            duration=spec.duration,
+            count=spec.count,
+            first=spec.worker,
+            every=spec.workers,
         ):
             due = t0 + offset
             now = clock()

@@ -117,6 +117,30 @@ def due_offsets(
         yield due
 
 
+def due_schedule(
+    arrivals: Arrivals,
+    *,
+    duration: float | None = None,
+    count: int | None = None,
+    first: int = 0,
+    every: int = 1,
+) -> Iterator[tuple[int, float]]:
+    """(index, due offset) of every `every`-th request of a bounded run from index `first`:
+    one worker's share of the schedule. The shares of workers 0..N-1 interleave to exactly the
+    requests `due_offsets` gives, at the same times, so N workers together send the configured
+    arrival process (a Poisson schedule is drawn whole in each, from the same seed)."""
+    check_bounds(duration, count)
+    if not (isinstance(every, int) and every >= 1 and isinstance(first, int) and first >= 0):
+        raise ValueError(f"share {first} of every {every} must be 0 <= first, every >= 1")
+    indices = range(first, count, every) if count is not None else itertools.count(first, every)
+    offset = arrivals.offset
+    for i in indices:
+        due = offset(i)
+        if duration is not None and due >= duration:
+            return
+        yield i, due
+
+
 def expected_count(arrivals: Arrivals, *, duration: float | None, count: int | None) -> int:
     """How many requests a bounded constant-rate run schedules (an estimate for Poisson)."""
     if duration is None:

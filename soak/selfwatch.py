@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from soak.results import Result
@@ -197,4 +197,18 @@ def assess(
         drops=drops,
         trusted=not reasons,
         reasons=tuple(reasons),
+    )
+
+
+def merge_health(healths: Sequence[GeneratorHealth], *, send_lag_p99: float) -> GeneratorHealth:
+    """One verdict for a load shared by worker processes (`soak.workers`): trusted only when
+    every worker was, each reason named with its worker; the worst loop lag and CPU share of
+    one worker (each had its own loop and core), drops summed, send lag over every request."""
+    return GeneratorHealth(
+        send_lag_p99=send_lag_p99,
+        loop_lag_max=max((h.loop_lag_max for h in healths), default=0.0),
+        cpu_ratio=max((h.cpu_ratio for h in healths), default=0.0),
+        drops=sum(h.drops for h in healths),
+        trusted=all(h.trusted for h in healths),
+        reasons=tuple(f"worker {k}: {r}" for k, h in enumerate(healths) for r in h.reasons),
     )

@@ -11,6 +11,7 @@ from soak.pacing import (
     ConstantArrivals,
     PoissonArrivals,
     due_offsets,
+    due_schedule,
     expected_count,
     make_arrivals,
 )
@@ -96,3 +97,19 @@ def test_bad_input_is_a_one_line_error_naming_the_value(call, message: str) -> N
     with pytest.raises(ValueError, match=message.replace("(", r"\(")) as info:
         call()
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["constant", "poisson"])
+@pytest.mark.parametrize(
+    "bounds", [{"duration": 3.0}, {"count": 301}, {"duration": 2.0, "count": 7}]
+)
+def test_worker_shares_interleave_to_the_whole_schedule(kind: str, bounds: dict) -> None:
+    """Workers 0..2 of 3 take every third request: merged, the very offsets of one engine."""
+    whole = list(due_offsets(make_arrivals(kind, 100, seed=5), **bounds))
+    shares = [list(due_schedule(make_arrivals(kind, 100, seed=5), first=k, every=3, **bounds))
+              for k in range(3)]  # fmt: skip
+    assert sorted(i for share in shares for i, _ in share) == list(range(len(whole)))
+    for share in shares:
+        assert [due for _, due in share] == [whole[i] for i, _ in share]
+    with pytest.raises(ValueError, match="share 3 of every 0"):
+        list(due_schedule(ConstantArrivals(1), count=1, first=3, every=0))

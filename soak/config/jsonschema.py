@@ -172,6 +172,9 @@ class Recorder(Section):
         return default if default is not _MISSING else "x"
 
     def choice(self, key: str, choices: tuple[str, ...], default: Any = _MISSING) -> str:
+        known = self._node.props.get(key)
+        if known and "type" in known:  # a number or a word (`engine.workers: 4 | auto`)
+            self._node.props[key] = {"anyOf": [known, {"enum": list(choices)}]}
         self._put(key, {"enum": list(choices)}, default)
         path = (*_norm(self.path), key)
         if _PROBE is not None:

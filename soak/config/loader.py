@@ -287,12 +287,24 @@ def _sub(s: Section, name: str) -> Section:
     return found if found is not None else Section({}, (*s.path, name), s.locate)
 
 
+MAX_WORKERS = 256
+"""Most engine worker processes one replica may run (`engine.workers`)."""
+
+
 def _engine(s: Section) -> EngineConfig:
-    s.only("arrival", "max_inflight", "seed")
+    s.only("arrival", "max_inflight", "seed", "workers")
+    raw: Any = s.data.get("workers", 1)
+    if isinstance(raw, str):
+        if raw != "auto":
+            s.fail("workers", f"unknown value {raw!r}", "use an integer from 1 or auto")
+        workers: int | str = s.choice("workers", ("auto",))
+    else:
+        workers = s.integer("workers", 1, minimum=1, maximum=MAX_WORKERS)
     return EngineConfig(
         arrival=s.choice("arrival", ARRIVALS),  # type: ignore[arg-type]
         max_inflight=s.integer("max_inflight", minimum=1),
         seed=s.integer("seed", minimum=0),
+        workers=workers,  # type: ignore[arg-type]
     )
 
 

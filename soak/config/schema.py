@@ -164,6 +164,8 @@ class EngineConfig:
     arrival: Arrival
     max_inflight: int
     seed: int
+    workers: int | Literal["auto"] = 1
+    """Worker processes sharing each load (`soak.workers`); `auto`: the cores soak may use."""
 
 
 

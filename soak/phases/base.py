@@ -17,7 +17,7 @@ from soak.client import ChatClient, make_session
 from soak.config.fields import MAX_RATE, RATE_HINT, Section
 from soak.config.schema import Config
 from soak.config.workload import WorkloadConfig
-from soak.engine import LoadRun, LoadSpec, run_load
+from soak.engine import LoadRun, LoadSpec
 from soak.gateway.selfreport import SelfReport
 from soak.mockctl import MockControl
 from soak.pacing import expected_count
@@ -27,6 +27,7 @@ from soak.results import Result
 from soak.stats import report_fields
 from soak.summary import LatencySummary, PhaseReport, Status
 from soak.verify import TraceVerifier, Verification
+from soak.workers import resolve, run_load_workers
 from soak.workload import RequestPlan
 
 _MAX_CONNECTIONS = 4096
@@ -161,7 +162,8 @@ async def measure(
         if verifier is not None:
             verifier.start()
         sink = on_result if verifier is None else verifier.add
-        run = await run_load(spec, client.send, on_result=sink, stop=ctx.stop)
+        run = await run_load_workers(spec, client, on_result=sink, stop=ctx.stop,
+                                     **engine_share(cfg))  # fmt: skip
         if verifier is not None:
             verification = await verifier.close()
     finally:
@@ -241,9 +243,18 @@ async def warm_up(ctx: PhaseContext, target: Target, *, rate: float, duration: f
     session = make_session(min(ctx.config.engine.max_inflight, _MAX_CONNECTIONS), timeout)
     try:
         client = chat_client(ctx, session, target, phase="warmup", timeout=timeout)
-        await run_load(spec, client.send, stop=ctx.stop)
+        await run_load_workers(spec, client, stop=ctx.stop, **engine_share(ctx.config))
     finally:
         await session.close()
+
+
+def engine_share(config: Config) -> dict[str, int]:
+    """How a load is shared: `engine.workers` processes (`soak.workers`) and the connections
+    they split between them."""
+    return {
+        "workers": resolve(config.engine.workers),
+        "connections": min(config.engine.max_inflight, _MAX_CONNECTIONS),
+    }
 
 
 def load_spec(
