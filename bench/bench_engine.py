@@ -14,8 +14,8 @@
    chunks), for the engine path and the full phase path (verification, metrics, progress,
    report), on both loops, interleaved rounds, `hey` at the same rates as the reference.
    `--trees before=DIR,after=` runs another checkout's `soak` package (and this one's) with the
-   same bench code in the same rounds: before / after a change. Per stream chunk: the CPU per stream at 64 chunks
-   minus at 8, over the 56 extra chunks.
+   same bench code in the same rounds: before / after a change. Per stream chunk: the CPU per
+   stream at 64 chunks minus at 8, over the 56 extra chunks.
 
 Every load is bounded in time; traffic stays on 127.0.0.1. Run:
     .venv/bin/python bench/bench_engine.py [--rates 1000,2000,...] [--skip-ladder]
