@@ -10,7 +10,9 @@ timing. Two paths:
   build the `Result`);
 - `full`: a phase's `measure()` through a "gateway" that is the mock itself, so every answer is
   also checked against the mock's trace, counted in `SoakMetrics`, shown by the progress
-  reporter and summarised into the phase report (what a daemon does per request).
+  reporter and summarised into the phase report (what a daemon does per request);
+- `floor`: a reader that only looks for the end of each stream, so a stream chunk costs only
+  its read (event loop and kernel): the floor under the client's cost per chunk.
 
     python bench/engine_cpu.py '{"url": "http://127.0.0.1:8100", "rate": 1000, ...}'
 """
@@ -31,7 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "url": "http://127.0.0.1:8100",
     "rate": 1000.0,
     "duration": 10.0,
-    "path": "engine",  # engine | full
+    "path": "engine",  # engine | full | floor
     "loop": "asyncio",  # asyncio | uvloop
     "stream": False,
     "max_tokens": 16,
@@ -91,6 +93,55 @@ async def engine_load(
         return await run_load(spec, client.send), None
 
 
+async def floor_load(
+    opts: dict[str, Any], rate: float, duration: float, run_id: str
+) -> tuple[Any, None]:
+    """A reader that does nothing with the answer but find its end (`[DONE]`), on a new
+    connection per request: what the event loop and the kernel cost per read by themselves
+    (the floor under the client's per-chunk cost; streams only)."""
+    from urllib.parse import urlsplit
+
+    from soak.engine import LoadSpec, run_load
+    from soak.results import Outcome, Result
+
+    url = urlsplit(opts["url"])
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "Hello"}],
+                       "max_tokens": opts["max_tokens"], "stream": True}).encode()  # fmt: skip
+    request = (b"POST /p/primary/v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+               b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+               % (len(body), body))  # fmt: skip
+    store = bytearray(262144)
+    buffer = memoryview(store)
+    loop = asyncio.get_running_loop()
+
+    class Reader(asyncio.BufferedProtocol):
+        def __init__(self, done: asyncio.Future[None]) -> None:
+            self.done = done
+
+        def connection_made(self, transport: Any) -> None:
+            transport.write(request)
+
+        def get_buffer(self, sizehint: int) -> memoryview:
+            return buffer
+
+        def buffer_updated(self, nbytes: int) -> None:
+            if store.find(b"[DONE]", 0, nbytes) >= 0 and not self.done.done():
+                self.done.set_result(None)
+
+    async def send(seq: int, intended: float) -> Result:
+        sent = time.perf_counter()
+        done = loop.create_future()
+        transport, _ = await loop.create_connection(lambda: Reader(done), url.hostname, url.port)
+        try:
+            await done
+        finally:
+            transport.close()
+        return Result(seq, intended, sent, time.perf_counter(), Outcome.OK, 200)
+
+    spec = LoadSpec(rate=rate, duration=duration, max_inflight=20000, drain_timeout=30.0)
+    return await run_load(spec, send), None
+
+
 async def full_load(
     opts: dict[str, Any], rate: float, duration: float, run_id: str
 ) -> tuple[Any, Any]:
@@ -130,7 +181,7 @@ async def full_load(
 
 
 async def main_async(opts: dict[str, Any]) -> dict[str, Any]:
-    load = full_load if opts["path"] == "full" else engine_load
+    load = {"full": full_load, "floor": floor_load}.get(opts["path"], engine_load)
     if opts["warmup"] > 0:  # connections opened, code paths warm, nothing measured
         await load(opts, min(opts["rate"], 500.0), opts["warmup"], "warm")
     before, wall0 = cpu_now(), time.perf_counter()

@@ -35,8 +35,23 @@ FAILURES = {
     Failure.BAD: Outcome.BAD_RESPONSE,
     Failure.TIMEOUT: Outcome.TIMEOUT,
 }
-_PARSE_ERRORS = (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError)
+_PARSE_ERRORS = (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError,
+                 StopIteration)  # fmt: skip
 _DONE = b"[DONE]"
+_SCAN = json.JSONDecoder().scan_once
+_SPACE = " \t\r\n"
+
+
+def parse_json(raw: bytes) -> Any:
+    """`json.loads` of UTF-8 bytes without its per-call detours (encoding detection, keyword
+    checks), which cost as much as the parse of a stream event: the C scanner itself, and the
+    same refusals (not JSON, extra data after the value, not UTF-8, nested past the limit)."""
+    text = raw.decode()
+    start = 0 if text[:1] not in _SPACE else len(text) - len(text.lstrip(_SPACE))
+    value, end = _SCAN(text, start)  # StopIteration: no JSON value there
+    if end != len(text) and text[end:].strip(_SPACE):
+        raise ValueError("extra data after the JSON value")
+    return value
 
 
 def gateway_headers(
@@ -201,7 +216,7 @@ class JsonAnswer(Answer):
 
     def _parse(self, raw: bytes) -> Outcome:
         try:
-            data = json.loads(raw)
+            data = parse_json(raw)
             usage = data.get("usage") or {}
             if self._anthropic:
                 text = "".join(b.get("text", "") for b in data["content"] if isinstance(b, dict))
@@ -265,7 +280,7 @@ class StreamAnswer(Answer):
             self.end_bits |= END_DONE
             return Outcome.OK
         try:
-            chunk = json.loads(payload)
+            chunk = parse_json(payload)
             self._soak = chunk.get(BODY_FIELD, self._soak)
             if anthropic:
                 kind = chunk["type"]

@@ -226,16 +226,26 @@ class Connection(asyncio.BufferedProtocol):
                     if len(buf) > 4096:
                         self._fail(Failure.BAD, now)
                     return
-                line = bytes(buf[:end])
-                del buf[: end + 2]
                 if state == _CHUNK_SIZE:
-                    size = _SIZE.fullmatch(line)
+                    size = _SIZE.fullmatch(buf, 0, end)
                     if size is None:
                         self._fail(Failure.BAD, now)
                         return
-                    self._left = int(size.group(1), 16)
-                    self._state = _CHUNK if self._left else _TRAILERS
-                elif state == _CHUNK_END:
+                    left = int(size.group(1), 16)
+                    stop = end + 2 + left
+                    if left and buf[stop : stop + 2] == b"\r\n":  # the whole chunk is here
+                        piece = bytes(buf[end + 2 : stop])
+                        del buf[: stop + 2]
+                        if not self._emit(piece, now):
+                            return
+                        continue
+                    del buf[: end + 2]
+                    self._left = left
+                    self._state = _CHUNK if left else _TRAILERS
+                    continue
+                line = bytes(buf[:end])
+                del buf[: end + 2]
+                if state == _CHUNK_END:
                     if line:
                         self._fail(Failure.BAD, now)
                         return

@@ -242,3 +242,64 @@ def test_an_origin_is_its_host_header_and_request_target(url: str, host: str, ta
 def test_an_origin_needs_http_and_a_host() -> None:
     with pytest.raises(ValueError, match="must be http:// or https://"):
         Origin("ftp://gw/v1")
+
+
+class _Transport:
+    """Enough of a transport for a connection fed by hand."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def abort(self) -> None:
+        self.closed = True
+
+
+def feed(answer: bytes, step: int, *, stream: bool) -> tuple[object, bool]:
+    """`answer` into a connection `step` bytes per read: (the answer read, connection kept)."""
+    from soak.answer import JsonAnswer, StreamAnswer
+    from soak.connpool import Pool
+    from soak.http1 import Connection
+
+    pool = Pool(4)
+    released: list[object] = []
+    pool.release = released.append  # type: ignore[method-assign]
+    conn = Connection(pool, Origin("http://127.0.0.1:1/v1"))
+    conn.connection_made(_Transport())  # type: ignore[arg-type]
+    read = StreamAnswer() if stream else JsonAnswer()
+    loop = asyncio.new_event_loop()
+    try:
+        conn.start(b"", read, loop.create_future())
+        for at in range(0, len(answer), step):
+            piece = answer[at : at + step]
+            pool.read_buffer[: len(piece)] = piece
+            loop.run_until_complete(asyncio.sleep(0))  # a call_later for the drain may be set
+            loop.call_soon(conn.buffer_updated, len(piece))
+            loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        loop.close()
+    return read, bool(released)
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 7, 64, 10_000])
+def test_an_answer_split_anywhere_reads_the_same(step: int) -> None:
+    """Framing is byte-exact wherever the reads split it: a chunked SSE stream and a JSON
+    answer, one byte per read up to all at once."""
+    events = sse(json.dumps({"choices": [{"delta": {"content": "a"}}]}),
+                 json.dumps({"choices": [{"delta": {"content": "b [mock:primary:9]"}}]}),
+                 "[DONE]")  # fmt: skip
+    chunks = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(e), e) for e in (events[:40], events[40:]))
+    stream = (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+              b"\r\n" + chunks + b"0\r\nx-trailer: 1\r\n\r\n")  # fmt: skip
+    read, kept = feed(stream, step, stream=True)
+    assert (read.outcome, read.pieces, read.provider) == (Outcome.OK, ["a", "b [mock:primary:9]"],
+                                                          "primary")  # fmt: skip
+    assert kept  # the connection came back once the terminator and trailers were read
+    read, kept = feed(ANSWER, step, stream=False)
+    assert (read.outcome, read.provider, read.nbytes) == (Outcome.OK, "primary", len(BODY))
+    assert kept
