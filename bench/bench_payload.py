@@ -86,7 +86,7 @@ def run_gateway(name: str, args: argparse.Namespace) -> dict[str, Any]:
         mock_port = free_port()
         payload = {"rate": args.rate, "duration": args.duration, "latency": "20ms",
                    "prompt_bytes": PROMPTS, "answer_tokens": ANSWERS, "direct": True,
-                   "warmup": "2s", "timeout": "30s"}  # fmt: skip
+                   "warmup": args.warmup, "timeout": "30s"}  # fmt: skip
         config = {
             "version": 1,
             "gateway": {**_gateway(name, work, mock_port), "timeout": "30s"},
@@ -130,7 +130,8 @@ def section(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         HEADING, "",
         f"`bench/bench_payload.py`, {time.strftime('%Y-%m-%d', time.gmtime())}: one `soak once"
         f" --phases payload` per gateway at {args.rate:g} req/s, {args.duration} per step (and"
-        " as long straight to the mock first: the floor), mock latency 20 ms, gateway on core 0,"
+        f" as long straight to the mock first: the floor; {args.warmup} of unrecorded load through"
+        " the gateway before each step), mock latency 20 ms, gateway on core 0,"
         " soak and the mock on core 1 of a shared 2-core machine. Overhead is per request (client"
         " latency − the mock's own service time); \"× nginx\" is the p50 against nginx's at the"
         " same step in the same run. CPU is the gateway process's per request.", "",
@@ -184,6 +185,9 @@ def main() -> int:
     p.add_argument("--only", default="nginx,litellm,portkey")
     p.add_argument("--rate", type=float, default=5.0)
     p.add_argument("--duration", default="6s", help="load per step")
+    p.add_argument("--warmup", default="6s",
+                   help="unrecorded load through the gateway before each step (LiteLLM is cold"
+                        " for its first ~20 requests)")  # fmt: skip
     p.add_argument("--no-write", action="store_true", help="print only")
     p.add_argument("--json-out", type=Path)
     p.add_argument("--from-json", type=Path, help="re-render a --json-out file, run nothing")
