@@ -80,3 +80,38 @@ def test_payload_phase_through_nginx(tmp_path: Path) -> None:
     assert "Overhead against payload size" in markdown and "| 256 KB | 16 |" in markdown
     html = (done.out / "report.html").read_text()
     assert 'id="plot-payload"' in html and "Overhead against prompt size" in html
+
+
+def test_workload_keys_and_models_through_nginx_never_leak(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A realistic workload on an ordinary phase: three virtual keys from an env var and two
+    models; every answer verified, and no key value in any output soak writes."""
+    keys = ["sk-virtual-aaa111", "sk-virtual-bbb222", "sk-virtual-ccc333"]
+    monkeypatch.setenv("SOAK_TEST_VIRTUAL_KEYS", "\n".join(keys))
+    mock_port, nginx_port = free_port(), free_port()
+    nginx = _nginx(tmp_path / "nginx", nginx_port, mock_port)
+    try:
+        config = {
+            "version": 1,
+            "gateway": {"name": "nginx", "kind": "openai", "url": f"http://127.0.0.1:{nginx_port}",
+                        "chat_path": "/p/primary/v1/chat/completions", "model": "soak-model"},
+            "mock": {"port": mock_port},
+            "workload": {"prompt_bytes": {"dist": "lognormal", "mean": 8192, "stddev": 8192},
+                         "answer_tokens": {"values": [16, 128]},
+                         "structure": {"single": 1, "history": 1},
+                         "models": {"small": 1, "large": 1},
+                         "keys": {"env": "SOAK_TEST_VIRTUAL_KEYS"}},
+            "phases": {"overhead": {"rate": 20, "duration": "2s", "latency": "10ms"}},
+        }  # fmt: skip
+        done = run_once(tmp_path, config, "--phases", "overhead")
+    finally:
+        nginx.terminate()
+        nginx.wait(10)
+    overhead = done.phase("overhead")
+    assert overhead["success_ratio"] == 1.0, (overhead["outcomes"], done.stderr[-2000:])
+    verification = overhead["details"]["verification"]
+    assert verification["checked"] == overhead["completed"] == 40
+    assert verification["untraced"] == verification["forged"] == 0
+    written = [done.stdout, done.stderr] + [p.read_text() for p in done.out.iterdir()]
+    assert not [k for k in keys for text in written if k in text]
