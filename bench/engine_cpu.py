@@ -43,11 +43,19 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def cpu_now() -> dict[str, float]:
-    """CPU seconds of this process and its (waited-for) children, user and system."""
+def cpu_now(*, children: bool = True, at: dict[str, float] | None = None) -> dict[str, float]:
+    """CPU seconds of this process (and its waited-for children), user and system; `at`: an
+    earlier reading, returned as this process's own part."""
+    if at is not None:
+        return {"user": at["self_user"], "sys": at["self_sys"]}
     me = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"user": me.ru_utime + kids.ru_utime, "sys": me.ru_stime + kids.ru_stime}
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN) if children else None
+    return {
+        "user": me.ru_utime + (kids.ru_utime if kids else 0.0),
+        "sys": me.ru_stime + (kids.ru_stime if kids else 0.0),
+        "self_user": me.ru_utime,
+        "self_sys": me.ru_stime,
+    }
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -90,7 +98,13 @@ async def engine_load(
     async with make_session(opts["connections"], 30.0) as session:
         client = ChatClient(session, url, model="m", run_id=run_id, stream=opts["stream"],
                             max_tokens=opts["max_tokens"])  # fmt: skip
-        return await run_load(spec, client.send), None
+        if opts["workers"] == 1:
+            return await run_load(spec, client.send), None
+        from soak.workers import run_load_workers
+
+        run = await run_load_workers(spec, client, workers=opts["workers"],
+                                     connections=opts["connections"])  # fmt: skip
+        return run, None
 
 
 async def floor_load(
@@ -187,6 +201,10 @@ async def main_async(opts: dict[str, Any]) -> dict[str, Any]:
     before, wall0 = cpu_now(), time.perf_counter()
     run, verification = await load(opts, opts["rate"], opts["duration"], "cpu")
     after, wall = cpu_now(), time.perf_counter() - wall0
+    workers_cpu = getattr(run, "worker_cpu_s", 0.0)
+    if workers_cpu:  # worker processes: their CPU during the load, not their start-up
+        before, after = cpu_now(children=False, at=before), cpu_now(children=False)
+        after["user"] += workers_cpu
     health = run.generator
     out = {
         **opts,

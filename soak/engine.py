@@ -101,6 +101,8 @@ class LoadRun:
     stopped: bool = False
     """The run was stopped early by its `stop` event."""
     generator: GeneratorHealth | None = None
+    worker_cpu_s: float = 0.0
+    """CPU seconds worker processes spent on the load (`soak.workers`; 0 when it ran here)."""
 
     @property
     def target_rate(self) -> float:

@@ -230,6 +230,7 @@ class _Fleet:
             setattr(run, name, sum(d[name] for d in done))
         run.callback_errors += self.callback_errors
         run.elapsed = max(d["elapsed"] for d in done)
+        run.worker_cpu_s = sum(d["cpu_s"] for d in done)
         sending = [d for d in done if d["sent"]]
         if sending:
             run.first_send = min(d["first_send"] for d in sending)
@@ -285,6 +286,7 @@ async def _work(job: Job, out: Any) -> None:
 
     listening = asyncio.ensure_future(control())
     sending = asyncio.ensure_future(flusher())
+    cpu0 = time.process_time()
     try:
         async with make_session(job.connections, job.timeout) as session:
             job.client.attach(session)
@@ -298,6 +300,7 @@ async def _work(job: Job, out: Any) -> None:
         "sent", "drops", "peak_inflight", "first_send", "last_send", "cancelled", "send_errors",
         "callback_errors", "first_error", "stopped", "generator")}  # fmt: skip
     summary["elapsed"] = run.elapsed
+    summary["cpu_s"] = time.process_time() - cpu0
     write(_frame(("done", summary)))
     while writer.get_write_buffer_size():
         await asyncio.sleep(0.005)

@@ -54,6 +54,7 @@ async def test_two_workers_send_the_configured_schedule_interleaved(mock, arriva
         due = schedule.offset(r.seq) if schedule else r.seq / 200
         assert r.intended - run.t0 == pytest.approx(due, abs=1e-9)
     assert len({r.nonce for r in run.results}) == 120
+    assert run.worker_cpu_s > 0  # the workers' own CPU over the load, reported back
     assert run.achieved_rate == pytest.approx(200, rel=0.1) if arrival == "constant" else True
 
 
