@@ -25,7 +25,22 @@ PHASE = "{{ $labels.phase }}"
 LATENCY_TIERS = ("p50", "p95", "p99")
 """Latency tiers (`slo.tiers`) a judged phase's client latency is held to."""
 
-__all__ = ["LEVELS", "PHASE", "TARGET", "AlertOptions", "RuleWriter", "judged_alerts", "ms", "pct"]
+BURN_ALERTS = ("SoakErrorBudgetFastBurn", "SoakErrorBudgetSlowBurn")
+"""The paging burn-rate alerts (`soak.rules`): requests failing at the gateway, whatever the
+phase. They explain a phase's failed requests in the same window."""
+
+__all__ = [
+    "BURN_ALERTS",
+    "LEVELS",
+    "PHASE",
+    "TARGET",
+    "AlertOptions",
+    "RuleWriter",
+    "judged_alerts",
+    "ms",
+    "pct",
+    "unless_fired",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +128,16 @@ class RuleWriter:
                    desc, statistic=stat, phase=phase, **labels)  # fmt: skip
 
 
+def unless_fired(names: tuple[str, ...] | list[str], window: str) -> str:
+    """A clause that keeps an alert quiet while any of `names` fired for the same target
+    within `window`. An Alertmanager inhibition holds only while its source fires; an alert
+    counting the same failures over a longer window outlives it and would notify the incident
+    again once it is over (game day, scenario 3: the stress alert after the error budget page).
+    """
+    return ('\nunless on (target)\nmax_over_time(ALERTS{alertname=~"'
+            f'{"|".join(names)}", alertstate="firing"}}[{window}])')  # fmt: skip
+
+
 def judged_alerts(
     r: RuleWriter, slo: object, *, phase: str, window: str, tiers: Mapping[str, Any]
 ) -> None:
@@ -126,7 +151,8 @@ def judged_alerts(
         if success is not None:
             need = getattr(success, level)
             r.alert("SoakSuccessRatioLow",
-                    gated(f"{ratio(ok, total)}\n< {num(need)}", total, n), "5m", severity,
+                    gated(f"{ratio(ok, total)}\n< {num(need)}", total, n)
+                    + unless_fired(BURN_ALERTS, window), "5m", severity,
                     f"Success ratio below {pct(need)} on {TARGET} ({phase})",
                     f"{phase} phase success ratio over the last {window} is "
                     f"{{{{ $value | humanizePercentage }}}}, below the {level} tier "

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from soak import phases as registry
-from soak.alerting import LEVELS, PHASE, TARGET, AlertOptions, RuleWriter
+from soak.alerting import LEVELS, PHASE, TARGET, AlertOptions, RuleWriter, unless_fired
 from soak.alerting import pct as _pct
 from soak.config.schema import SloConfig
 from soak.metric_catalogue import check_thresholds_are_buckets
@@ -59,12 +59,27 @@ and the scrape that sees it)."""
 def _phase_alerts(
     r: RuleWriter, slo: SloConfig, phases: Mapping[str, float], opts: AlertOptions
 ) -> None:
-    """Each scheduled phase's own alerts (`PhaseSpec.alerts`), windowed by its schedule."""
+    """Each scheduled phase's own alerts (`PhaseSpec.alerts`), windowed by its schedule, and
+    quiet while an untrusted run of the phase is in their window (`_trusted_only`)."""
     for spec in registry.registry():
         if spec.alerts is None or spec.name not in phases:
             continue
-        spec.alerts(r, slo.phases.get(spec.name), phase=spec.name,
-                    window=phase_window(phases[spec.name], opts), tiers=slo.tiers)  # fmt: skip
+        window, first = phase_window(phases[spec.name], opts), len(r.rules)
+        spec.alerts(r, slo.phases.get(spec.name), phase=spec.name, window=window,
+                    tiers=slo.tiers)  # fmt: skip
+        for rule in r.rules[first:]:
+            rule["expr"] = _trusted_only(rule["expr"], window)
+
+
+def _trusted_only(expr: str, window: str) -> str:
+    """`expr` unless SoakGeneratorUntrusted fired for the same target and phase in `window`.
+
+    The untrusted alert resolves with the next trusted run, but the skewed run's requests stay
+    in the phase alerts' window for up to 5 more minutes, when the Alertmanager's inhibition no
+    longer holds: the tester's starvation was then notified as the gateway's (game day,
+    scenario 7)."""
+    return (f"(\n{expr}\n)\nunless on (target, phase)\nmax_over_time(ALERTS{{"
+            f'alertname="SoakGeneratorUntrusted", alertstate="firing"}}[{window}])')  # fmt: skip
 
 
 def phase_window(interval: float, opts: AlertOptions) -> str:
@@ -76,13 +91,18 @@ def _target_alerts(
     r: RuleWriter, slo: SloConfig, phases: Mapping[str, float], opts: AlertOptions
 ) -> None:
     tiers, rss, w = slo.tiers, "soak_gateway_resident_memory_bytes", opts.span(opts.memory_window)
+    growth = tiers.get("memory_growth")
     for level, severity in LEVELS:
-        growth = tiers.get("memory_growth")
         if growth is not None:
             limit = getattr(growth, level)
+            # "still rising": at a pace that adds the target tier's growth within the window,
+            # not any positive slope (a page more after a leak stopped re-fired it for hours)
+            low = f"min_over_time({rss}[{w}])"
+            rising = f"{num(growth.target / seconds(w))} * {low}"
             r.alert("SoakGatewayMemoryGrowth",
-                    f"(\n  {rss}\n  / clamp_min(min_over_time({rss}[{w}]), 1)\n  - 1\n)"
-                    f" > {num(limit)}\nand\nderiv({rss}[{opts.span('1h')}]) > 0", "30m", severity,
+                    f"(\n  {rss}\n  / clamp_min({low}, 1)\n  - 1\n)"
+                    f" > {num(limit)}\nand\nderiv({rss}[{opts.span('1h')}])\n> {rising}", "30m",
+                    severity,
                     f"Gateway RSS grew more than {_pct(limit)} on {TARGET}",
                     f"Gateway resident memory is {{{{ $value | humanizePercentage }}}} above its "
                     f"{w} low and still rising ({level} tier: {_pct(limit)}).",
@@ -91,18 +111,31 @@ def _target_alerts(
         memory_long_slope_alert(r, memory)
     success = tiers["success_ratio"]
     budget = 1 - success.target
+    faster: list[str] = []
     for name, long, short, factor, for_, pages in burn_windows(phases, opts.time_scale):
         limit = num(round(factor * budget, 9))
         page = pages and factor * budget >= 1 - success.acceptable
-        r.alert(f"SoakErrorBudget{name}",
+        alert = f"SoakErrorBudget{name}"
+        r.alert(alert,
                 f"target:soak_request_errors:ratio_rate{long} > {limit}\nand on (target)\n"
                 f"target:soak_request_errors:ratio_rate{short} > {limit}\nand on (target)\n"
-                f"target:soak_requests:rate{long} * {num(seconds(long))} >= {num(opts.min_requests)}",  # noqa: E501
+                f"target:soak_requests:rate{long} * {num(seconds(long))} >= {num(opts.min_requests)}"  # noqa: E501
+                + _explained(faster, alert, short),
                 for_, "critical" if page else "warning",
                 f"Error budget burning {factor:g}x too fast on {TARGET}",
                 f"{{{{ $value | humanizePercentage }}}} of requests failed over the last {long} "
                 f"(and the last {short}): {factor:g}x the error budget of the "
                 f"{_pct(success.target)} success objective.", window=long)  # fmt: skip
+        faster += [] if alert in faster else [alert]
+
+
+def _explained(faster: list[str], alert: str, short: str) -> str:
+    """`unless` a faster burn-rate alert fired within this pair's short window: the errors
+    that keep a slower pair true after a fast burn resolves are that incident's, already
+    paged (the Alertmanager's inhibition holds only while the faster alert fires). A slow burn
+    that outlasts the short window is a new incident and fires."""
+    names = [n for n in faster if n != alert]
+    return unless_fired(names, short) if names else ""
 
 
 def burn_windows(
@@ -126,6 +159,13 @@ def burn_windows(
 def _budget_phases() -> set[str]:
     """Phases whose request errors spend the budget (`PhaseSpec.in_error_budget`)."""
     return {s.name for s in registry.registry() if s.in_error_budget}
+
+
+PHASE_FAILED_FOR = "6m"
+"""`for:` of SoakPhaseFailed: longer than every alert that explains a failed verdict (the SLO
+alerts' 5m, the fast burn's 2m), so the specific alert fires first and the Alertmanager's
+inhibition mutes the verdict before it notifies; with 1m the verdict paged minutes ahead of the
+alert that says why, and its resolution was muted (game day, scenario 2)."""
 
 
 def _operational_alerts(r: RuleWriter, opts: AlertOptions) -> None:
@@ -157,7 +197,7 @@ def _operational_alerts(r: RuleWriter, opts: AlertOptions) -> None:
             f"No soak daemon is being scraped (job {opts.job})",
             f'Prometheus has no target with job="{opts.job}": the soak daemon is not deployed '
             "or not discovered.")  # fmt: skip
-    r.alert("SoakPhaseFailed", "soak_phase_last_verdict == 0", "1m", "warning",
+    r.alert("SoakPhaseFailed", "soak_phase_last_verdict == 0", PHASE_FAILED_FOR, "warning",
             f"Phase {PHASE} failed its SLO checks on {TARGET}",
             f"The last {PHASE} run on {TARGET} failed at least one SLO check; its report "
             "(GET /runs) lists which.")  # fmt: skip

@@ -43,7 +43,7 @@ def test_scale_one_is_production() -> None:
 def test_every_nominal_duration_is_divided_and_schedule_intervals_are_not() -> None:
     rules = alerts(build_rules(SLO, phases=PHASES, options=AlertOptions(time_scale=30)))
     assert {r["for"] for r in rules["SoakGatewayOverheadHigh"]} == {"10s"}  # 5m / 30
-    assert rules["SoakPhaseFailed"][0]["for"] == "2s"  # 1m / 30
+    assert rules["SoakPhaseFailed"][0]["for"] == "12s"  # 6m / 30
     # overhead window: the interval (30 s, real) + the 5 m margin / 30
     assert "[40s]" in rules["SoakGatewayOverheadHigh"][0]["expr"]
     fast, slow = rules["SoakErrorBudgetFastBurn"][0], rules["SoakErrorBudgetSlowBurn"][0]

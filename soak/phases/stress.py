@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
-from soak.alerting import TARGET, RuleWriter, pct
+from soak.alerting import BURN_ALERTS, TARGET, RuleWriter, pct, unless_fired
 from soak.config.fields import Section
 from soak.phases.base import PhaseContext, measure, rate_shape, set_mock_latency
 from soak.phases.spec import PhaseSpec, round_name
@@ -63,12 +63,14 @@ def parse_stress_slo(s: Section) -> StressSlo:
 
 def stress_alerts(r: RuleWriter, slo: StressSlo, *, phase: str, window: str, **_: object) -> None:
     """Any round's failures beyond the success SLO (one run of a few rounds: no traffic gate
-    beyond one request)."""
+    beyond one request), unless the error budget paged in the window: the gateway failing all
+    traffic is that page's incident, not a stress problem."""
     need, sel = slo.success_ratio, f'phase="{phase}"'
     errors = agg("increase", "soak_requests_total", f'{sel}, outcome!="ok"', window)
     total = agg("increase", "soak_requests_total", sel, window)
     r.alert("SoakStressRequestsFailed",
-            gated(f"{ratio(errors, total)}\n> {num(round(1 - need, 9))}", total, 1), "1m",
+            gated(f"{ratio(errors, total)}\n> {num(round(1 - need, 9))}", total, 1)
+            + unless_fired(BURN_ALERTS, window), "5m",
             "warning", f"Requests failed under stress on {TARGET}",
             f"{{{{ $value | humanizePercentage }}}} of stress-phase requests failed in the "
             f"last {window}; the stress SLO requires {pct(need)} success.")  # fmt: skip
