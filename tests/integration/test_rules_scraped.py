@@ -127,8 +127,10 @@ def test_rules_hold_on_the_label_sets_a_daemon_exports(tmp_path: Path) -> None:
     slo = load_config(tmp_path / "soak.yaml", env={}).slo
     rules = build_rules(slo, phases=phases, options=AlertOptions(min_requests=1))
     (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules))
+    # (not SoakGeneratorUntrusted: whether the generator kept up depends on the machine's load,
+    # not on the labels this test is about)
     quiet = ["SoakPhaseNeverRan", "SoakPhaseNotRunning", "SoakErrorBudgetFastBurn",
-             "SoakErrorBudgetSlowBurn", "SoakGeneratorUntrusted"]  # fmt: skip
+             "SoakErrorBudgetSlowBurn"]  # fmt: skip
     tests = {
         "rule_files": ["rules.yml"],
         "evaluation_interval": "1m",
