@@ -289,9 +289,11 @@ def test_prometheus_scrapes_the_daemon_running_against_litellm(
     assert promql(prom, f"sum(soak_failover_seconds_count{{{f}}})") == len(times) > 0
     assert promql(prom, f"sum(soak_failover_seconds_sum{{{f}}})") == pytest.approx(sum(times))
 
-    # Gateway RSS as the report measured it; the daemon's own process_* too.
+    # Gateway RSS: sampled for the daemon's whole life (1 Hz, not frozen at a phase's end), so
+    # it is the live process, near what the report's last phase measured; the daemon's own too.
     rss = promql(prom, 'soak_gateway_resident_memory_bytes{target="litellm"}')
-    assert rss == failover["process"]["rss_final"] > 50e6
+    assert rss == pytest.approx(failover["process"]["rss_final"], rel=0.25)
+    assert rss > 50e6
     assert promql(prom, 'process_resident_memory_bytes{job="soak"}') > 10e6
     assert promql(prom, "soak_config_last_reload_successful") == 1
     assert promql(prom, 'soak_phase_running{phase="breaker"}') == 0
