@@ -17,6 +17,11 @@
    same bench code in the same rounds: before / after a change. Per stream chunk: the CPU per
    stream at 64 chunks minus at 8, over the 56 extra chunks.
 
+4. `--workers-bench`: `engine.workers` 1 (the engine on core 1) against 2 (one worker beside
+   the mock on core 0, this machine having two cores), at each of `--workers-rates`: what each
+   holds, and the requests per CPU-second of the workers (the per-core efficiency that
+   predicts what N cores of their own drive).
+
 Every load is bounded in time; traffic stays on 127.0.0.1. Run:
     .venv/bin/python bench/bench_engine.py [--rates 1000,2000,...] [--skip-ladder]
         [--skip-inflight] [--cpu [--trees before=DIR] [--rounds 3]] [--json-out FILE]
@@ -44,7 +49,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import cpu_bench
+import cpu_sections
 
 from soak.client import ChatClient, make_session
 from soak.engine import LoadSpec, run_load
@@ -362,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stream-rate", type=float, default=200.0)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--trees", default="current=", help="name=DIR,...: checkouts' soak packages")
+    p.add_argument("--workers-bench", action="store_true", help="engine.workers 1 vs 2 (below)")
+    p.add_argument("--workers-rates", default="2000,3000,4000,5000,6000")
     args = p.parse_args(argv)
     for tool in ("nginx", "hey", "taskset"):
         if shutil.which(tool) is None:
@@ -407,69 +414,12 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     if args.cpu:
-        report["cpu"] = cpu_section(args)
+        report["cpu"] = cpu_sections.cpu_section(args, list(loop_factories()))
+    if args.workers_bench:
+        report["workers"] = cpu_sections.workers_section(args)
     if args.json_out:
         args.json_out.write_text(json.dumps(report, indent=2))
     return 0
-
-
-def cpu_section(args: argparse.Namespace) -> dict[str, Any]:
-    """CPU-ms per request (and per stream chunk) of each tree, loop and path, next to hey."""
-    trees: dict[str, str | None] = {}
-    for item in filter(None, args.trees.split(",")):
-        name, _, path = item.partition("=")
-        trees[name] = path or None  # "name=": this checkout
-    rates = [float(r) for r in args.cpu_rates.split(",")]
-    dur, sr = args.cpu_duration, args.stream_rate
-    load_before = cpu_bench.load_average()
-    with cpu_bench.mock() as url:
-        configs: dict[str, Callable[[], dict[str, Any]]] = {}
-        for tree, path in trees.items():
-            for loop in loop_factories():
-                base = {"url": url, "duration": dur, "loop": loop}
-                for rate in rates:
-                    configs[f"{tree} {loop} engine json {rate:g}"] = functools.partial(
-                        cpu_bench.engine_run, {**base, "rate": rate}, tree=path
-                    )
-                configs[f"{tree} {loop} full json {rates[0]:g}"] = functools.partial(
-                    cpu_bench.engine_run, {**base, "rate": rates[0], "path": "full"}, tree=path
-                )
-                for tokens in (8, 64):
-                    configs[f"{tree} {loop} engine stream{tokens} {sr:g}"] = functools.partial(
-                        cpu_bench.engine_run,
-                        {**base, "rate": sr, "stream": True, "max_tokens": tokens},
-                        tree=path,
-                    )
-        for rate in rates:
-            configs[f"hey json {rate:g}"] = functools.partial(cpu_bench.hey_run, url, rate, dur)
-        runs = cpu_bench.rounds(configs, args.rounds)
-    summary = {name: cpu_bench.best(r) for name, r in runs.items()}
-    for tree in trees:
-        for loop in loop_factories():
-            short = summary[f"{tree} {loop} engine stream8 {sr:g}"]
-            long = summary[f"{tree} {loop} engine stream64 {sr:g}"]
-            per_stream = [s["cpu_ms_per_request"] for s in (short, long)]
-            summary[f"{tree} {loop} per chunk"] = {
-                "cpu_ms_per_chunk": (per_stream[1] - per_stream[0]) / 56,
-                "cpu_ms_per_stream_8": per_stream[0],
-            }
-    print(f"load average before {load_before}, after {cpu_bench.load_average()}")
-    for name, r in summary.items():
-        if "cpu_ms_per_chunk" in r:
-            print(f"{name:40s} {r['cpu_ms_per_chunk']:.4f} CPU-ms per chunk")
-        else:
-            print(
-                f"{name:40s} best {r['cpu_ms_per_request']:.3f} median"
-                f" {r['cpu_ms_per_request_median']:.3f} CPU-ms/req, p50"
-                f" {cpu_bench.fmt(r.get('latency_p50_ms'))} p99"
-                f" {cpu_bench.fmt(r.get('latency_p99_ms'))} ms"
-            )
-    return {
-        "load_before": load_before,
-        "load_after": cpu_bench.load_average(),
-        "summary": summary,
-        "runs": runs,
-    }
 
 
 if __name__ == "__main__":

@@ -127,15 +127,25 @@ def hey_run(url: str, rate: float, duration: float, workers: int = 50,
 
 
 def rounds(configs: dict[str, Callable[[], dict[str, Any]]], n: int,
-           log: Callable[[str], None] = print) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
-    """Run every configuration once per round, `n` rounds, the order rotated each round."""
+           log: Callable[[str], None] = print, *,
+           safe: bool = False) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
+    """Run every configuration once per round, `n` rounds, the order rotated each round;
+    `safe`: a configuration that raises is recorded as `{"error": ...}` and the rest go on."""
     names = list(configs)
     out: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     for i in range(n):
         order = names[i % len(names) :] + names[: i % len(names)]
         for name in order:
             t0 = time.perf_counter()
-            r = configs[name]()
+            try:
+                r = configs[name]()
+            except Exception as exc:
+                if not safe:
+                    raise
+                r = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"}
+                out[name].append(r)
+                log(f"round {i + 1} {name}: {r['error']}")
+                continue
             out[name].append(r)
             log(f"round {i + 1} {name}: cpu {r['cpu_ms_per_request']:.3f} ms/req,"
                 f" {r['completed']} ok, {r.get('failed', 0)} failed,"

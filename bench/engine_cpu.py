@@ -199,6 +199,8 @@ async def main_async(opts: dict[str, Any]) -> dict[str, Any]:
     if opts["warmup"] > 0:  # connections opened, code paths warm, nothing measured
         await load(opts, min(opts["rate"], 500.0), opts["warmup"], "warm")
     before, wall0 = cpu_now(), time.perf_counter()
+    if opts.get("whole"):  # from the process's start: imports and start-up counted too
+        before = {"user": 0.0, "sys": 0.0, "self_user": 0.0, "self_sys": 0.0}
     run, verification = await load(opts, opts["rate"], opts["duration"], "cpu")
     after, wall = cpu_now(), time.perf_counter() - wall0
     workers_cpu = getattr(run, "worker_cpu_s", 0.0)
