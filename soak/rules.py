@@ -169,10 +169,11 @@ alert that says why, and its resolution was muted (game day, scenario 2)."""
 
 
 UNTRUSTED_FOR = "30m"
-"""`for:` of SoakGeneratorUntrusted: two untrusted runs in a row on a 15-minute plan (the gauge
-holds a run's flag until the next run). One run skewed by a stall of the machine is muted in
-the phase's alerts (`_trusted_only`) but is no ticket for the tester: on a shared machine one
-in ten healthy runs was."""
+"""`for:` of SoakGeneratorUntrusted: untrusted runs without a break for two runs of a 15-minute
+plan (a gauge holds a run's flag until the phase runs again). One run skewed by a stall of the
+machine is muted in its phase's alerts (`_trusted_only`) but is no ticket for the tester: on a
+shared machine one in ten healthy runs was. Counted per gateway, not per phase: a starved
+tester flags phases in turn, and per phase the alert fired, resolved and fired again."""
 
 
 def _operational_alerts(r: RuleWriter, opts: AlertOptions) -> None:
@@ -214,11 +215,11 @@ def _operational_alerts(r: RuleWriter, opts: AlertOptions) -> None:
             f"Phase {PHASE} could not complete on {TARGET}",
             f"The last {PHASE} run ended in an error (gateway not ready, mock unreachable, "
             "...): nothing was measured.")  # fmt: skip
-    r.alert("SoakGeneratorUntrusted", "soak_generator_trusted == 0", UNTRUSTED_FOR, "warning",
-            f"Soak generator could not keep up in {PHASE} on {TARGET}",
-            f"The tester's own CPU, event-loop lag or in-flight cap skewed the {PHASE} runs "
-            f"of the last {UNTRUSTED_FOR}: their latency figures are not trustworthy (and "
-            "their alerts are muted).")  # fmt: skip
+    r.alert("SoakGeneratorUntrusted", "count by (target) (soak_generator_trusted == 0) > 0",
+            UNTRUSTED_FOR, "warning", f"Soak generator could not keep up on {TARGET}",
+            f"For {opts.span(UNTRUSTED_FOR)} the tester's own CPU, event-loop lag or in-flight "
+            f"cap has skewed runs on {TARGET} ({{{{ $value }}}} phase(s) now): their latency "
+            "figures are not trustworthy, and their alerts are muted.")  # fmt: skip
     r.alert("SoakGeneratorDroppingRequests",
             "sum by (target, phase) (increase(soak_generator_dropped_requests_total"
             f"[{opts.span('1h')}])) > 0",
