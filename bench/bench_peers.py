@@ -31,6 +31,7 @@ import argparse
 import functools
 import json
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Callable
@@ -79,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tools", default=",".join(["soak", "soak-uvloop", *peer_tools.TOOLS]))
     p.add_argument("--json-out", type=Path)
     args = p.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the mock we started is stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.sched_setaffinity(0, {cpu_bench.GENERATOR_CORE})
     tools = args.tools.split(",")
     rates = [float(r) for r in args.rates.split(",")]

@@ -18,9 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, Protocol
 
 from soak import __version__
 from soak.answer import MAX_BODY_BYTES, JsonAnswer, StreamAnswer, gateway_headers
@@ -29,6 +27,9 @@ from soak.gateway.registry import self_headers
 from soak.http1 import Origin
 from soak.results import Result
 from soak.tracing import make_nonce
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = ["MAX_BODY_BYTES", "ChatClient", "Session", "encode_template", "gateway_headers",
            "make_session"]  # fmt: skip
@@ -74,6 +75,8 @@ class Session:
         if self.pool.closed:
             raise RuntimeError("the session is closed")
         if self._http is None:
+            import aiohttp  # on first use: a load that only sends chat requests never needs it
+
             self._http = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
                     limit=self.limit, limit_per_host=0, keepalive_timeout=_KEEPALIVE
