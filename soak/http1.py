@@ -9,10 +9,8 @@ module does only what a chat request needs: POST a pre-built request, frame the 
 protocol violations, lost connections and timeouts as `Failure` kinds; the caller (the chat
 client) turns them into outcomes. No redirect is ever followed; no cookie is kept.
 
-A connection goes back to the pool only after an answer ended exactly where its framing said;
-any byte beyond it (a smuggled second answer), an answer that ends at close, or `Connection:
-close` ends the connection instead.
-"""
+A connection is reused only after an answer ended exactly where its framing said: any byte
+beyond it (a smuggled answer), an answer ending at close or `Connection: close` ends it."""
 
 from __future__ import annotations
 
