@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from soak.config.daemon import parse_daemon
-from soak.config.fields import Secret, Section
+from soak.config.fields import Secret, Section, _shown
 from soak.config.offline import secrets_optional
 from soak.config.regression import parse_regression
 from soak.config.schema import (
@@ -296,7 +296,7 @@ def _engine(s: Section) -> EngineConfig:
     raw: Any = s.data.get("workers", 1)
     if isinstance(raw, str):
         if raw != "auto":
-            s.fail("workers", f"unknown value {raw!r}", "use an integer from 1 or auto")
+            s.fail("workers", f"unknown value {_shown(raw)}", "use an integer from 1 or auto")
         workers: int | str = s.choice("workers", ("auto",))
     else:
         workers = s.integer("workers", 1, minimum=1, maximum=MAX_WORKERS)
