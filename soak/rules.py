@@ -16,6 +16,7 @@ game day with plans every 30 s instead of 15 min sees the alerts production woul
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -78,8 +79,23 @@ def _trusted_only(expr: str, window: str) -> str:
     An Alertmanager inhibition by SoakGeneratorUntrusted ended with the next trusted run, while
     the skewed run stayed in the overhead window: the tester's starvation was notified as the
     gateway's (game day, scenario 7)."""
-    return (f"(\n{expr}\n)\nunless on (target, phase)\n"
+    if _top_level_or(expr):  # `unless` binds tighter than `or`
+        expr = f"(\n{expr}\n)"
+    return (f"{expr}\nunless on (target, phase)\n"
             f"min_over_time(soak_generator_trusted[{window}]) == 0")  # fmt: skip
+
+
+def _top_level_or(expr: str) -> bool:
+    """Whether `expr` has an `or` outside every bracket (labels, ranges and calls nest)."""
+    depth = 0
+    for token in re.findall(r"[()\[\]{}]|\bor\b", expr):
+        if token in "([{":
+            depth += 1
+        elif token in ")]}":
+            depth -= 1
+        elif depth == 0:
+            return True
+    return False
 
 
 def phase_window(interval: float, opts: AlertOptions) -> str:
