@@ -46,8 +46,8 @@ def test_phase_alerts_are_quiet_while_an_untrusted_run_is_in_their_window() -> N
 def test_slower_burns_and_failed_request_alerts_defer_to_a_burn_that_fired() -> None:
     fast, slow, *tickets = (r for r in ALERTS if r["alert"].startswith("SoakErrorBudget"))
     assert "ALERTS" not in fast["expr"]
-    assert 'ALERTS{alertname=~"SoakErrorBudgetFastBurn", alertstate="firing"}[30m]' in (
-        slow["expr"]
+    assert (
+        'ALERTS{alertname=~"SoakErrorBudgetFastBurn", alertstate="firing"}[30m]' in (slow["expr"])
     )
     for ticket, short in zip(tickets, ("2h", "6h"), strict=True):
         assert (

@@ -13,18 +13,22 @@ Needs the Debian packages `prometheus` and `prometheus-alertmanager`.
 
 from __future__ import annotations
 
-import json
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from once_helpers import ROOT, proxy_gateway
-from test_daemon import SoakDaemon, daemons, free_port, get_json, http, wait_for
+from alerting_stack import (
+    Webhook,
+    alertmanager_config,
+    start_alertmanager,
+    start_prometheus,
+    stop_all,
+)
+from once_helpers import proxy_gateway
+from test_daemon import SoakDaemon, daemons, get_json, wait_for
 
 from soak.phases import load_config
 from soak.rules import AlertOptions, build_rules
@@ -32,102 +36,20 @@ from soak.rules import AlertOptions, build_rules
 pytestmark = pytest.mark.integration
 __all__ = ["daemons", "start_prometheus"]
 
-PROMETHEUS = "/usr/bin/prometheus"
-ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
-EXAMPLE = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
-
-
-def start_prometheus(
-    tmp: Path, procs: list[subprocess.Popen[bytes]], scrape: str, rules: dict[str, Any],
-    alertmanager: str | None = None,
-) -> str:  # fmt: skip
-    """A real Prometheus scraping `scrape` every second, evaluating `rules` every second."""
-    (tmp / "rules.yml").write_text(yaml.safe_dump(rules, sort_keys=False))
-    config: dict[str, Any] = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(tmp / "rules.yml")],
-        "scrape_configs": [{"job_name": "soak", "static_configs": [{"targets": [scrape]}]}],
-    }
-    if alertmanager:
-        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
-    (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-    check = subprocess.run(["promtool", "check", "config", str(tmp / "prometheus.yml")],
-                           capture_output=True, text=True)  # fmt: skip
-    assert check.returncode == 0, check.stdout + check.stderr
-    port = free_port()
-    with open(tmp / "prometheus.log", "wb") as log:  # the child keeps its own descriptor
-        procs.append(subprocess.Popen(
-            [PROMETHEUS, f"--config.file={tmp / 'prometheus.yml'}",
-             f"--storage.tsdb.path={tmp / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}",
-             "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=log,
-        ))  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    wait_for("prometheus ready", lambda: http(f"{url}/-/ready")[0] == 200, 30)
-    return url
-
 
 @pytest.fixture
 def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
     """Processes this test started; terminated (by PID) at the end."""
     started: list[subprocess.Popen[bytes]] = []
     yield started
-    for proc in started:
-        proc.terminate()
-    for proc in started:
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_all(started)
 
 
 @pytest.fixture
 def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """A local Alertmanager webhook receiver: yields (URL, received notification bodies)."""
-    received: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            received.append(json.loads(body))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/soak", received
-    server.shutdown()
-    server.server_close()
-
-
-def alertmanager_config(receiver_url: str) -> dict[str, Any]:
-    """The deploy example, its receivers pointed at the local webhook, its waits shortened."""
-    config = yaml.safe_load(EXAMPLE.read_text())
-    config["route"].update(group_wait="1s", group_interval="1s")
-    for receiver in config["receivers"]:
-        for hook in receiver.get("webhook_configs", []):
-            hook["url"] = receiver_url
-    return config
-
-
-def start_alertmanager(tmp: Path, procs: list[subprocess.Popen[bytes]], url: str) -> str:
-    (tmp / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(url)))
-    port = free_port()
-    with open(tmp / "alertmanager.log", "wb") as log:
-        procs.append(subprocess.Popen(
-            [ALERTMANAGER, f"--config.file={tmp / 'alertmanager.yml'}",
-             f"--storage.path={tmp / 'am'}", f"--web.listen-address=127.0.0.1:{port}",
-             "--cluster.listen-address=", "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=log,
-        ))  # fmt: skip
-    wait_for("alertmanager ready",
-             lambda: http(f"http://127.0.0.1:{port}/-/ready")[0] == 200, 30)  # fmt: skip
-    return f"127.0.0.1:{port}"
+    with Webhook() as hook:
+        yield hook.url, hook.received
 
 
 def overhead_alerts(received: list[dict[str, Any]]) -> list[dict[str, Any]]:
