@@ -32,6 +32,7 @@ from pathlib import Path
 
 import psutil
 import yaml
+from doc_section import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "BENCHMARKS.md"
@@ -173,18 +174,6 @@ run freed. An RSS alert on the tester itself would otherwise fire on allocator r
 """
 
 
-def write_section(text: str) -> None:
-    """Replace (or append) our section of docs/BENCHMARKS.md, leaving other headings alone."""
-    old = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    start = old.find(HEADING + "\n")
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = old.find("\n## ", start + len(HEADING))
-        new = old[:start] + text + ("\n" + old[nxt + 1 :] if nxt >= 0 else "")
-    DOC.write_text(new)
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=200)
@@ -195,7 +184,7 @@ def main() -> int:
     text = section(result)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(DOC, HEADING, text)
     return 0 if result["growth"] < LIMIT else 1
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from doc_section import write_section
 
 from soak.gateway.kinds.portkey import PortkeyKind
 from soak.gateway.managed import default_cache_dir
@@ -229,18 +230,6 @@ def section(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str) -> None:
-    """Replace (or append) our section of docs/BENCHMARKS.md, leaving other headings alone."""
-    old = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    start = old.find(HEADING + "\n")
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = old.find("\n## ", start + len(HEADING))
-        new = old[:start] + text + ("\n" + old[nxt + 1 :] if nxt >= 0 else "")
-    DOC.write_text(new)
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", default="nginx,portkey,litellm,litellm-bedrock")
@@ -263,7 +252,7 @@ def main() -> int:
     text = section(rows)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(DOC, HEADING, text)
     return 0
 
 

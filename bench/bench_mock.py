@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from doc_section import write_section
 
 from soak.tracing import find_marker, make_nonce
 
@@ -400,18 +401,6 @@ timers); the second adds the client's and the kernel's share on the same 2 cores
 """
 
 
-def write_section(text: str) -> None:
-    """Replace (or append) our section of docs/BENCHMARKS.md, leaving other headings alone."""
-    old = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    start = old.find(HEADING + "\n")
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = old.find("\n## ", start + len(HEADING))
-        new = old[:start] + text + ("\n" + old[nxt + 1 :] if nxt >= 0 else "")
-    DOC.write_text(new)
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
@@ -447,7 +436,7 @@ def main() -> int:
     text = render(tp, lat, args)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(DOC, HEADING, text)
     return 0
 
 

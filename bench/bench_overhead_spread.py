@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import yaml
+from doc_section import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "BENCHMARKS.md"
@@ -137,17 +138,6 @@ def render(runs: list[dict[str, float]], args: argparse.Namespace, load: tuple[f
     )
 
 
-def write_section(text: str) -> None:
-    doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if HEADING in doc:
-        start = doc.index(HEADING)
-        nxt = doc.find("\n## ", start + len(HEADING))
-        doc = doc[:start] + text + ("" if nxt < 0 else doc[nxt + 1 :])
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    DOC.write_text(doc)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--runs", type=int, default=5)
@@ -167,7 +157,7 @@ def main() -> None:
     text = render(runs, args, (before, os.getloadavg()[0]))
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(DOC, HEADING, text)
 
 
 if __name__ == "__main__":

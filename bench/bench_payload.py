@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 from bench_gateways import GATEWAY_CORE, TESTER_CORE, free_port, gateway_config, pinned
+from doc_section import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "BENCHMARKS.md"
@@ -168,18 +169,6 @@ def section(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str) -> None:
-    """Replace (or append) our section of docs/BENCHMARKS.md, leaving other headings alone."""
-    old = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    start = old.find(HEADING + "\n")
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = old.find("\n## ", start + len(HEADING))
-        new = old[:start] + text + ("\n" + old[nxt + 1 :] if nxt >= 0 else "")
-    DOC.write_text(new)
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", default="nginx,litellm,portkey")
@@ -202,7 +191,7 @@ def main() -> int:
     text = section(rows, args)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(DOC, HEADING, text)
     return 0
 
 

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import yaml
+from doc_section import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "BENCHMARKS.md"
@@ -174,17 +175,6 @@ def render(same: list[dict], slow: list[dict], args: argparse.Namespace, took: f
     ])  # fmt: skip
 
 
-def write_section(text: str) -> None:
-    doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if HEADING in doc:
-        start = doc.index(HEADING)
-        nxt = doc.find("\n## ", start + len(HEADING))
-        doc = doc[:start] + text + ("" if nxt < 0 else doc[nxt + 1 :])
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    DOC.write_text(doc)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=20)
@@ -216,7 +206,7 @@ def main() -> None:
     text = render(same, slow, args, took, (load0, os.getloadavg()[0]))
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(DOC, HEADING, text)
 
 
 if __name__ == "__main__":

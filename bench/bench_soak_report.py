@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from doc_section import write_section
+
 MB = 1024 * 1024
 HEADING = "## Soak of hours"
 WINDOW = 600.0
@@ -360,22 +362,11 @@ def section(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(doc: Path, text: str) -> None:
-    old = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    start = old.find(HEADING + "\n")
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = old.find("\n## ", start + len(HEADING))
-        new = old[:start] + text + ("\n" + old[nxt + 1 :] if nxt >= 0 else "")
-    doc.write_text(new)
-
-
 def report(results_dir: Path, docs: Path, extra: str = "") -> None:
     results = [
         figures(p) for g in ("litellm", "leaky") if (p := results_dir / f"soak-{g}.jsonl").exists()
     ]
     (docs / "soak-rss.svg").write_text(svg(results))
     text = section(results) + extra
-    write_section(docs / "BENCHMARKS.md", text)
+    write_section(docs / "BENCHMARKS.md", HEADING, text)
     print(text)
