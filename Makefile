@@ -25,7 +25,7 @@ system-deps:
 
 test: $(VENV)/.installed system-deps
 	$(BIN)/ruff check .
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=40
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -263,6 +263,7 @@ def _generate(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}")
     return EXIT_OK
 
+
 def _add_ci_parsers(sub: argparse._SubParsersAction) -> None:
     """`soak compare` (a run against a baseline) and `soak schema` (the config's JSON Schema)."""
     compare = sub.add_parser(

@@ -144,8 +144,20 @@ async def test_litellm_routes_fails_over_cools_down_and_recovers(tmp_path: Path)
                 await asyncio.sleep(0.25)
             assert back is not None, "primary never served again after the fault cleared"
             print(f"primary back {back:.1f}s after the fault cleared (cooldown {COOLDOWN:g}s)")
-            report = await kind.self_report(session, gw.url, gw.api_key)
-            assert report is not None and report.breaker.get("primary") == CLOSED
+            # LiteLLM sets the deployment-state gauge from a success callback it runs after the
+            # answer is sent, so the gauge can lag the first answer by a moment: poll it (each
+            # poll also sends a request), bounded; OPEN for 10 s after serving is a real failure
+            state = None
+            for _ in range(20):
+                report = await kind.self_report(session, gw.url, gw.api_key)
+                assert report is not None
+                state = report.breaker.get("primary")
+                if state == CLOSED:
+                    break
+                seq += 1
+                assert (await client.send(seq, time.perf_counter())).outcome is Outcome.OK
+                await asyncio.sleep(0.5)
+            assert state == CLOSED, f"primary still {state} 10 s after it served again"
 
             samples = await watch.stop()
             stats = summarize(samples)
