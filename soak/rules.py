@@ -189,10 +189,16 @@ UNTRUSTED_FOR = "30m"
 plan (a gauge holds a run's flag until the phase runs again). One run skewed by a stall of the
 machine is muted in its phase's alerts (`_trusted_only`) but is no ticket for the tester: on a
 shared machine one in ten healthy runs was. Counted per gateway, not per phase: a starved
-tester flags phases in turn, and per phase the alert fired, resolved and fired again."""
+tester flags phases in turn, and per phase the alert fired, resolved and fired again.
+
+It keeps firing for the shortest phase interval after its condition clears: a starved tester now and
+then gets a run in which every phase kept up, and without the hold that one run resolved the
+alert and the next starved runs fired it again (game day, scenario 7: two incidents for one
+starvation)."""
 
 
-def _operational_alerts(r: RuleWriter, opts: AlertOptions) -> None:
+def _operational_alerts(r: RuleWriter, opts: AlertOptions, cadence: float) -> None:
+    """Alerts on the tester itself; `cadence` is the shortest phase interval in seconds."""
     job = f'job="{opts.job}"'
     r.alert("SoakPhaseNotRunning",
             f"time() - max by (target, phase) (soak_phase_last_run_timestamp_seconds)\n"
@@ -235,7 +241,8 @@ def _operational_alerts(r: RuleWriter, opts: AlertOptions) -> None:
             UNTRUSTED_FOR, "warning", f"Soak generator could not keep up on {TARGET}",
             f"For {opts.span(UNTRUSTED_FOR)} the tester's own CPU, event-loop lag or in-flight "
             f"cap has skewed runs on {TARGET} ({{{{ $value }}}} phase(s) now): their latency "
-            "figures are not trustworthy, and their alerts are muted.")  # fmt: skip
+            "figures are not trustworthy, and their alerts are muted.",
+            keep_firing_for=cadence)  # fmt: skip
     r.alert("SoakGeneratorDroppingRequests",
             "sum by (target, phase) (increase(soak_generator_dropped_requests_total"
             f"[{opts.span('1h')}])) > 0",
@@ -321,7 +328,7 @@ def build_rules(
     slo_rules, ops_rules = RuleWriter(runbook_base, opts), RuleWriter(runbook_base, opts)
     _phase_alerts(slo_rules, slo, phases, opts)
     _target_alerts(slo_rules, slo, phases, opts)
-    _operational_alerts(ops_rules, opts)
+    _operational_alerts(ops_rules, opts, min(phases.values(), default=0.0))
     return {"groups": [
         {"name": "soak.recording", "rules": _recording(phases, opts)},
         {"name": "soak.slo", "rules": slo_rules.rules},

@@ -63,6 +63,8 @@ def test_the_untrusted_alert_is_per_gateway_and_waits_two_runs() -> None:
     (untrusted,) = by_name("SoakGeneratorUntrusted")
     assert untrusted["expr"] == "count by (target) (soak_generator_trusted == 0) > 0"
     assert untrusted["for"] == "30m"
+    # one trusted run between starved ones does not resolve it (game day, scenario 7)
+    assert untrusted["keep_firing_for"] == "15m"
 
 
 def test_memory_growth_needs_a_pace_not_any_slope() -> None:
