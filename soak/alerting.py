@@ -89,16 +89,11 @@ class RuleWriter:
 
     def alert(
         self, name: str, expr: str, for_: str, severity: str, summary: str, description: str,
-        keep_firing_for: float | None = None, **labels: str,
+        **labels: str,
     ) -> None:  # fmt: skip
-        """One alert; `keep_firing_for` (seconds, already in the plan's time) holds it firing
-        through a gap in its condition shorter than that (Prometheus >= 2.42)."""
         for_ = self.options.for_override or self.options.span(for_)
-        rule: dict[str, Any] = {"alert": name, "expr": expr, "for": for_}
-        if keep_firing_for:
-            rule["keep_firing_for"] = duration(max(1.0, keep_firing_for))
         self.rules.append({
-            **rule,
+            "alert": name, "expr": expr, "for": for_,
             "labels": {"severity": severity, **labels},
             "annotations": {"summary": summary, "description": description,
                             "runbook_url": f"{self.runbook_base}#{name.lower()}"},

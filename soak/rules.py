@@ -184,22 +184,27 @@ inhibition mutes the verdict before it notifies; with 1m the verdict paged minut
 alert that says why, and its resolution was muted (game day, scenario 2)."""
 
 
-UNTRUSTED_FOR = "30m"
-"""`for:` of SoakGeneratorUntrusted: untrusted runs without a break for two runs of a 15-minute
-plan (a gauge holds a run's flag until the phase runs again). One run skewed by a stall of the
-machine is muted in its phase's alerts (`_trusted_only`) but is no ticket for the tester: on a
-shared machine one in ten healthy runs was. Counted per gateway, not per phase: a starved
-tester flags phases in turn, and per phase the alert fired, resolved and fired again.
+def untrusted_for(cadence: float, opts: AlertOptions) -> str:
+    """`for:` of SoakGeneratorUntrusted, nominal (`RuleWriter.alert` compresses it): two plan
+    intervals and twice `PHASE_MARGIN` (40m for a 15-minute plan), so one untrusted run never
+    fires it and two in a row do.
 
-It keeps firing for the shortest phase interval after its condition clears: a starved tester now and
-then gets a run in which every phase kept up, and without the hold that one run resolved the
-alert and the next starved runs fired it again (game day, scenario 7: two incidents for one
-starvation)."""
+    Its condition looks back one phase window (`phase_window`) for an untrusted flag, and a
+    gauge holds a run's flag until the phase runs again: one skewed run keeps the condition true
+    for an interval and a window (35m), two in a row for two intervals and a window (50m). One
+    run skewed by a stall of the machine is muted in its phase's alerts (`_trusted_only`) but is
+    no ticket for the tester: on a shared machine one in ten healthy runs was. The window also
+    carries the condition through a run in which every phase kept up: a starved tester now and
+    then gets one, and without the window that run resolved the alert, or kept it from ever
+    firing (game day, scenario 7). Counted per gateway, not per phase: a starved tester flags
+    phases in turn."""
+    return duration(2 * cadence * opts.time_scale + 2 * PHASE_MARGIN)
 
 
 def _operational_alerts(r: RuleWriter, opts: AlertOptions, cadence: float) -> None:
     """Alerts on the tester itself; `cadence` is the shortest phase interval in seconds."""
     job = f'job="{opts.job}"'
+    untrusted = untrusted_for(cadence, opts)
     r.alert("SoakPhaseNotRunning",
             f"time() - max by (target, phase) (soak_phase_last_run_timestamp_seconds)\n"
             f"> on (phase) group_left ()\n2 * {SCHEDULE}", "5m", "warning",
@@ -237,12 +242,14 @@ def _operational_alerts(r: RuleWriter, opts: AlertOptions, cadence: float) -> No
             f"Phase {PHASE} could not complete on {TARGET}",
             f"The last {PHASE} run ended in an error (gateway not ready, mock unreachable, "
             "...): nothing was measured.")  # fmt: skip
-    r.alert("SoakGeneratorUntrusted", "count by (target) (soak_generator_trusted == 0) > 0",
-            UNTRUSTED_FOR, "warning", f"Soak generator could not keep up on {TARGET}",
-            f"For {opts.span(UNTRUSTED_FOR)} the tester's own CPU, event-loop lag or in-flight "
-            f"cap has skewed runs on {TARGET} ({{{{ $value }}}} phase(s) now): their latency "
-            "figures are not trustworthy, and their alerts are muted.",
-            keep_firing_for=cadence)  # fmt: skip
+    r.alert("SoakGeneratorUntrusted",
+            "count by (target) (\n"
+            f"min_over_time(soak_generator_trusted[{phase_window(cadence, opts)}]) == 0\n) > 0",
+            untrusted, "warning", f"Soak generator could not keep up on {TARGET}",
+            f"For {opts.span(untrusted)} the tester's own CPU, event-loop lag or in-flight cap "
+            f"has skewed runs on {TARGET}, with no break of a whole schedule interval "
+            "({{ $value }} phase(s) flagged lately): their latency figures are not "
+            "trustworthy, and their alerts are muted.")  # fmt: skip
     r.alert("SoakGeneratorDroppingRequests",
             "sum by (target, phase) (increase(soak_generator_dropped_requests_total"
             f"[{opts.span('1h')}])) > 0",

@@ -61,10 +61,12 @@ def test_slower_burns_and_failed_request_alerts_defer_to_a_burn_that_fired() -> 
 
 def test_the_untrusted_alert_is_per_gateway_and_waits_two_runs() -> None:
     (untrusted,) = by_name("SoakGeneratorUntrusted")
-    assert untrusted["expr"] == "count by (target) (soak_generator_trusted == 0) > 0"
-    assert untrusted["for"] == "30m"
-    # one trusted run between starved ones does not resolve it (game day, scenario 7)
-    assert untrusted["keep_firing_for"] == "15m"
+    # a flag in the last phase window (15m + 5m), so one trusted run between starved ones does
+    # not reset it (game day, scenario 7); one run holds it 35m, two in a row 50m
+    assert untrusted["expr"] == (
+        "count by (target) (\nmin_over_time(soak_generator_trusted[20m]) == 0\n) > 0"
+    )
+    assert untrusted["for"] == "40m"
 
 
 def test_memory_growth_needs_a_pace_not_any_slope() -> None:
