@@ -336,10 +336,9 @@ def starved(g: GameDay, *, say: Say, hogs: int = 2, bound: float = 600.0) -> Out
             g.procs.append(proc)  # ended by PID with the stage, whatever happens
             loops.append(proc)
             os.sched_setaffinity(proc.pid, {core})
-            # nice -5: the daemon's share of the core while they spin is ~14%, not a third. At
-            # nice 0 the scheduler's favour for a task that wakes from sleep let the light
-            # daemon keep up after its first run, so its runs were rightly trusted and the
-            # alert fired or not by chance
+            # nice -5: the daemon's share of the core while they spin is ~14%, not a third.
+            # Not enough yet: the light daemon still keeps up in most runs of the fault, so
+            # the alert fires in some plays only (docs/RELIABILITY.md, Game day)
             os.setpriority(os.PRIO_PROCESS, proc.pid, HOG_NICE)
 
     def clear() -> None:
