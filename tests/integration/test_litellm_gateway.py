@@ -21,7 +21,7 @@ from soak.mock.profile import MockConfig, Profile
 from soak.client import ChatClient, make_session
 from soak.gateway.kinds.litellm import LiteLLMKind
 from soak.gateway.managed import build_managed
-from soak.gateway.selfreport import CLOSED, OPEN
+from soak.gateway.selfreport import CLOSED, HALF_OPEN, OPEN
 from soak.procwatch import ProcessWatch, summarize
 from soak.results import Outcome
 
@@ -117,7 +117,10 @@ async def test_litellm_routes_fails_over_cools_down_and_recovers(tmp_path: Path)
             report = await kind.self_report(session, gw.url, gw.api_key)
             assert report is not None
             assert report.breaker.get("primary") == OPEN
-            assert report.breaker.get("fallback") == CLOSED
+            # the fallback served every request, so it is not in cooldown; LiteLLM may still
+            # mark it "partial outage" (HALF_OPEN here) for a moment after the primary's failures
+            # (a fresh-clone run with a busy core saw it once), so only OPEN fails
+            assert report.breaker.get("fallback") in (CLOSED, HALF_OPEN), report.breaker
             assert report.cooldowns.get("primary", 0) >= 1
             assert (report.fallbacks or 0) >= len(failed_over)
             assert report.overhead is not None and report.overhead.count >= 1
