@@ -81,8 +81,12 @@ def _trusted_only(expr: str, window: str) -> str:
     gateway's (game day, scenario 7)."""
     if _top_level_or(expr):  # `unless` binds tighter than `or`
         expr = f"(\n{expr}\n)"
-    return (f"{expr}\nunless on (target, phase)\n"
-            f"min_over_time(soak_generator_trusted[{window}]) == 0")  # fmt: skip
+    return f"{expr}\nunless on (target, phase)\n{_untrusted_in(window)}"
+
+
+def _untrusted_in(window: str) -> str:
+    """Series of target and phase with an untrusted run in `window` (value 0)."""
+    return f"min_over_time(soak_generator_trusted[{window}]) == 0"
 
 
 def _top_level_or(expr: str) -> bool:
@@ -244,7 +248,7 @@ def _operational_alerts(r: RuleWriter, opts: AlertOptions, cadence: float) -> No
             "...): nothing was measured.")  # fmt: skip
     r.alert("SoakGeneratorUntrusted",
             "count by (target) (\n"
-            f"min_over_time(soak_generator_trusted[{phase_window(cadence, opts)}]) == 0\n) > 0",
+            f"{_untrusted_in(phase_window(cadence, opts))}\n) > 0",
             untrusted, "warning", f"Soak generator could not keep up on {TARGET}",
             f"For {opts.span(untrusted)} the tester's own CPU, event-loop lag or in-flight cap "
             f"has skewed runs on {TARGET}, with no break of a whole schedule interval "

@@ -321,7 +321,8 @@ HOG_NICE = -5
 def starved(g: GameDay, *, say: Say, hogs: int = 2, bound: float = 600.0) -> Outcome:
     """Scenario 7: the daemon, back on the time-sharing scheduler, pinned to one core beside
     `hogs` busy loops at `HOG_NICE` (each ends by itself after `bound` seconds): it gets a
-    seventh of a core, and its sends run late. Clearing ends the loops and gives the core back."""
+    seventh of a core, meant to make its sends run late (they mostly do not yet). Clearing
+    ends the loops and gives the core back."""
     loops: list[subprocess.Popen[bytes]] = []
     assert g.daemon.proc is not None
     pid, cpus = g.daemon.proc.pid, os.sched_getaffinity(0)
