@@ -204,6 +204,11 @@ class ChatClient:
         """Seconds a request may take in all (connect, send, answer)."""
         return self._timeout
 
+    @property
+    def templates(self) -> RequestTemplates | None:
+        """The per-request plan the bodies and headers come from (None: one fixed body)."""
+        return self._templates
+
     def __getstate__(self) -> dict[str, Any]:
         """Everything but the session: a worker process (`soak.workers`) rebuilds the client
         from the bytes built here and `attach`es its own session."""

@@ -108,6 +108,19 @@ PAYLOAD_SLOPE = MetricSpec("soak_payload_overhead_slope_seconds_per_100kb", G,
 MODEL_OVERHEAD = MetricSpec("soak_model_overhead_seconds", G, ("target", "model", "statistic"),
     "Per-request overhead (p50, p99) per workload model at the last payload phase's largest "
     "prompt step; model names from workload.models (at most 32), never from the wire.")
+PHASE_MODEL_OVERHEAD = MetricSpec("soak_phase_last_model_overhead_seconds", G,
+    ("target", "phase", "model", "statistic"),
+    "Per-request overhead (p50, p99) per workload model in each phase's last run with a model "
+    "mix; model names from workload.models (at most 32), never from the wire.")
+PHASE_MODEL_SUCCESS = MetricSpec("soak_phase_last_model_success_ratio", G,
+    ("target", "phase", "model"),
+    "Success ratio per workload model in each phase's last run with a model mix.")
+PHASE_KEYS_USED = MetricSpec("soak_phase_last_keys_used", G, ("target", "phase"),
+    "Keys of workload.keys that sent a request in the phase's last run (no key label: there "
+    "may be 100,000; the worst keys are named in the report).")
+PHASE_KEYS_FAILING = MetricSpec("soak_phase_last_keys_failing", G, ("target", "phase"),
+    "Keys of workload.keys with at least one request not answered well in the phase's last "
+    "run: one tenant refused or throttled shows here while the phase's success stays high.")
 GW_RSS = MetricSpec("soak_gateway_resident_memory_bytes", G, ("target",),
     "Gateway process resident memory.")
 GW_CPU = MetricSpec("soak_gateway_cpu_ratio", G, ("target",),

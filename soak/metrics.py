@@ -69,6 +69,10 @@ from soak.metric_catalogue import (
     PAYLOAD_CPU,
     PAYLOAD_OVERHEAD,
     PAYLOAD_SLOPE,
+    PHASE_KEYS_FAILING,
+    PHASE_KEYS_USED,
+    PHASE_MODEL_OVERHEAD,
+    PHASE_MODEL_SUCCESS,
     PHASE_RUNNING,
     PLAN_LAST_RUN,
     PLAN_NEXT_RUN,
@@ -299,6 +303,28 @@ class SoakMetrics:
             self[LAST_MEMORY_GROWTH].labels(*labels).set(proc.rss_final / proc.rss_initial - 1)
         if report.generator is not None:
             self[GEN_TRUSTED].labels(*labels).set(1 if report.generator.trusted else 0)
+        self.set_breakdown(report.details.get("breakdown") or {}, target=target, phase=phase)
+
+    def set_breakdown(self, parts: Mapping[str, Any], *, target: str, phase: str) -> None:
+        """A phase's per-model overhead and success and its key counts (`soak.breakdown`),
+        replacing the last run's: a model dropped from the mix leaves no stale series."""
+        for spec in (PHASE_MODEL_OVERHEAD, PHASE_MODEL_SUCCESS, PHASE_KEYS_USED,
+                     PHASE_KEYS_FAILING):  # fmt: skip
+            metric = self[spec]
+            for values in _children(metric, spec.labels):
+                if values[:2] == (target, phase):
+                    metric.remove(*values)
+        for model, row in (parts.get("model") or {}).items():
+            name = _label("model", re.sub(r"[^A-Za-z0-9_.-]", "_", model)[:64])
+            self[PHASE_MODEL_SUCCESS].labels(target, phase, name).set(row["success_ratio"])
+            for stat in ("p50", "p99"):
+                if row.get(f"overhead_{stat}") is not None:
+                    value = row[f"overhead_{stat}"]
+                    self[PHASE_MODEL_OVERHEAD].labels(target, phase, name, stat).set(value)
+        counts = parts.get("keys")
+        if counts:
+            self[PHASE_KEYS_USED].labels(target, phase).set(counts["keys"])
+            self[PHASE_KEYS_FAILING].labels(target, phase).set(counts["failing"])
 
     def set_capacity_knee(self, rate: float, *, target: str) -> None:
         """The highest rate the last capacity search held (0: none held)."""

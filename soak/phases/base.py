@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from soak.breakdown import breakdown
 from soak.client import ChatClient, make_session
 from soak.config.fields import MAX_RATE, RATE_HINT, Section
 from soak.config.schema import Config
@@ -182,6 +183,10 @@ async def measure(
     )
     if samples:
         report.details["process_series"] = process_series(samples)
+    if through_gateway and isinstance(plan := client.templates, RequestPlan):
+        parts = breakdown(run.results, plan)
+        if parts:
+            report.details["breakdown"] = parts
     if verification is not None and verifier is not None:
         verified(report, verification, forward_errors=verifier.forward_errors)
     if run.stopped:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from soak.breakdown import breakdown
 from soak.config.fields import MAX_RATE, RATE_HINT, Section
 from soak.config.workload import MAX_ANSWER_TOKENS, MAX_PROMPT_BYTES, Distribution
 from soak.phases.base import PhaseContext, measure, request_plan, set_mock_latency, warm_up
@@ -94,32 +95,6 @@ def slope_per_100kb(points: Sequence[tuple[float, float]]) -> float | None:
 def _stat(report: PhaseReport, stat: str) -> float | None:
     dist = report.distributions.get("overhead_per_request")
     return None if dist is None else dist.get(stat)
-
-
-def breakdown(results: Sequence[Result], plan: RequestPlan | None) -> dict[str, Any]:
-    """Per-request overhead p50/p99 and success per configured model and key (names from the
-    config, never the wire); empty without a plan or with one model and no keys."""
-    if plan is None:
-        return {}
-    out: dict[str, Any] = {}
-    for what, name_of in (("model", plan.model_of), ("key", plan.key_of)):
-        groups: dict[str, list[Result]] = {}
-        for r in results:
-            name = name_of(r.seq)
-            if name is not None:
-                groups.setdefault(name, []).append(r)
-        if len(groups) < 2:
-            continue
-        out[what] = {name: _group(rs) for name, rs in sorted(groups.items())}
-    return out
-
-
-def _group(results: list[Result]) -> dict[str, Any]:
-    over = sorted(o for r in results if (o := r.overhead) is not None)
-    pick = (lambda q: over[min(len(over) - 1, int(q * len(over)))]) if over else (lambda q: None)
-    ok = sum(1 for r in results if r.ok)
-    return {"requests": len(results), "success_ratio": ok / len(results),
-            "overhead_p50": pick(0.5), "overhead_p99": pick(0.99)}  # fmt: skip
 
 
 async def _sizes_and_usage(

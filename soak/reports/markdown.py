@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
+from soak.reports.breakdown_md import breakdown_section
 from soak.reports.capacity_md import capacity_section
 from soak.reports.comparison_md import comparison_section
 from soak.reports.formatting import (
@@ -323,7 +324,7 @@ def render_markdown(run: RunReport, sections: Mapping[str, PhaseSection] | None 
     of phases that bring their own, after the built-in ones."""
     lines = [*_header(run), "", *_verdicts(run), *comparison_section(run.comparison)]
     for section in (_overhead, _stress, *RESILIENCE_SECTIONS, capacity_section,
-                    streaming_section, gateway_section):  # fmt: skip
+                    streaming_section, gateway_section, breakdown_section):  # fmt: skip
         lines += section(run)
     for kind, render in (sections or {}).items():
         reports = [p for p in run.phases if p.kind == kind]

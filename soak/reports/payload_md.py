@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from soak.reports.breakdown_md import breakdown_tables
 from soak.summary import PhaseReport
 
 
@@ -58,15 +59,7 @@ def payload_section(reports: Sequence[PhaseReport]) -> list[str]:
 
 def _breakdowns(steps: list[dict[str, Any]]) -> list[str]:
     top = max(steps, key=lambda s: s["prompt_bytes"])
-    out: list[str] = []
-    for what, rows in (top.get("breakdown") or {}).items():
-        out += [f"Per {what} at {_size(top['prompt_bytes'])} (names from the config):", "",
-                f"| {what} | requests | success | overhead p50 ms | p99 |", "|---|---|---|---|---|"]
-        for name, row in rows.items():
-            out.append(f"| {name} | {row['requests']} | {row['success_ratio']:.3f} |"
-                       f" {_ms(row['overhead_p50'])} | {_ms(row['overhead_p99'])} |")
-        out.append("")
-    return out
+    return breakdown_tables(top.get("breakdown") or {}, f"at {_size(top['prompt_bytes'])}")
 
 
 def payload_plot(phase: PhaseReport) -> str | None:

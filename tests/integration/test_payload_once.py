@@ -8,11 +8,18 @@ from pathlib import Path
 
 import pytest
 from once_helpers import free_port, nginx_binary, run_once
+from prometheus_client import CollectorRegistry
+
+from soak.metrics import SoakMetrics
+from soak.reports.jsonfile import parse_json
 
 pytestmark = pytest.mark.integration
 
 
-def _nginx(prefix: Path, port: int, mock_port: int) -> subprocess.Popen[bytes]:
+def _nginx(prefix: Path, port: int, mock_port: int, refuse: str = "") -> subprocess.Popen[bytes]:
+    """nginx in front of the mock; with `refuse`, the requests carrying that Authorization
+    header get nginx's own 429 (a gateway throttling one tenant)."""
+    rule = f'if ($http_authorization = "{refuse}") {{ return 429; }}' if refuse else ""
     (prefix / "logs").mkdir(parents=True)
     conf = prefix / "nginx.conf"
     conf.write_text(f"""
@@ -30,6 +37,7 @@ http {{
   server {{
     listen 127.0.0.1:{port};
     location / {{
+      {rule}
       proxy_pass http://mock;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
@@ -113,5 +121,70 @@ def test_workload_keys_and_models_through_nginx_never_leak(
     verification = overhead["details"]["verification"]
     assert verification["checked"] == overhead["completed"] == 40
     assert verification["untraced"] == verification["forged"] == 0
+    written = [done.stdout, done.stderr] + [p.read_text() for p in done.out.iterdir()]
+    assert not [k for k in keys for text in written if k in text]
+
+
+def test_a_throttled_key_and_the_model_mix_show_per_phase(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ordinary phase with two models and three keys through nginx, which refuses one key:
+    the phase's aggregate hides it; the breakdown names that key (by index), counts it in the
+    report and, fed the report soak wrote, in the metrics; no key value appears anywhere."""
+    keys = ["sk-tenant-aaa111", "sk-tenant-bbb222", "sk-tenant-ccc333"]
+    monkeypatch.setenv("SOAK_TEST_TENANT_KEYS", "\n".join(keys))
+    mock_port, nginx_port = free_port(), free_port()
+    nginx = _nginx(tmp_path / "nginx", nginx_port, mock_port, refuse=f"Bearer {keys[1]}")
+    try:
+        config = {
+            "version": 1,
+            "gateway": {"name": "nginx", "kind": "openai", "url": f"http://127.0.0.1:{nginx_port}",
+                        "chat_path": "/p/primary/v1/chat/completions", "model": "soak-model"},
+            "mock": {"port": mock_port},
+            "workload": {"models": {"small": 1, "large": 1},
+                         "keys": {"env": "SOAK_TEST_TENANT_KEYS"}},
+            "phases": {"overhead": {"rate": 30, "duration": "2s", "latency": "10ms"}},
+        }  # fmt: skip
+        done = run_once(tmp_path, config, "--phases", "overhead")
+    finally:
+        nginx.terminate()
+        nginx.wait(10)
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    overhead = done.phase("overhead")
+    assert overhead["sent"] == 60
+    parts = overhead["details"]["breakdown"]
+    by_key = parts["key"]
+    assert set(by_key) == {"key-0", "key-1", "key-2"}
+    assert by_key["key-1"]["success_ratio"] == 0.0 and by_key["key-1"]["requests"] == 20
+    assert by_key["key-0"]["success_ratio"] == by_key["key-2"]["success_ratio"] == 1.0
+    assert next(iter(by_key)) == "key-1"  # the worst first
+    assert parts["keys"] == {"keys": 3, "failing": 1, "worst_success_ratio": 0.0}
+    by_model = parts["model"]
+    assert set(by_model) == {"small", "large"}
+    assert sum(m["requests"] for m in by_model.values()) == 60
+    ok = sum(round(m["requests"] * m["success_ratio"]) for m in by_model.values())
+    assert ok == overhead["outcomes"]["ok"] == 40
+    assert overhead["details"]["verification"]["forged"] == 0
+
+    markdown = (done.out / "report.md").read_text()
+    section = markdown[markdown.index("## Per Model and Key"):]
+    assert "3 keys, 1 with a failed request" in section
+    assert "| key-1 | 20 | 0.000 |" in section and "| small |" in section
+
+    registry = CollectorRegistry()
+    metrics = SoakMetrics(registry)
+    report = parse_json((done.out / "report.json").read_text())
+    for phase in report.phases:
+        metrics.record_phase(phase, target="nginx", finished_at=1.0)
+    value = registry.get_sample_value
+    labels = {"target": "nginx", "phase": "overhead"}
+    assert value("soak_phase_last_keys_used", labels) == 3
+    assert value("soak_phase_last_keys_failing", labels) == 1
+    for model, row in by_model.items():
+        got = value("soak_phase_last_model_success_ratio", {**labels, "model": model})
+        assert got == row["success_ratio"]
+        p99 = value("soak_phase_last_model_overhead_seconds",
+                    {**labels, "model": model, "statistic": "p99"})  # fmt: skip
+        assert p99 == row["overhead_p99"] and p99 is not None
     written = [done.stdout, done.stderr] + [p.read_text() for p in done.out.iterdir()]
     assert not [k for k in keys for text in written if k in text]
