@@ -162,9 +162,89 @@ def reserve_cpu(pid: int) -> bool:
     return True
 
 
-def release_cpu(pid: int) -> None:
-    """Back to the ordinary time-sharing scheduler (nice 0): what scenario 7 starves."""
-    os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
+def threads(pid: int) -> list[int]:
+    """The thread ids of process `pid` now (Linux /proc): policy is per thread."""
+    return [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+
+
+CPU_V1 = Path("/sys/fs/cgroup/cpu")
+CPU_V2 = Path("/sys/fs/cgroup")
+
+
+def _cpu_hierarchy() -> tuple[Path, bool]:
+    """The cgroup hierarchy that has the cpu controller and whether it is cgroup v2."""
+    controllers = CPU_V2 / "cgroup.controllers"
+    if controllers.exists() and "cpu" in controllers.read_text().split():
+        return CPU_V2, True
+    if (CPU_V1 / "cpu.cfs_quota_us").exists():
+        return CPU_V1, False
+    raise RuntimeError("no writable cgroup cpu controller (v1 or v2) on this machine")
+
+
+@dataclass(slots=True)
+class CpuLimit:
+    """`pid` in a cgroup of its own with a CFS quota of `share` of one CPU: what a Kubernetes
+    CPU limit does to a container. Once the process used its quota in a 100 ms period it is
+    throttled until the next one, so a light process that is runnable only now and then still
+    waits up to the rest of the period; busy neighbours cannot do that to it (the kernel gives
+    a waking thread the CPU at once whatever their niceness). Real-time threads are exempt from
+    the quota, so `pid`'s threads go back to the time-sharing scheduler first; `undo` puts the
+    process back in its own cgroup, reserved again where permitted (root)."""
+
+    pid: int
+    share: float
+    path: Path | None = None
+    home: Path | None = None
+    seen: float = 0.0
+    """Seconds throttled, as of the last `throttled()` (kept after `undo`)."""
+
+    def apply(self) -> None:
+        root, v2 = _cpu_hierarchy()
+        for tid in threads(self.pid):
+            with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+                os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+        self.home = root / self._current(v2).lstrip("/")
+        self.path = self.home / f"soak-gameday-{self.pid}"
+        self.path.mkdir(exist_ok=True)
+        period = 100_000
+        quota = max(1000, int(period * self.share))
+        if v2:
+            (self.path / "cpu.max").write_text(f"{quota} {period}")
+        else:
+            (self.path / "cpu.cfs_period_us").write_text(str(period))
+            (self.path / "cpu.cfs_quota_us").write_text(str(quota))
+        (self.path / "cgroup.procs").write_text(str(self.pid))
+
+    def throttled(self) -> float:
+        """Seconds the process was throttled so far (the cgroup's cpu.stat)."""
+        if self.path is None:
+            return self.seen
+        stat = dict(line.split() for line in (self.path / "cpu.stat").read_text().splitlines())
+        if "throttled_usec" in stat:
+            self.seen = int(stat["throttled_usec"]) / 1e6
+        else:
+            self.seen = int(stat.get("throttled_time", 0)) / 1e9
+        return self.seen
+
+    def undo(self) -> None:
+        if self.path is None or self.home is None:
+            return
+        self.throttled()
+        with contextlib.suppress(ProcessLookupError):
+            (self.home / "cgroup.procs").write_text(str(self.pid))
+        self.path.rmdir()
+        self.path = None
+        with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+            for tid in threads(self.pid):
+                reserve_cpu(tid)
+
+    def _current(self, v2: bool) -> str:
+        """`pid`'s cgroup path in the cpu hierarchy (from /proc/PID/cgroup)."""
+        for line in Path(f"/proc/{self.pid}/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if (v2 and controllers == "") or (not v2 and "cpu" in controllers.split(",")):
+                return path
+        return "/"
 
 
 @dataclass(slots=True)
