@@ -165,7 +165,9 @@ def test_sigkill_mid_run_marks_the_run_aborted_and_a_damaged_history_is_set_asid
     daemons.append(third)
     runs = {r["id"]: r for r in third.runs()}
     assert set(runs) == {done["id"], running["id"]}  # intact, nothing lost
-    assert runs[done["id"]]["status"] == "passed"
+    # the finished run exactly as it ended (its verdict is not this test's: a 1 s run on a
+    # loaded machine may fail its SLO, and a fresh-clone run with one core busy saw that)
+    assert runs[done["id"]]["status"] == done["status"] in ("passed", "failed")
     assert (runs[running["id"]]["status"], runs[running["id"]]["reason"]) == (
         "aborted",
         "daemon restarted",
