@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,34 @@ def pinned(core: str, argv: list[str]) -> list[str]:
     return ["taskset", "-c", core, *argv] if shutil.which("taskset") else argv
 
 
+@dataclass(frozen=True, slots=True)
+class OnceRun:
+    """What one bench's `soak once` gave: its report, how long it took, the load around it."""
+
+    report: dict[str, Any]
+    seconds: float
+    load: tuple[float, float]
+    """One-minute load average before and after (the machine may be shared)."""
+
+
+def soak_once(work: Path, config: dict[str, Any], phases: str, *, name: str,
+              timeout: float) -> OnceRun:  # fmt: skip
+    """`soak once --phases` on `config` (written to `work`), pinned to the tester core; an
+    error naming `name` when it wrote no report."""
+    (work / "soak.yaml").write_text(yaml.safe_dump(config))
+    argv = pinned(TESTER_CORE, [sys.executable, "-m", "soak", "once", "--config",
+                                str(work / "soak.yaml"), "--out", str(work / "out"),
+                                "--phases", phases])  # fmt: skip
+    load_before = os.getloadavg()[0]
+    started = time.monotonic()
+    done = subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=timeout)
+    elapsed = time.monotonic() - started
+    path = work / "out" / "report.json"
+    if not path.exists():
+        raise RuntimeError(f"{name}: soak once exit {done.returncode}: {done.stderr[-800:]}")
+    return OnceRun(json.loads(path.read_text()), elapsed, (load_before, os.getloadavg()[0]))
+
+
 def gateway_config(name: str, work: Path, mock_port: int) -> dict[str, Any]:
     """The `gateway` section of one bench run (managed, pinned to the gateway core)."""
     if name == "nginx":
@@ -119,18 +148,8 @@ def run_gateway(name: str, phases: str) -> dict[str, Any]:
             "mock": {"port": mock_port},
             "phases": {"calibration": LOW, "overhead": LOW, "capacity": CAPACITY},
         }
-        (work / "soak.yaml").write_text(yaml.safe_dump(config))
-        argv = pinned(TESTER_CORE, [sys.executable, "-m", "soak", "once", "--config",
-                                    str(work / "soak.yaml"), "--out", str(work / "out"),
-                                    "--phases", phases])  # fmt: skip
-        load_before = os.getloadavg()[0]
-        started = time.monotonic()
-        done = subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=600)
-        elapsed = time.monotonic() - started
-        report_path = work / "out" / "report.json"
-        if not report_path.exists():
-            raise RuntimeError(f"{name}: soak once exit {done.returncode}: {done.stderr[-500:]}")
-        report = json.loads(report_path.read_text())
+        once = soak_once(work, config, phases, name=name, timeout=600)
+    report = once.report
     if report.get("error"):
         raise RuntimeError(f"{name}: {report['error']}")
     by_name = {p["name"]: p for p in report["phases"]}
@@ -145,9 +164,9 @@ def run_gateway(name: str, phases: str) -> dict[str, Any]:
         "overhead_success": over["success_ratio"],
         "own_overhead_p50": (over["params"].get("gateway_reported") or {}).get("overhead_p50"),
         "rss_peak_mb": max(rss) / 2**20 if rss else None,
-        "load_before": load_before,
-        "load_after": os.getloadavg()[0],
-        "seconds": elapsed,
+        "load_before": once.load[0],
+        "load_after": once.load[1],
+        "seconds": once.seconds,
     }
     if cap is not None:
         d = cap["details"]

@@ -20,19 +20,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-from bench_gateways import GATEWAY_CORE, TESTER_CORE, free_port, pinned
+from bench_gateways import GATEWAY_CORE, free_port, pinned, soak_once
 from doc_section import write_section
+
+from soak.reports.formatting import fmt_num
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "BENCHMARKS.md"
@@ -104,19 +103,8 @@ def run_keys(count: int, args: argparse.Namespace) -> dict[str, Any]:
             "workload": {"keys": {"file": "keys.txt"}},
             "phases": {"memory": memory},
         }
-        (work / "soak.yaml").write_text(yaml.safe_dump(config))
-        argv = pinned(TESTER_CORE, [sys.executable, "-m", "soak", "once", "--config",
-                                    str(work / "soak.yaml"), "--out", str(work / "out"),
-                                    "--phases", "memory"])  # fmt: skip
-        load_before = os.getloadavg()[0]
-        started = time.monotonic()
-        done = subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=1200)
-        elapsed = time.monotonic() - started
-        path = work / "out" / "report.json"
-        if not path.exists():
-            raise RuntimeError(f"{count} keys: soak once exit {done.returncode}: "
-                               f"{done.stderr[-800:]}")  # fmt: skip
-        report = json.loads(path.read_text())
+        once = soak_once(work, config, "memory", name=f"{count} keys", timeout=1200)
+    report = once.report
     phase = next(p for p in report["phases"] if p["name"] == "memory")
     if phase.get("error"):
         raise RuntimeError(f"{count} keys: {phase['error']}")
@@ -124,8 +112,7 @@ def run_keys(count: int, args: argparse.Namespace) -> dict[str, Any]:
     return {"keys": count, "initial": d["initial"], "peak": d["peak"], "final": d["final"],
             "slope": d["slope_mb_per_min"], "sent": phase["sent"],
             "ok": phase["outcomes"].get("ok", 0), "p50": (phase["latency"] or {}).get("p50"),
-            "status": phase["status"], "load": (load_before, os.getloadavg()[0]),
-            "seconds": elapsed}  # fmt: skip
+            "status": phase["status"], "load": once.load, "seconds": once.seconds}  # fmt: skip
 
 
 def section(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
@@ -147,7 +134,7 @@ def section(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         lines.append(
             f"| {r['keys']} | {r['initial'] / mb:.1f} | {r['peak'] / mb:.1f} | "
             f"{r['final'] / mb:.1f} | {(r['final'] - r['initial']) / mb:+.1f} | "
-            f"{r['slope']:.2f} | {r['ok']} / {r['sent']} | "
+            f"{fmt_num(r['slope'], 2)} | {r['ok']} / {r['sent']} | "
             f"{r['load'][0]:.2f} → {r['load'][1]:.2f} | {r['seconds']:.0f} s |"
         )
     return "\n".join(lines) + "\n"

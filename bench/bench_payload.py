@@ -19,15 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-from bench_gateways import GATEWAY_CORE, TESTER_CORE, free_port, gateway_config, pinned
+from bench_gateways import GATEWAY_CORE, free_port, gateway_config, pinned, soak_once
 from doc_section import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,26 +91,16 @@ def run_gateway(name: str, args: argparse.Namespace) -> dict[str, Any]:
             "mock": {"port": mock_port},
             "phases": {"payload": payload},
         }
-        (work / "soak.yaml").write_text(yaml.safe_dump(config))
-        argv = pinned(TESTER_CORE, [sys.executable, "-m", "soak", "once", "--config",
-                                    str(work / "soak.yaml"), "--out", str(work / "out"),
-                                    "--phases", "payload"])  # fmt: skip
-        load_before = os.getloadavg()[0]
-        started = time.monotonic()
-        done = subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=1200)
-        elapsed = time.monotonic() - started
-        path = work / "out" / "report.json"
-        if not path.exists():
-            raise RuntimeError(f"{name}: soak once exit {done.returncode}: {done.stderr[-800:]}")
-        report = json.loads(path.read_text())
+        once = soak_once(work, config, "payload", name=name, timeout=1200)
+    report = once.report
     phase = next(p for p in report["phases"] if p["name"] == "payload")
     if phase.get("error"):
         raise RuntimeError(f"{name}: {phase['error']}")
     d = phase["details"]
     return {"gateway": name, "steps": d["steps"], "slope": d["slope_s_per_100kb"],
             "floor_slope": d["floor_slope_s_per_100kb"], "net_slope": d["net_slope_s_per_100kb"],
-            "status": phase["status"], "notes": phase["notes"], "load_before": load_before,
-            "load_after": os.getloadavg()[0], "seconds": elapsed}  # fmt: skip
+            "status": phase["status"], "notes": phase["notes"], "load_before": once.load[0],
+            "load_after": once.load[1], "seconds": once.seconds}  # fmt: skip
 
 
 def _ms(value: float | None) -> str:

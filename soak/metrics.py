@@ -153,6 +153,12 @@ def _label(kind: str, value: str) -> str:
     return value
 
 
+def _model_label(model: str) -> str:
+    """A workload model name (from the config) as a label value: at most 64 characters of
+    `A-Za-z0-9_.-`, others as `_`."""
+    return _label("model", re.sub(r"[^A-Za-z0-9_.-]", "_", model)[:64])
+
+
 def _round(report: PhaseReport) -> str:
     """The `round` label of a report: its round number for a phase run in rounds, else ""."""
     number = report.params.get("round")
@@ -315,7 +321,7 @@ class SoakMetrics:
                 if values[:2] == (target, phase):
                     metric.remove(*values)
         for model, row in (parts.get("model") or {}).items():
-            name = _label("model", re.sub(r"[^A-Za-z0-9_.-]", "_", model)[:64])
+            name = _model_label(model)
             self[PHASE_MODEL_SUCCESS].labels(target, phase, name).set(row["success_ratio"])
             for stat in ("p50", "p99"):
                 if row.get(f"overhead_{stat}") is not None:
@@ -348,7 +354,7 @@ class SoakMetrics:
         steps = details.get("steps") or [{}]
         models = max(steps, key=lambda s: s.get("prompt_bytes", 0)).get("breakdown", {})
         for model, row in models.get("model", {}).items():
-            name = _label("model", re.sub(r"[^A-Za-z0-9_.-]", "_", model)[:64])
+            name = _model_label(model)
             for stat in ("p50", "p99"):
                 if row.get(f"overhead_{stat}") is not None:
                     self[MODEL_OVERHEAD].labels(t, name, stat).set(row[f"overhead_{stat}"])

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from soak.breakdown import breakdown
 from soak.config.fields import MAX_RATE, RATE_HINT, Section
 from soak.config.workload import MAX_ANSWER_TOKENS, MAX_PROMPT_BYTES, Distribution
 from soak.phases.base import PhaseContext, measure, request_plan, set_mock_latency, warm_up
@@ -151,7 +150,7 @@ async def run_payload(ctx: PhaseContext) -> PhaseReport:
             cpu_s_per_request=cpu / report.completed if cpu is not None and report.completed
             else None,
             usage=None if usage is None else usage.to_dict(), **seen,
-            breakdown=breakdown(run.results, plan),
+            breakdown=report.details.get("breakdown", {}),  # measure() grouped them
         )  # fmt: skip
         steps.append(row)
         reports.append(report)

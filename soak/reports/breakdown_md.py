@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from soak.reports.formatting import md_table
+from soak.reports.formatting import fmt_time, md_table
 from soak.summary import RunReport
 
 
 def _ms(value: float | None) -> str:
-    return "–" if value is None else f"{value * 1000:.2f}"
+    return fmt_time(value, "ms", suffix=False)
 
 
 def breakdown_tables(parts: Mapping[str, Any], where: str) -> list[str]:

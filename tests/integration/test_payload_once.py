@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
-from once_helpers import free_port, nginx_binary, run_once
+from once_helpers import Once, free_port, nginx_binary, run_once
 from prometheus_client import CollectorRegistry
 
 from soak.metrics import SoakMetrics
@@ -50,25 +51,40 @@ http {{
                              "daemon off;"])  # fmt: skip
 
 
-def test_payload_phase_through_nginx(tmp_path: Path) -> None:
+def _once_through_nginx(
+    tmp_path: Path, workload: dict[str, Any], phases: dict[str, Any], refuse: str = ""
+) -> Once:
+    """`soak once` of `phases` with `workload` through nginx (`_nginx`, refusing `refuse`),
+    nginx stopped whatever happens."""
     mock_port, nginx_port = free_port(), free_port()
-    nginx = _nginx(tmp_path / "nginx", nginx_port, mock_port)
+    nginx = _nginx(tmp_path / "nginx", nginx_port, mock_port, refuse=refuse)
     try:
         config = {
             "version": 1,
             "gateway": {"name": "nginx", "kind": "openai", "url": f"http://127.0.0.1:{nginx_port}",
                         "chat_path": "/p/primary/v1/chat/completions", "model": "soak-model"},
             "mock": {"port": mock_port},
-            "workload": {"structure": {"single": 1, "history": 1, "system": 1, "tools": 1},
-                         "models": {"small": 3, "large": 1}},
-            "phases": {"payload": {"rate": 8, "duration": "2s", "latency": "10ms",
-                                   "prompt_bytes": [1024, 65536, 262144],
-                                   "answer_tokens": [16, 512], "warmup": "0s"}},
+            "workload": workload,
+            "phases": phases,
         }  # fmt: skip
-        done = run_once(tmp_path, config, "--phases", "payload")
+        return run_once(tmp_path, config, "--phases", ",".join(phases))
     finally:
         nginx.terminate()
         nginx.wait(10)
+
+
+def _leaked(done: Once, keys: list[str]) -> list[str]:
+    """The key values found in anything `soak once` printed or wrote."""
+    written = [done.stdout, done.stderr] + [p.read_text() for p in done.out.iterdir()]
+    return [k for k in keys for text in written if k in text]
+
+
+def test_payload_phase_through_nginx(tmp_path: Path) -> None:
+    workload = {"structure": {"single": 1, "history": 1, "system": 1, "tools": 1},
+                "models": {"small": 3, "large": 1}}
+    payload = {"rate": 8, "duration": "2s", "latency": "10ms",
+               "prompt_bytes": [1024, 65536, 262144], "answer_tokens": [16, 512], "warmup": "0s"}
+    done = _once_through_nginx(tmp_path, workload, {"payload": payload})  # fmt: skip
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     payload = done.phase("payload")
     steps = payload["details"]["steps"]
@@ -97,32 +113,19 @@ def test_workload_keys_and_models_through_nginx_never_leak(
     models; every answer verified, and no key value in any output soak writes."""
     keys = ["sk-virtual-aaa111", "sk-virtual-bbb222", "sk-virtual-ccc333"]
     monkeypatch.setenv("SOAK_TEST_VIRTUAL_KEYS", "\n".join(keys))
-    mock_port, nginx_port = free_port(), free_port()
-    nginx = _nginx(tmp_path / "nginx", nginx_port, mock_port)
-    try:
-        config = {
-            "version": 1,
-            "gateway": {"name": "nginx", "kind": "openai", "url": f"http://127.0.0.1:{nginx_port}",
-                        "chat_path": "/p/primary/v1/chat/completions", "model": "soak-model"},
-            "mock": {"port": mock_port},
-            "workload": {"prompt_bytes": {"dist": "lognormal", "mean": 8192, "stddev": 8192},
-                         "answer_tokens": {"values": [16, 128]},
-                         "structure": {"single": 1, "history": 1},
-                         "models": {"small": 1, "large": 1},
-                         "keys": {"env": "SOAK_TEST_VIRTUAL_KEYS"}},
-            "phases": {"overhead": {"rate": 20, "duration": "2s", "latency": "10ms"}},
-        }  # fmt: skip
-        done = run_once(tmp_path, config, "--phases", "overhead")
-    finally:
-        nginx.terminate()
-        nginx.wait(10)
+    workload = {"prompt_bytes": {"dist": "lognormal", "mean": 8192, "stddev": 8192},
+                "answer_tokens": {"values": [16, 128]},
+                "structure": {"single": 1, "history": 1},
+                "models": {"small": 1, "large": 1},
+                "keys": {"env": "SOAK_TEST_VIRTUAL_KEYS"}}
+    overhead_phase = {"rate": 20, "duration": "2s", "latency": "10ms"}
+    done = _once_through_nginx(tmp_path, workload, {"overhead": overhead_phase})  # fmt: skip
     overhead = done.phase("overhead")
     assert overhead["success_ratio"] == 1.0, (overhead["outcomes"], done.stderr[-2000:])
     verification = overhead["details"]["verification"]
     assert verification["checked"] == overhead["completed"] == 40
     assert verification["untraced"] == verification["forged"] == 0
-    written = [done.stdout, done.stderr] + [p.read_text() for p in done.out.iterdir()]
-    assert not [k for k in keys for text in written if k in text]
+    assert not _leaked(done, keys)
 
 
 def test_a_throttled_key_and_the_model_mix_show_per_phase(
@@ -133,22 +136,10 @@ def test_a_throttled_key_and_the_model_mix_show_per_phase(
     report and, fed the report soak wrote, in the metrics; no key value appears anywhere."""
     keys = ["sk-tenant-aaa111", "sk-tenant-bbb222", "sk-tenant-ccc333"]
     monkeypatch.setenv("SOAK_TEST_TENANT_KEYS", "\n".join(keys))
-    mock_port, nginx_port = free_port(), free_port()
-    nginx = _nginx(tmp_path / "nginx", nginx_port, mock_port, refuse=f"Bearer {keys[1]}")
-    try:
-        config = {
-            "version": 1,
-            "gateway": {"name": "nginx", "kind": "openai", "url": f"http://127.0.0.1:{nginx_port}",
-                        "chat_path": "/p/primary/v1/chat/completions", "model": "soak-model"},
-            "mock": {"port": mock_port},
-            "workload": {"models": {"small": 1, "large": 1},
-                         "keys": {"env": "SOAK_TEST_TENANT_KEYS"}},
-            "phases": {"overhead": {"rate": 30, "duration": "2s", "latency": "10ms"}},
-        }  # fmt: skip
-        done = run_once(tmp_path, config, "--phases", "overhead")
-    finally:
-        nginx.terminate()
-        nginx.wait(10)
+    workload = {"models": {"small": 1, "large": 1}, "keys": {"env": "SOAK_TEST_TENANT_KEYS"}}
+    overhead_phase = {"rate": 30, "duration": "2s", "latency": "10ms"}
+    done = _once_through_nginx(tmp_path, workload, {"overhead": overhead_phase},
+                               refuse=f"Bearer {keys[1]}")  # fmt: skip
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     overhead = done.phase("overhead")
     assert overhead["sent"] == 60
@@ -186,5 +177,4 @@ def test_a_throttled_key_and_the_model_mix_show_per_phase(
         p99 = value("soak_phase_last_model_overhead_seconds",
                     {**labels, "model": model, "statistic": "p99"})  # fmt: skip
         assert p99 == row["overhead_p99"] and p99 is not None
-    written = [done.stdout, done.stderr] + [p.read_text() for p in done.out.iterdir()]
-    assert not [k for k in keys for text in written if k in text]
+    assert not _leaked(done, keys)
