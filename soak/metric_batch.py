@@ -10,6 +10,7 @@ batch), and before the phase's summary gauges are written.
 
 from __future__ import annotations
 
+import threading
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -41,21 +42,26 @@ def observe_all(child: Any, values: Sequence[float]) -> None:
 
 class Pending:
     """Observations not applied yet, per (target, phase); `apply(target, phase, results)`
-    records a batch. Single-threaded like the event loop that feeds it: the registry is read
-    from the same loop (the daemon's /metrics handler)."""
+    records a batch. Fed by the load's event loop and flushed by it or by a registry read in
+    another thread (the daemon renders /metrics off the loop): the queue is swapped under a
+    lock, so no observation is applied twice or lost; batches are applied outside it."""
 
     def __init__(self, apply: Callable[[str, str, list[Result]], None]) -> None:
         self._apply = apply
         self._items: list[tuple[str, str, Result]] = []
+        self._lock = threading.Lock()
 
     def add(self, result: Result, target: str, phase: str) -> None:
-        items = self._items
-        items.append((target, phase, result))
-        if len(items) >= BATCH:
+        with self._lock:
+            items = self._items
+            items.append((target, phase, result))
+            full = len(items) >= BATCH
+        if full:
             self.flush()
 
     def flush(self) -> None:
-        items, self._items = self._items, []
+        with self._lock:
+            items, self._items = self._items, []
         if not items:
             return
         groups: dict[tuple[str, str], list[Result]] = {}

@@ -3,6 +3,8 @@ exactly whenever the registry is collected, never a series resurrected after it 
 
 from __future__ import annotations
 
+import sys
+import threading
 from array import array
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -75,6 +77,32 @@ def test_a_full_batch_is_applied_without_a_read() -> None:
         m.observe(result(i), target="gw", phase="overhead")
     child = m.bind(target="gw", phase="overhead").outcomes[Outcome.OK]
     assert child._value.get() == BATCH  # applied at the BATCH-th, before any collect
+
+
+def test_reads_in_another_thread_lose_and_double_nothing() -> None:
+    """The daemon renders /metrics in a worker thread while the loop keeps observing: every
+    result is counted exactly once however the reads interleave with the queue."""
+    registry = CollectorRegistry()
+    m = SoakMetrics(registry)
+    n, done = 20 * BATCH + 7, threading.Event()
+
+    def scrape() -> None:
+        while not done.is_set():
+            registry.get_sample_value("soak_requests_total", {})  # a collect: flushes
+    reader = threading.Thread(target=scrape)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    reader.start()
+    try:
+        for i in range(n):
+            m.observe(result(i), target="gw", phase="overhead")
+    finally:
+        done.set()
+        reader.join()
+        sys.setswitchinterval(interval)
+    labels = {"target": "gw", "phase": "overhead"}
+    assert registry.get_sample_value("soak_requests_total", {**labels, "outcome": "ok"}) == n
+    assert registry.get_sample_value("soak_request_duration_seconds_count", labels) == n
 
 
 def test_a_forgotten_target_is_not_brought_back_by_its_queued_results() -> None:

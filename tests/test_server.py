@@ -68,6 +68,28 @@ async def test_metrics_serve_the_daemons_registry(daemon: Daemon, aiohttp_client
     assert got[("process_resident_memory_bytes", ())] > 10e6  # the daemon's own process_*
 
 
+async def test_metrics_negotiate_openmetrics_and_filter_by_name(
+    daemon: Daemon, aiohttp_client
+) -> None:
+    """Rendered off the loop, /metrics still answers as prometheus_client's handler does:
+    OpenMetrics when the scraper asks for it, `name[]` restricts, gzip when accepted."""
+    client = await aiohttp_client(make_app(daemon.controls))
+    result = Result(seq=0, intended=10.0, sent=10.0, end=10.2, outcome=Outcome.OK)
+    daemon.metrics.observe(result, target="gw", phase="overhead")
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    resp = await client.get("/metrics", headers={"Accept": accept})
+    assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert (await resp.text()).endswith("# EOF\n")
+    resp = await client.get("/metrics", params=[("name[]", "soak_requests_total")])
+    got = samples(await resp.text())
+    assert {name for name, _ in got} == {"soak_requests_total"}, got
+    tp = (("outcome", "ok"), ("phase", "overhead"), ("target", "gw"))
+    assert got[("soak_requests_total", tp)] == 1
+    resp = await client.get("/metrics", headers={"Accept-Encoding": "gzip"})
+    assert resp.headers["Content-Encoding"] == "gzip"
+    assert samples(await resp.text())[("soak_requests_total", tp)] == 1
+
+
 async def test_healthy_and_ready(daemon: Daemon, aiohttp_client) -> None:
     client = await aiohttp_client(make_app(daemon.controls))
     assert (await client.get("/-/healthy")).status == 200
