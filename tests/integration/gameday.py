@@ -302,6 +302,20 @@ class DaemonProcess:
         got = get_json(f"{self.url}/runs?limit=1000")["runs"]
         return [r for r in got if r["finished_at"] and r["started_at"] >= since]
 
+    def untrusted(self, since: float, until: float) -> list[str]:
+        """Each phase, of the runs that finished between `since` and `until`, whose generator
+        flagged itself untrusted, with its reasons (the daemon's own reports, /runs/<id>)."""
+        out = []
+        for r in self.runs(since):
+            if r["finished_at"] > until:
+                continue
+            report = get_json(f"{self.url}/runs/{r['id']}")["report"]
+            for phase in report.get("phases", []):
+                health = phase.get("generator") or {}
+                if health and not health.get("trusted", True):
+                    out.append(f"{phase['name']}: {'; '.join(health.get('reasons', []))}")
+        return out
+
 
 class GameDay:
     """Everything running, on loopback, until the `with` block ends."""

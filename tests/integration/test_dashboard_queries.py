@@ -269,16 +269,22 @@ def test_every_dashboard_query_returns_data_after_a_short_run(
     time.sleep(2)  # two more evaluations of the recording rules after the last phase
 
     # The streaming alerts on the daemon's own labels, valued as its report counts the streams.
-    integrity = run["report"]["phases"][-1]["details"]["streaming"]["integrity"]
+    streaming = run["report"]["phases"][-1]
+    integrity = streaming["details"]["streaming"]["integrity"]
     broken = sum(n for cls, n in integrity.items() if cls != "whole")
     expected = {"SoakStreamTtftHigh": 1.0}
     if broken:
         expected["SoakStreamIntegrityLow"] = broken / sum(integrity.values())
+    health = streaming.get("generator") or {}
+    if not health.get("trusted", True):
+        # A starved tester (a loaded CI machine) flagged this phase, and its report says why:
+        # the phase's alerts are then muted for their window, by design (soak.rules).
+        expected = {}
     deadline, got = time.monotonic() + 15, stream_alerts(prom)
     while got.keys() != expected.keys() and time.monotonic() < deadline:
         time.sleep(0.5)
         got = stream_alerts(prom)
-    assert got == pytest.approx(expected), (got, integrity)
+    assert got == pytest.approx(expected), (got, integrity, health)
     # ... and the integrity alert's traffic gate counts this first run's streams, quiet or not
     (rule,) = [r for r in rules["groups"][-1]["rules"] if r["alert"] == "SoakStreamIntegrityLow"]
     gate_expr = rule["expr"].split("and on (target, phase)\n")[1].split("\n)\nunless")[0]
