@@ -117,6 +117,16 @@ def table(outcomes: list[Outcome], comp: Compression, load: Load, took: float) -
         f"{load.rate * load.duration:.0f} requests a phase (production ~1,200); Prometheus "
         f"scrapes and evaluates every {comp.scrape:g} s.",
         "",
+        "A stage can be disturbed: on a shared machine the tester may be starved during a "
+        "scenario that does not starve it on purpose. Then SoakGeneratorUntrusted fires, "
+        "truthfully, and the starved phases' own alerts are muted for their window (by "
+        "design). The harness checks such an alert against the daemon's own run reports "
+        "(`/runs/<id>`, each phase's `generator`): when they show untrusted phases it is "
+        "counted true, not unexpected, the scenario's facts say \"disturbed\" with the "
+        "reasons, and the CI cut plays a disturbed scenario that failed once more. An "
+        "untrusted alert that the reports do not back is still a failure. (A CI run on "
+        "2026-12-02 saw it in 3a, the outage with a fallback.)",
+        "",
         "Notifications: per alert, `groups: firing+resolved` webhook calls (a group is one "
         "incident; a second firing call in a group is an update, when another statistic or "
         "phase joins it, never a repeat: the bench fails a repeat or a group that fires again "
