@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -144,3 +145,35 @@ def test_odd_numbers_in_every_numeric_key_give_one_line_or_a_bounded_config(
             assert all(p.interval is None or p.interval <= 366 * 86400
                        for p in config.daemon.schedule), where  # fmt: skip
     assert MAX_RATE < MAX_REQUESTS and MAX_DURATION_S < MAX_REQUESTS  # what _bounded relies on
+
+
+
+HEADER = "gateway: {url: 'http://127.0.0.1:9', headers: {X-Tenant: %s}}"
+ENV = ("gateway: {url: 'http://127.0.0.1:9', managed: {command: ['true'], "
+       "ready_url: 'http://127.0.0.1:9/', env: {TOKEN: %s}}}")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "environ"),
+    [
+        (HEADER, "gateway.headers.X-Tenant", '"a\\0b"', {}),
+        (HEADER, "gateway.headers.X-Tenant", '"a\\x1bb"', {}),
+        (HEADER, "gateway.headers.X-Tenant", '"${SOAK_TEST_ODD}"', {"SOAK_TEST_ODD": "a\x7fb"}),
+        (ENV, "gateway.managed.env.TOKEN", '"a\\0b"', {}),
+        (ENV, "gateway.managed.env.TOKEN", '"${SOAK_TEST_ODD}"', {"SOAK_TEST_ODD": "a\nb"}),
+    ],
+)  # fmt: skip
+def test_a_control_character_in_a_header_or_env_value_is_one_line(
+    tmp_path: Path, section: str, key: str, value: str, environ: dict[str, str]
+) -> None:
+    """A NUL passed `soak check` and then made every request a `bad_response` (aiohttp refuses
+    the header; execve an environment). Refused at load, written in the file or coming from
+    the environment variable it names, without echoing the value (it may be a secret)."""
+    (tmp_path / "soak.yaml").write_text(f"version: 1\n{section % value}\n")
+    env = {k: v for k, v in os.environ.items() if k != "SOAK_TEST_ODD"} | environ
+    done = subprocess.run([*SOAK, "check", "soak.yaml"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert done.returncode == 2, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{key}: has a control character" in lines[0], done.stderr
+    assert all(v not in done.stderr for v in environ.values())

@@ -239,8 +239,19 @@ def _secret_map(
             s.wrong_type(name, "a string", value, secret=True)
         if isinstance(value, str) and ("\n" in value or "\r" in value):
             s.fail(name, "must be a single line")
-        out[name] = s.expand(name, str(value), env)
+        secret = s.expand(name, str(value), env)
+        if _CONTROL.search(secret.reveal()):  # the value is a secret: never in the message
+            s.fail(
+                name,
+                "has a control character (a NUL, CR, LF, ...), here or in the environment "
+                "variable it names: no HTTP header or environment takes one",
+            )
+        out[name] = secret
     return MappingProxyType(out)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+"""Bytes no HTTP header value (RFC 9110: field-vchar, space, tab) or environment takes."""
 
 
 def _mock(s: Section, env: Mapping[str, str]) -> MockSettings:
