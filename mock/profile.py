@@ -121,13 +121,20 @@ def parse_duration(value: Any, where: str) -> float:
     """Seconds from a number or a string like `250ms`, `1s`, `1m30s`: soak's one duration
     grammar (`soak.durations`), its errors as a `ProfileError` naming `where`."""
     try:
-        return durations.parse_duration(value)
+        seconds = durations.parse_duration(value)
     except (TypeError, ValueError):
         if isinstance(value, int | float) and not isinstance(value, bool):
             problem = "duration must be finite and >= 0"
         else:
             problem = "expected a duration like 250ms or 1s"
         raise ProfileError(f"{where}: {problem}, got {value!r}") from None
+    if seconds > MAX_DURATION_S:  # a 1e308 s latency overflowed the event loop's timer
+        raise ProfileError(f"{where}: must be at most 168h (7 days), got {value!r}")
+    return seconds
+
+
+MAX_DURATION_S = 7 * 86400.0
+"""The longest latency, delay or TTL a profile may ask for: soak's own bound on a phase."""
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:

@@ -156,3 +156,12 @@ def test_fault_decisions_follow_the_rates():
     assert decide(Faults(cut_rate=1.0), rng, stream=False) is None
     assert decide(Faults(cut_rate=1.0), rng, stream=True).kind == "cut"
     assert Profile().faults.any is False
+
+
+def test_a_duration_past_a_week_is_refused_with_its_key():
+    """A 1e308 s latency passed and overflowed the event loop's timer at the first request;
+    a profile asks for at most soak's own phase bound, 7 days."""
+    assert parse_duration("168h", "x") == 7 * 86400
+    for value in (1e308, "169h", 10**30):
+        with pytest.raises(ProfileError, match=r"^p\.latency: must be at most 168h \(7 days\)"):
+            parse_profile({"latency": value}, "p")
