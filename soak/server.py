@@ -119,7 +119,8 @@ async def reload(request: web.Request) -> web.Response:
 
 async def runs(request: web.Request) -> web.Response:
     raw = request.query.get("limit", str(DEFAULT_LIMIT))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # ASCII digits only: str.isdigit() is also true for '²' (which int() refuses) and '١'
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4) or not 1 <= int(raw) <= MAX_LIMIT:
         return web.json_response(
             {"error": f"limit must be an integer from 1 to {MAX_LIMIT}"}, status=400
         )
