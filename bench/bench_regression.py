@@ -182,7 +182,8 @@ def main() -> None:
     p.add_argument("--duration", default="10s")
     p.add_argument("--latency", default="100ms")
     p.add_argument("--delay", default="2ms")
-    p.add_argument("--no-write", action="store_true", help="print, do not edit BENCHMARKS.md")
+    p.add_argument("--no-write", action="store_true",
+                   help="print only: neither BENCHMARKS.md nor the raw verdicts")  # fmt: skip
     args = p.parse_args()
     delay = float(args.delay.removesuffix("ms")) / 1e3
     load0 = os.getloadavg()[0]
@@ -201,11 +202,13 @@ def main() -> None:
                   f" ({slow[-1]['p50_diff'] * 1e3:+.2f} ms)", flush=True)  # fmt: skip
     took = time.monotonic() - started
     args.policy = "SCHED_FIFO" if os.sched_getscheduler(0) == os.SCHED_FIFO else "SCHED_OTHER"
-    RAW.parent.mkdir(parents=True, exist_ok=True)
-    RAW.write_text(json.dumps({"same": same, "slow": slow}, indent=1) + "\n")
     text = render(same, slow, args, took, (load0, os.getloadavg()[0]))
     print(text)
-    if not args.no_write:
+    if not args.no_write:  # the raw verdicts only with the section that cites them
+        meta = {"date": time.strftime("%Y-%m-%d"), "policy": args.policy, "rounds": args.rounds,
+                "rate": args.rate, "duration": args.duration, "delay": args.delay}  # fmt: skip
+        RAW.parent.mkdir(parents=True, exist_ok=True)
+        RAW.write_text(json.dumps({"run": meta, "same": same, "slow": slow}, indent=1) + "\n")
         write_section(DOC, HEADING, text)
 
 
