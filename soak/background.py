@@ -4,8 +4,9 @@ A plan's `background: {rate, latency}` keeps the gateway busy between its phases
 it is soaked continuously and not only in bursts. The load is paused while a phase measures
 (a phase's figures stay its own) and resumes after; it sends in chunks of `CHUNK` seconds
 through the engine, so a pause or a SIGTERM ends it within one drain of in-flight requests
-(answers at `latency`). Its requests are counted under `phase="background"`, not verified
-against the mock's trace (they are load, not measurement).
+(answers at `latency`). Its requests are counted under `phase="background"`, each `ok` answer
+only once the mock's trace bears it out (`TraceVerifier`, as a phase's): a gateway that
+answers the background from a cache counts `untraced`, never `ok`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from soak.engine import LoadSpec, run_load
 from soak.metrics import SoakMetrics
 from soak.mockctl import MockControl, MockControlError
 from soak.phases.base import Target
+from soak.results import Result
+from soak.verify import TraceVerifier
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +115,15 @@ class Background:
             log.warning("background load: mock control API: %s", exc)
         self.metrics.bind(target=target, phase=PHASE)
         observe: Callable[..., None] = self.metrics.observe
+        mock = MockControl(mock_url, token=self._mock_token)
+        verifier = TraceVerifier(mock.traces, lambda r: observe(r, target=target, phase=PHASE))
 
-        def counted(result: object) -> None:
-            self.sent += 1
-            observe(result, target=target, phase=PHASE)
+        def counted(result: Result) -> None:
+            self.sent += 1  # when it ends, whatever its trace says later
+            verifier.add(result)
 
         session = make_session(max(4, int(load.rate * (load.latency + 1.0)) + 4), 30.0)
+        verifier.start()
         try:
             while not stop.is_set():
                 self._chunks += 1  # nonces restart with every engine run: a fresh run id each
@@ -140,7 +146,15 @@ class Background:
                 "background load stopped: %s", str(exc).splitlines()[0] if str(exc) else exc
             )
         finally:
-            await session.close()
+            try:
+                verification = await verifier.close()
+                if verification.untraced or verification.forged:
+                    log.warning("background load: %d answers the mock never served, %d forged",
+                                verification.untraced, verification.forged)  # fmt: skip
+            finally:
+                verifier.abort()
+                await mock.close()
+                await session.close()
 
     async def _set_latency(self, config: Config, latency: float, mock_url: str) -> None:
         fixed = {"model": "fixed", "value": latency}

@@ -168,6 +168,48 @@ async def test_background_load_pauses_for_a_phase_and_stops_within_its_bound(
         await supervisor.close(grace=5)
 
 
+async def test_background_answers_the_mock_never_served_are_not_ok(tmp_path: Path) -> None:
+    """The background load is verified like a phase: through a gateway that caches (replays its
+    first answer to every later request), the replays count `untraced` or `forged`, never
+    `ok` (unverified, they counted `ok` under phase="background")."""
+    hostile = ROOT / "tests" / "hostile_gateway.py"
+    command = [sys.executable, str(hostile), "--port", "{port}", "--mode", "cache",
+               "--upstream", "{mock_url}"]  # fmt: skip
+    path = tmp_path / "hostile.yaml"
+    path.write_text(
+        "version: 1\n"
+        "gateway:\n  name: proxy\n  kind: openai\n  chat_path: /p/primary/v1/chat/completions\n"
+        f"  managed: {{command: {command!r}, ready_log: hostile gateway listening, "
+        "ready_timeout: 30s}\n"
+    )
+    registry = new_registry()
+    supervisor = StackSupervisor(SoakMetrics(registry), interval=0.2)
+    config = load_config(path, env={})
+    background = supervisor.background
+    try:
+        stack = await supervisor.acquire(config)
+        background.configure(config, BackgroundConfig(rate=20.0, latency=0.01),
+                             target=gateway_target(config, stack), mock_url=stack.mock_url,
+                             mock_token=stack.mock_token)  # fmt: skip
+        background.resume()
+        for _ in range(100):
+            if background.sent >= 20:
+                break
+            await asyncio.sleep(0.05)
+        await background.close(bound=3.0)  # verifies what it still held
+    finally:
+        await supervisor.close(grace=5)
+
+    def count(outcome: str) -> float:
+        labels = {"target": "proxy", "phase": "background", "outcome": outcome}
+        return registry.get_sample_value("soak_requests_total", labels) or 0.0
+
+    assert background.sent >= 20
+    assert count("ok") <= 1  # the one answer the cache really fetched
+    assert count("untraced") + count("forged") >= background.sent - 1 - 4, (
+        count("ok"), count("untraced"), count("forged"), background.sent)  # fmt: skip
+
+
 def test_the_long_trend_leaves_a_process_start_up_out() -> None:
     """LiteLLM grows ~160 MB in its first minute, then stays flat: no trend once warmed up."""
     trend = LongTrend(window=1800.0, step=10.0, warmup=180.0)
