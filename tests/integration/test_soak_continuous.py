@@ -99,6 +99,7 @@ def test_the_gateway_lives_across_runs_and_a_crash_is_restarted_once(
     wait_for("a phase running", lambda: daemon.metric(
         "soak_phase_running", target="proxy", phase="overhead") == 1, 20, every=0.05)  # fmt: skip
     before = runs_total(daemon)
+    killed_at = time.time()
     os.kill(first, signal.SIGKILL)
     wait_for("the crash counted", lambda: daemon.metric(
         "soak_gateway_restarts_total", target="proxy", reason="crash") == 1, 20)  # fmt: skip
@@ -107,14 +108,13 @@ def test_the_gateway_lives_across_runs_and_a_crash_is_restarted_once(
 
     # The next run after the killed one passes, on the restarted process, and notes the crash.
     wait_for("two more runs", lambda: runs_total(daemon) >= before + 2, 30, every=0.2)
-    runs = [r for r in get_json(f"{daemon.url}/runs")["runs"] if r["status"] != "running"]
-    after = get_json(f"{daemon.url}/runs/{runs[0]['id']}")  # newest first
-    assert after["status"] == "passed", after["status"]
-    notes = [
-        note
-        for r in get_json(f"{daemon.url}/runs")["runs"][:4]
-        for note in get_json(f"{daemon.url}/runs/{r['id']}")["report"].get("notes", [])
-    ]
+    done = sorted((r for r in get_json(f"{daemon.url}/runs")["runs"] if r["finished_at"]),
+                  key=lambda r: r["started_at"])  # fmt: skip
+    (hit,) = [i for i, r in enumerate(done) if r["started_at"] <= killed_at <= r["finished_at"]]
+    killed, after = done[hit], done[hit + 1]  # the run the kill hit, and the one right after
+    assert after["status"] == "passed", (killed, after)
+    reports = [get_json(f"{daemon.url}/runs/{r['id']}")["report"] for r in (killed, after)]
+    notes = [note for report in reports for note in report.get("notes", [])]
     assert any("exited with code -9" in n for n in notes), notes
     assert daemon.metric("soak_gateway_restarts_total", target="proxy", reason="crash") == 1
     assert gateway_pids(daemon) == second
