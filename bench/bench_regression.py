@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -56,6 +57,14 @@ def wait_port(port: int, timeout: float = 15.0) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
+def host_cpu() -> tuple[int, int]:
+    """The machine's steal and total CPU ticks so far (/proc/stat): steal is time the
+    hypervisor gave our virtual CPUs to other guests, which no process here can see."""
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:]]
+    return (ticks[7] if len(ticks) > 7 else 0), sum(ticks[:8])
+
+
 def one_run(work: Path, name: str, args: argparse.Namespace, delay: float,
             baseline: Path | None) -> dict:  # fmt: skip
     """One `soak once` through a fresh proxy adding `delay` seconds; its report.json."""
@@ -82,7 +91,9 @@ def one_run(work: Path, name: str, args: argparse.Namespace, delay: float,
                "--phases", "overhead"]  # fmt: skip
         if baseline is not None:
             cmd += ["--baseline", str(baseline)]
+        steal0, total0 = host_cpu()
         done = subprocess.run(cmd, check=False, capture_output=True, timeout=300, text=True)
+        steal1, total1 = host_cpu()
     finally:
         proxy.terminate()
         proxy.wait(10)
@@ -91,11 +102,13 @@ def one_run(work: Path, name: str, args: argparse.Namespace, delay: float,
                            f" {done.stderr.strip()[-300:]}")
     report = json.loads((out / "report.json").read_text())
     report["_exit"] = done.returncode
+    report["_steal"] = (steal1 - steal0) / max(total1 - total0, 1)
     return report
 
 
-def verdicts(report: dict) -> dict:
-    """The overhead phase's comparison: overall verdict, per statistic, gate, p50 change."""
+def verdicts(report: dict, base_steal: float) -> dict:
+    """The overhead phase's comparison: overall verdict, per statistic, gate, p50 change, and
+    the larger host steal of its two runs."""
     comp = report["comparison"]
     (phase,) = [p for p in comp["phases"] if p["phase"] == "overhead"]
     stats = {s["stat"]: s for s in phase["stats"]}
@@ -107,6 +120,7 @@ def verdicts(report: dict) -> dict:
         "p50_low": stats["p50"]["low"],
         "p50_high": stats["p50"]["high"],
         "exit": report["_exit"],
+        "steal": max(report["_steal"], base_steal),
         "trusted": all((p.get("generator") or {}).get("trusted", True) for p in report["phases"]),
     }
 
@@ -171,8 +185,32 @@ def render(same: list[dict], slow: list[dict], args: argparse.Namespace, took: f
         " over one run's requests can see is drift between runs from other load on the machine"
         + (": under SCHED_FIFO the runs took the cores first." if args.policy == "SCHED_FIFO"
            else ": here other jobs shared the cores at the same priority."),
+        steal_line(same, slow),
         "",
     ])  # fmt: skip
+
+
+STOLEN = 0.01
+"""A pair counts as run on a stolen host when either run lost more than this share of the
+machine's CPU time to other guests."""
+
+
+def steal_line(same: list[dict], slow: list[dict]) -> str:
+    """Split the wrong verdicts by host steal: the drift no run can see from inside."""
+    def wrong(rows: list[dict], ok: Callable[[dict], bool]) -> tuple[int, int, int, int]:
+        stolen = [r for r in rows if r["steal"] > STOLEN]
+        clean = [r for r in rows if r["steal"] <= STOLEN]
+        return (len(stolen), sum(not ok(r) for r in stolen), len(clean),
+                sum(not ok(r) for r in clean))  # fmt: skip
+
+    sn, sw, cn, cw = wrong(same, lambda r: r["verdict"] in (UNCHANGED, INCONCLUSIVE))
+    dn, dw, en, ew = wrong(slow, lambda r: r["gate_failed"] or r["verdict"] == INCONCLUSIVE)
+    worst = max(r["steal"] for r in same + slow)
+    return (f"- Host steal (/proc/stat: CPU time the hypervisor gave this machine's virtual"
+            f" CPUs to other guests, at most {worst:.1%} of a pair's runs here): same-build"
+            f" pairs with more than {STOLEN:.0%} stolen {sn}, wrong verdicts among them {sw};"
+            f" without, {cn} and {cw}. Slowed pairs with more than {STOLEN:.0%} stolen {dn},"
+            f" missed among them {dw}; without, {en} and {ew}.")
 
 
 def main() -> None:
@@ -193,10 +231,10 @@ def main() -> None:
         for i in range(args.rounds):
             work = Path(tmp) / f"r{i}"
             work.mkdir()
-            one_run(work, "a", args, 0.0, None)
+            a_steal = one_run(work, "a", args, 0.0, None)["_steal"]
             base = work / "a" / "report.json"
-            same.append(verdicts(one_run(work, "b", args, 0.0, base)))
-            slow.append(verdicts(one_run(work, "s", args, delay, base)))
+            same.append(verdicts(one_run(work, "b", args, 0.0, base), a_steal))
+            slow.append(verdicts(one_run(work, "s", args, delay, base), a_steal))
             print(f"round {i + 1}: same {same[-1]['verdict']} ({same[-1]['p50_diff'] * 1e3:+.2f}"
                   f" ms), slow gate_failed={slow[-1]['gate_failed']}"
                   f" ({slow[-1]['p50_diff'] * 1e3:+.2f} ms)", flush=True)  # fmt: skip
