@@ -25,16 +25,15 @@ from soak.alerting import LEVELS, PHASE, TARGET, AlertOptions, RuleWriter, unles
 from soak.alerting import pct as _pct
 from soak.config.schema import SloConfig
 from soak.metric_catalogue import check_thresholds_are_buckets
-from soak.phases.memory import long_slope_alert as memory_long_slope_alert
 from soak.promql import agg, duration, num, ratio, seconds
 
 __all__ = ["AlertOptions", "build_prometheus_rule", "build_rules"]
 
 DEFAULT_PHASE_INTERVALS: dict[str, float] = {
-    "overhead": 900, "sustained": 900, "readiness": 900,
-    "stress": 3600, "breaker": 3600, "failover": 3600, "memory": 3600, "streaming": 3600,
-}  # fmt: skip
-"""Schedule interval (seconds) per phase, used for the committed rule files."""
+    s.name: s.reference_interval for s in registry.registry() if s.reference_interval
+}
+"""Schedule interval (seconds) per phase, used for the committed rule files: each phase's
+`PhaseSpec.reference_interval`."""
 
 DEFAULT_RUNBOOK_BASE = "https://github.com/llm-soak/llm-soak/blob/main/docs/alerts.md"
 BURN_WINDOWS = (
@@ -127,8 +126,9 @@ def _target_alerts(
                     f"Gateway resident memory is {{{{ $value | humanizePercentage }}}} above its "
                     f"{w} low and still rising ({level} tier: {_pct(limit)}).",
                     tier=level)  # fmt: skip
-    if (memory := slo.phases.get("memory")) is not None:
-        memory_long_slope_alert(r, memory)
+    for spec in registry.registry():
+        if spec.target_alerts is not None and (section := slo.phases.get(spec.name)) is not None:
+            spec.target_alerts(r, section)
     success = tiers["success_ratio"]
     budget = 1 - success.target
     faster: list[str] = []

@@ -9,7 +9,7 @@ import json
 import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
@@ -20,12 +20,14 @@ from soak.mock.app import MockConfig, MockServer
 from soak.mock.profile import parse_profile
 
 from soak import phases
+from soak.alerting import RuleWriter
 from soak.config import ConfigError, describe
 from soak.config.fields import Section
 from soak.daemon import ConfigSource, Daemon
 from soak.once import run_once
 from soak.phases import PhaseContext, PhaseSpec, load_config
 from soak.phases.base import fixed_rate
+from soak.rules import DEFAULT_PHASE_INTERVALS, build_rules
 from soak.summary import PhaseReport
 from soak.verdicts import at_least, settle
 
@@ -133,6 +135,44 @@ def test_a_registered_phase_owns_its_sections(tmp_path: Path, ping: PhaseSpec) -
     message = r"bad\.yaml: phases\.ping\.rate: must be greater than 0, got 0$"
     with pytest.raises(ConfigError, match=message):
         load_config(bad, env={})
+
+
+def ping_alerts(r: RuleWriter, slo: PingSlo, *, phase: str, window: str, tiers: object) -> None:
+    r.alert("SoakPingLost", f'soak_phase_success_ratio{{phase="{phase}"}} < {slo.success_ratio}',
+            "0m", "warning", "pings lost", f"over {window}")  # fmt: skip
+
+
+def ping_target_alerts(r: RuleWriter, slo: PingSlo) -> None:
+    r.alert("SoakPingGauge", f"soak_ping_gauge < {slo.success_ratio}", "5m", "warning",
+            "ping gauge low", "held whatever the schedule runs")  # fmt: skip
+
+
+def test_its_alert_hooks_are_in_the_generated_rules(tmp_path: Path) -> None:
+    """A phase's own alerts exist when it is scheduled; its target alerts whatever is."""
+    spec = replace(PING, alerts=ping_alerts, target_alerts=ping_target_alerts)
+    phases.register(spec)
+    try:
+        slo = load_config(write_config(tmp_path / "soak.yaml", "http://127.0.0.1:9"), env={}).slo
+
+        def alerts(schedule: dict[str, float]) -> dict[str, dict]:
+            groups = build_rules(slo, phases=schedule)["groups"]
+            return {r["alert"]: r for g in groups for r in g["rules"] if "alert" in r}
+
+        scheduled = alerts({"ping": 3600})
+        assert 'phase="ping"} < 0.9' in scheduled["SoakPingLost"]["expr"]
+        assert scheduled["SoakPingGauge"]["expr"] == "soak_ping_gauge < 0.9"
+        other = alerts({"overhead": 900})
+        assert "SoakPingLost" not in other and "SoakPingGauge" in other
+    finally:
+        phases.unregister("ping")
+    assert "SoakPingGauge" not in alerts({"overhead": 900})
+
+
+def test_the_reference_schedule_is_what_the_phases_declare() -> None:
+    declared = {s.name: s.reference_interval for s in phases.registry() if s.reference_interval}
+    assert declared == DEFAULT_PHASE_INTERVALS
+    assert DEFAULT_PHASE_INTERVALS["overhead"] == 900 and DEFAULT_PHASE_INTERVALS["memory"] == 3600
+    assert not {"calibration", "capacity", "payload"} & set(DEFAULT_PHASE_INTERVALS)
 
 
 async def test_soak_once_runs_it_into_every_report(tmp_path: Path, ping: PhaseSpec) -> None:

@@ -257,6 +257,7 @@ def record_breaker(report: PhaseReport, metrics: Any, target: str) -> None:
 
 PHASE = PhaseSpec(
     name="breaker",
+    reference_interval=3600,  # hourly in the committed rule files
     order=50,
     run=run_breaker,
     settings=parse_breaker,

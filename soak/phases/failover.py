@@ -155,6 +155,7 @@ async def run_failover(ctx: PhaseContext) -> PhaseReport:
 
 PHASE = PhaseSpec(
     name="failover",
+    reference_interval=3600,  # hourly in the committed rule files
     order=60,
     run=run_failover,
     settings=parse_failover,

@@ -243,6 +243,8 @@ def long_slope_alert(r: RuleWriter, slo: MemorySlo) -> None:
 
 PHASE = PhaseSpec(
     name="memory",
+    reference_interval=3600,  # hourly in the committed rule files
+    target_alerts=long_slope_alert,
     order=70,
     run=run_memory,
     settings=parse_memory,

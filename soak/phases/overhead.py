@@ -158,6 +158,7 @@ PHASES = (
     ),
     PhaseSpec(
         name="overhead",
+        reference_interval=900,  # every 15 min in the committed rule files
         order=20,
         run=run_overhead,
         settings=parse_overhead,

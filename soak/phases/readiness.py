@@ -92,6 +92,7 @@ async def run_readiness(ctx: PhaseContext) -> PhaseReport:
 
 PHASE = PhaseSpec(
     name="readiness",
+    reference_interval=900,  # every 15 min in the committed rule files
     order=80,
     run=run_readiness,
     settings=parse_readiness,

@@ -55,6 +55,13 @@ class PhaseSpec:
     alerts: Callable[..., None] | None = None
     """Adds its alert rules: `alerts(rules, slo_section, tiers=..., window=..., options=...)`
     (see `soak.rules`)."""
+    target_alerts: Callable[[Any, Any], None] | None = None
+    """Adds alert rules on the target that hold whatever the schedule runs (a gauge the daemon
+    keeps between runs): `target_alerts(rules, slo_section)`, called when its SLO section is
+    set."""
+    reference_interval: float | None = None
+    """Seconds between its runs in the reference schedule the committed rule files and their
+    tests are built for (`soak.rules.DEFAULT_PHASE_INTERVALS`); None: not in it."""
     markdown: Callable[[Sequence[PhaseReport]], list[str]] | None = None
     """Its own section of report.md, given its reports of the run."""
 

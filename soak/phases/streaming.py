@@ -339,6 +339,7 @@ def streaming_alerts(
 
 PHASE = PhaseSpec(
     name="streaming",
+    reference_interval=3600,  # hourly in the committed rule files
     order=100,
     run=run_streaming,
     settings=parse_streaming,

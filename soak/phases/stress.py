@@ -116,6 +116,7 @@ async def run_stress(ctx: PhaseContext) -> list[PhaseReport]:
 
 PHASE = PhaseSpec(
     name="stress",
+    reference_interval=3600,  # hourly in the committed rule files
     order=30,
     run=run_stress,
     settings=parse_stress,

@@ -76,6 +76,7 @@ async def run_sustained(ctx: PhaseContext) -> PhaseReport:
 
 PHASE = PhaseSpec(
     name="sustained",
+    reference_interval=900,  # every 15 min in the committed rule files
     order=40,
     run=run_sustained,
     settings=parse_sustained,
