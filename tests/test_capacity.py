@@ -17,7 +17,7 @@ from soak.mock.app import MockConfig, MockServer
 from soak.mock.profile import parse_profile
 
 from soak.mockctl import MockControl
-from soak.phases import PhaseContext, Target, load_config
+from soak.phases import PhaseContext, Target, load_config, markdown_sections
 from soak.phases.capacity import (
     BUDGET,
     GENERATOR,
@@ -176,7 +176,7 @@ async def test_capacity_finds_the_knee_of_a_serial_gateway(mock, tmp_path: Path)
     assert report.status is Status.PASSED and report.target_rate == d["knee"]
     assert report.params["step_duration"] == 1.0 and report.params["slo"]["p99"] == 0.2
     run = RunReport("cap", 0.0, 1.0, "serial", "openai", "quick", phases=[report])
-    text = render_markdown(run)
+    text = render_markdown(run, markdown_sections())
     assert "## Capacity" in text and f"**{d['knee']:.1f} req/s**" in text
     assert "| rate (req/s) |" in text and "✗ " in text
     assert json.loads(json.dumps(report.to_dict()))["details"]["knee"] == d["knee"]

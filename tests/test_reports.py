@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from soak.phases import markdown_sections
 from soak.reports import parse_json, render_json, render_junit, render_markdown, write_reports
 from soak.reports.formatting import NA, check_line, fmt_auto, fmt_time, pick_unit
 from soak.reports.progress import Progress
@@ -150,7 +151,7 @@ def test_units_are_picked_by_size_and_none_is_a_dash() -> None:
 
 
 def test_markdown_of_passing_run_has_seed_tables_with_both_overhead_methods(passing) -> None:
-    md = render_markdown(passing)
+    md = render_markdown(passing, markdown_sections())
     assert md.startswith("# llm-soak report: litellm-ci — PASS\n")
     assert "| litellm-ci | litellm | quick | r-20261123-1 | 2027-01-15 08:00:00 UTC |" in md
     ours = row(md, "Overhead per request (ours, gated)")
@@ -438,7 +439,7 @@ def resilience_run() -> RunReport:
 
 
 def test_markdown_renders_the_seeds_resilience_blocks() -> None:
-    md = render_markdown(resilience_run())
+    md = render_markdown(resilience_run(), markdown_sections())
     assert "## Sustained Load Results (sustained)" in md
     assert "| Requests completed | 987 |" in md and "| Requests failed | 13 |" in md
     assert "| Throughput | 16.38 requests/second |" in md
@@ -476,7 +477,7 @@ def test_markdown_not_ready_and_reported_breaker_states() -> None:
         "bedrock": {"timeline": [[2.3, "CLOSED"], [3.3, "OPEN"], [14.6, "CLOSED"]],
                     "transitions": 2, "final": "CLOSED"},
     }  # fmt: skip
-    md = render_markdown(run)
+    md = render_markdown(run, markdown_sections())
     assert "**Overall: ✗ NOT READY**" in md
     assert "| ✗ | success ratio >= 95.00 | 90.00 | warning |" in md
     assert (
@@ -489,7 +490,9 @@ def test_resilience_details_round_trip_through_json_and_junit() -> None:
     back = parse_json(render_json(run))
     assert back.phases[1].details == run.phases[1].details
     assert back.phases[-1].details["verdict"] == "READY"
-    assert render_markdown(back) == render_markdown(run)
+    sections = markdown_sections()
+    assert render_markdown(back, sections) == render_markdown(run, sections)
+    assert "Production Readiness Criteria" in render_markdown(back, sections)
     suite = ET.fromstring(render_junit(run)).find("testsuite")
     assert suite is not None
     cases = {c.get("name"): c for c in suite.iter("testcase")}

@@ -225,7 +225,7 @@ def test_markdown_has_a_streaming_section() -> None:
     }  # fmt: skip
     run = RunReport(run_id="r", started_at=0, finished_at=1, target="gw", kind="openai",
                     profile="quick", phases=[report])  # fmt: skip
-    text = render_markdown(run)
+    text = render_markdown(run, phases.markdown_sections())
     section = text[text.index("## Streaming") :]
     assert "| gateway-added TTFT | 1 | 5.00 | 5.00 | 5.00 | 5.00 |" in section
     assert "| whole | 1 |" in section

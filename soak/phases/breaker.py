@@ -255,6 +255,13 @@ def record_breaker(report: PhaseReport, metrics: Any, target: str) -> None:
     metrics.replay_breakers(report.details, target=target)
 
 
+def breaker_markdown(reports: Sequence[PhaseReport]) -> list[str]:
+    """Its report.md section (`soak.reports.resilience_md`), imported when a report is written."""
+    from soak.reports.resilience_md import breaker_section
+
+    return breaker_section(reports)
+
+
 PHASE = PhaseSpec(
     name="breaker",
     reference_interval=3600,  # hourly in the committed rule files
@@ -264,4 +271,5 @@ PHASE = PhaseSpec(
     slo=parse_breaker_slo,
     in_error_budget=False,  # it faults the primary on purpose
     record=record_breaker,
+    markdown=breaker_markdown,
 )

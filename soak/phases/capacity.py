@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -376,6 +376,13 @@ def record_capacity(report: PhaseReport, metrics: Any, target: str) -> None:
         metrics.set_capacity_knee(report.details.get("knee") or 0.0, target=target)
 
 
+def capacity_markdown(reports: Sequence[PhaseReport]) -> list[str]:
+    """Its report.md section (`soak.reports.capacity_md`), imported when a report is written."""
+    from soak.reports.capacity_md import capacity_section
+
+    return capacity_section(reports)
+
+
 PHASE = PhaseSpec(
     name="capacity",
     order=90,
@@ -386,4 +393,5 @@ PHASE = PhaseSpec(
     in_error_budget=False,  # it pushes the gateway past what it carries on purpose
     thresholds=capacity_thresholds,
     record=record_capacity,
+    markdown=capacity_markdown,
 )

@@ -10,6 +10,7 @@ Checks: the share failed over, and mean and max failover time (the seed's 8/10, 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,6 +154,13 @@ async def run_failover(ctx: PhaseContext) -> PhaseReport:
     return settle(report)
 
 
+def failover_markdown(reports: Sequence[PhaseReport]) -> list[str]:
+    """Its report.md section (`soak.reports.resilience_md`), imported when a report is written."""
+    from soak.reports.resilience_md import failover_section
+
+    return failover_section(reports)
+
+
 PHASE = PhaseSpec(
     name="failover",
     reference_interval=3600,  # hourly in the committed rule files
@@ -165,4 +173,5 @@ PHASE = PhaseSpec(
     histograms=(FAILOVER.name,),
     record=record_failover,
     alerts=failover_alerts,
+    markdown=failover_markdown,
 )

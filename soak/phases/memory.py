@@ -241,6 +241,13 @@ def long_slope_alert(r: RuleWriter, slo: MemorySlo) -> None:
             )  # fmt: skip
 
 
+def memory_markdown(reports: Sequence[PhaseReport]) -> list[str]:
+    """Its report.md section (`soak.reports.resilience_md`), imported when a report is written."""
+    from soak.reports.resilience_md import memory_section
+
+    return memory_section(reports)
+
+
 PHASE = PhaseSpec(
     name="memory",
     reference_interval=3600,  # hourly in the committed rule files
@@ -249,4 +256,5 @@ PHASE = PhaseSpec(
     run=run_memory,
     settings=parse_memory,
     slo=parse_memory_slo,
+    markdown=memory_markdown,
 )

@@ -6,6 +6,7 @@ each carries the seed's target / acceptable / warning tier, and p50 is graded to
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from soak.alerting import judged_alerts
@@ -90,6 +91,13 @@ async def run_readiness(ctx: PhaseContext) -> PhaseReport:
     return report
 
 
+def readiness_markdown(reports: Sequence[PhaseReport]) -> list[str]:
+    """Its report.md section (`soak.reports.resilience_md`), imported when a report is written."""
+    from soak.reports.resilience_md import readiness_section
+
+    return readiness_section(reports)
+
+
 PHASE = PhaseSpec(
     name="readiness",
     reference_interval=900,  # every 15 min in the committed rule files
@@ -99,4 +107,5 @@ PHASE = PhaseSpec(
     slo=parse_readiness_slo,
     alerts=judged_alerts,  # normal traffic: held to the success and latency tiers
     thresholds=readiness_thresholds,
+    markdown=readiness_markdown,
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -337,6 +338,13 @@ def streaming_alerts(
             f"cut or untraced); the SLO requires {pct(slo.whole_ratio)} whole.")  # fmt: skip
 
 
+def streaming_markdown(reports: Sequence[PhaseReport]) -> list[str]:
+    """Its report.md section (`soak.reports.streaming_md`), imported when a report is written."""
+    from soak.reports.streaming_md import streaming_section
+
+    return streaming_section(reports)
+
+
 PHASE = PhaseSpec(
     name="streaming",
     reference_interval=3600,  # hourly in the committed rule files
@@ -348,4 +356,5 @@ PHASE = PhaseSpec(
     record=record_streaming,
     thresholds=streaming_thresholds,
     alerts=streaming_alerts,
+    markdown=streaming_markdown,
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from soak.alerting import BURN_ALERTS, TARGET, RuleWriter, pct, unless_fired
@@ -114,6 +115,13 @@ async def run_stress(ctx: PhaseContext) -> list[PhaseReport]:
     return reports
 
 
+def stress_markdown(reports: Sequence[PhaseReport]) -> list[str]:
+    """Its rounds' report.md table (`soak.reports.markdown`), imported when a report is written."""
+    from soak.reports.markdown import stress_section
+
+    return stress_section(reports)
+
+
 PHASE = PhaseSpec(
     name="stress",
     reference_interval=3600,  # hourly in the committed rule files
@@ -123,4 +131,5 @@ PHASE = PhaseSpec(
     slo=parse_stress_slo,
     in_error_budget=False,  # it provokes errors on purpose
     alerts=stress_alerts,
+    markdown=stress_markdown,
 )

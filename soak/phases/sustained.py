@@ -7,6 +7,7 @@ success checks (`soak.verdicts.tiered`): they grade a figure, they never fail a 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from soak.alerting import judged_alerts
@@ -74,6 +75,13 @@ async def run_sustained(ctx: PhaseContext) -> PhaseReport:
     return settle(report)
 
 
+def sustained_markdown(reports: Sequence[PhaseReport]) -> list[str]:
+    """Its report.md section (`soak.reports.resilience_md`), imported when a report is written."""
+    from soak.reports.resilience_md import sustained_section
+
+    return sustained_section(reports)
+
+
 PHASE = PhaseSpec(
     name="sustained",
     reference_interval=900,  # every 15 min in the committed rule files
@@ -83,4 +91,5 @@ PHASE = PhaseSpec(
     slo=parse_sustained_slo,
     alerts=judged_alerts,  # normal traffic: held to the success and latency tiers
     thresholds=lambda slo: [Threshold(REQUEST_DURATION.name, "slo.sustained.p95", slo.p95)],
+    markdown=sustained_markdown,
 )

@@ -6,10 +6,11 @@ parsed back from JSON renders the same; anything missing shows as "—".
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from soak.reports.formatting import NA, fmt_num, fmt_pct, fmt_time, is_number, md_table, one_line
-from soak.summary import PhaseReport, RunReport
+from soak.summary import PhaseReport
 
 CURVE_HEADERS = (
     "rate (req/s)",
@@ -73,9 +74,10 @@ def phase_lines(phase: PhaseReport) -> list[str]:
     return [*lines, ""]
 
 
-def capacity_section(run: RunReport) -> list[str]:
-    """`## Capacity` with one block per capacity phase; nothing when none ran."""
-    phases = [p for p in run.phases if p.kind == "capacity" and p.details]
+def capacity_section(reports: Sequence[PhaseReport]) -> list[str]:
+    """`## Capacity` with one block per capacity phase run (`PhaseSpec.markdown`); nothing
+    when none has its details."""
+    phases = [p for p in reports if p.details]
     if not phases:
         return []
     lines = ["## Capacity", ""]

@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from soak.reports.breakdown_md import breakdown_section
-from soak.reports.capacity_md import capacity_section
 from soak.reports.comparison_md import comparison_section
 from soak.reports.formatting import (
     NA,
@@ -37,8 +36,6 @@ from soak.reports.formatting import (
     untrusted_phases,
 )
 from soak.reports.gateway_md import gateway_section
-from soak.reports.resilience_md import SECTIONS as RESILIENCE_SECTIONS
-from soak.reports.streaming_md import streaming_section
 from soak.results import Outcome
 from soak.summary import LatencySummary, PhaseReport, RunReport
 
@@ -160,8 +157,8 @@ def _overhead(run: RunReport) -> list[str]:
     return lines
 
 
-def _stress(run: RunReport) -> list[str]:
-    phases = [p for p in run.phases if p.kind == "stress"]
+def stress_section(phases: Sequence[PhaseReport]) -> list[str]:
+    """The stress rounds' table (`PhaseSpec.markdown` of the stress phase)."""
     if not phases:
         return []
     heads = ("Round", "Status", "Target RPS", *_RUN_HEADERS, "Mock latency", "Sent")
@@ -320,16 +317,17 @@ PhaseSection = Callable[[Sequence[PhaseReport]], list[str]]
 
 
 def render_markdown(run: RunReport, sections: Mapping[str, PhaseSection] | None = None) -> str:
-    """The full markdown report of a run; `sections` (phase kind → renderer) add the sections
-    of phases that bring their own, after the built-in ones."""
+    """The full markdown report of a run; `sections` (phase kind → renderer, in plan order:
+    `soak.phases.markdown_sections()`) add each phase's own section after the overhead and
+    stress tables and before the gateway's own view and the breakdowns."""
     lines = [*_header(run), "", *_verdicts(run), *comparison_section(run.comparison)]
-    for section in (_overhead, _stress, *RESILIENCE_SECTIONS, capacity_section,
-                    streaming_section, gateway_section, breakdown_section):  # fmt: skip
-        lines += section(run)
+    lines += _overhead(run)
     for kind, render in (sections or {}).items():
         reports = [p for p in run.phases if p.kind == kind]
         if reports:
             lines += render(reports)
+    for section in (gateway_section, breakdown_section):
+        lines += section(run)
     for section in (_other_latencies, _process, _checks, _generator, _outcomes, _settings,
                     _errors_notes):  # fmt: skip
         lines += section(run)

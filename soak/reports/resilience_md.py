@@ -9,7 +9,7 @@ anything missing shows as "—".
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from soak.reports.formatting import (
@@ -26,13 +26,7 @@ from soak.reports.formatting import (
     one_line,
     status_word,
 )
-from soak.summary import PhaseReport, RunReport
-
-Section = Callable[[RunReport], list[str]]
-
-
-def _of(run: RunReport, kind: str) -> list[PhaseReport]:
-    return [p for p in run.phases if p.kind == kind]
+from soak.summary import PhaseReport
 
 
 def _secs(value: Any) -> str:
@@ -75,9 +69,10 @@ def _kv(title: str, rows: Sequence[tuple[str, str]]) -> list[str]:
     return [title, "", md_table(("Metric", "Value"), rows), ""]
 
 
-def sustained_section(run: RunReport) -> list[str]:
+def sustained_section(reports: Sequence[PhaseReport]) -> list[str]:
+    """The `sustained` phase's report.md section (`PhaseSpec.markdown`)."""
     lines: list[str] = []
-    for p in _of(run, "sustained"):
+    for p in reports:
         lines += _kv(f"## Sustained Load Results ({one_line(p.name)})", _run_block(p))
     return lines
 
@@ -88,9 +83,10 @@ def _timeline(points: Any) -> str:
     return " → ".join(f"{s} @{float(t):.1f}s" for t, s in points if is_number(t))
 
 
-def breaker_section(run: RunReport) -> list[str]:
+def breaker_section(reports: Sequence[PhaseReport]) -> list[str]:
+    """The `breaker` phase's report.md section (`PhaseSpec.markdown`)."""
     lines: list[str] = []
-    for p in _of(run, "breaker"):
+    for p in reports:
         d = p.details
         start, end = d.get("fault_start"), d.get("fault_end")
         lines += [f"## Circuit Breaker ({one_line(p.name)}) — {status_word(p.status)}", ""]
@@ -143,9 +139,10 @@ def breaker_section(run: RunReport) -> list[str]:
     return lines
 
 
-def failover_section(run: RunReport) -> list[str]:
+def failover_section(reports: Sequence[PhaseReport]) -> list[str]:
+    """The `failover` phase's report.md section (`PhaseSpec.markdown`)."""
     lines: list[str] = []
-    for p in _of(run, "failover"):
+    for p in reports:
         d = p.details
         rows = [
             ("Mean failover time", fmt_auto(d.get("mean"))),
@@ -162,9 +159,10 @@ def failover_section(run: RunReport) -> list[str]:
     return lines
 
 
-def memory_section(run: RunReport) -> list[str]:
+def memory_section(reports: Sequence[PhaseReport]) -> list[str]:
+    """The `memory` phase's report.md section (`PhaseSpec.markdown`)."""
     lines: list[str] = []
-    for p in _of(run, "memory"):
+    for p in reports:
         d = p.details
         growth = d.get("growth")
         increase = (
@@ -190,9 +188,10 @@ def memory_section(run: RunReport) -> list[str]:
     return lines
 
 
-def readiness_section(run: RunReport) -> list[str]:
+def readiness_section(reports: Sequence[PhaseReport]) -> list[str]:
+    """The `readiness` phase's report.md section (`PhaseSpec.markdown`)."""
     lines: list[str] = []
-    for p in _of(run, "readiness"):
+    for p in reports:
         lines += _kv(f"## Production Readiness Results ({one_line(p.name)})", _run_block(p))
         rows = []
         for c in p.checks:
@@ -221,12 +220,3 @@ def readiness_section(run: RunReport) -> list[str]:
         lines.append("")
     return lines
 
-
-SECTIONS: tuple[Section, ...] = (
-    sustained_section,
-    breaker_section,
-    failover_section,
-    memory_section,
-    readiness_section,
-)
-"""In the phase order; markdown.py renders them after the stress rounds."""

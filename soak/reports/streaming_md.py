@@ -7,11 +7,12 @@ soak.phases.streaming and docs/streaming.md); anything missing shows as "—".
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from soak.reports.formatting import NA, fmt_mb, fmt_num, fmt_pct, fmt_time, md_table
 from soak.streaming import CLASSES
-from soak.summary import PhaseReport, RunReport
+from soak.summary import PhaseReport
 
 TIMING = (
     ("ttft", "TTFT"),
@@ -93,9 +94,10 @@ def phase_lines(phase: PhaseReport) -> list[str]:
     return [*lines, ""]
 
 
-def streaming_section(run: RunReport) -> list[str]:
-    """`## Streaming` with one block per streaming phase; nothing when none ran."""
-    phases = [p for p in run.phases if p.kind == "streaming" and p.details.get("streaming")]
+def streaming_section(reports: Sequence[PhaseReport]) -> list[str]:
+    """`## Streaming` with one block per streaming phase run (`PhaseSpec.markdown`); nothing
+    when none has its details."""
+    phases = [p for p in reports if p.details.get("streaming")]
     if not phases:
         return []
     lines = ["## Streaming", ""]
