@@ -130,6 +130,8 @@ async def _run_plan(
                 on_phase(report)
     if stop.is_set():
         run.aborted = True
+    if supervisor is not None and (note := supervisor.long_slope_note(config)) is not None:
+        run.notes.append(note)  # what SoakGatewayMemoryLongSlope reads, where the run is read
     return run
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from soak.background import Background
-from soak.config.fields import Secret
+from soak.config.fields import Secret, span
 from soak.config.schema import Config
 from soak.gateway.process import GatewayStartError
 from soak.metrics import SoakMetrics
@@ -252,6 +252,22 @@ class StackSupervisor:
     def long_slope(self) -> tuple[float | None, float]:
         """(bytes per second, seconds spanned) of the long-window trend so far."""
         return self._trend.slope(), self._trend.span()
+
+    def long_slope_note(self, config: Config) -> str | None:
+        """The long-window memory verdict as a line of the run report: the alert's figure
+        (`soak_gateway_memory_slope_bytes_per_second`) where the run is read. None without
+        samples (the gateway is not managed, or was just restarted)."""
+        slope, spanned = self.long_slope()
+        if slope is None:
+            return None
+        slo = config.slo.memory
+        line = (f"gateway memory over the long window: {slope * 3600 / 2**20:+.1f} MB/h from"
+                f" {spanned / 60:.0f} min of samples (window {span(slo.long_window)})")  # fmt: skip
+        if spanned < slo.long_window * MIN_SPAN:
+            return f"{line}; judged from {span(slo.long_window * MIN_SPAN)} of samples on"
+        above = slope > slo.long_slope_bytes_per_second
+        verdict = "ABOVE" if above else "within"
+        return f"{line}, {verdict} the {slo.long_slope_mb_per_hour:g} MB/h limit"
 
     async def close(self, grace: float = 10.0) -> None:
         """Stop the background load, the monitor and the processes (the daemon is stopping),

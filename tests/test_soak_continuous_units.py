@@ -15,7 +15,7 @@ from soak.metrics import SoakMetrics, new_registry
 from soak.phases import load_config
 from soak.procwatch import LongTrend, Sample
 from soak.runner import gateway_target
-from soak.supervisor import StackSupervisor, what_runs
+from soak.supervisor import StackSupervisor, long_trend, what_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAD = "version: 1\ngateway: {url: 'http://127.0.0.1:4000'}\n"
@@ -222,3 +222,22 @@ def test_the_long_trend_leaves_a_process_start_up_out() -> None:
     for second in range(1200):
         unwarmed.add(sample(float(second), 240e6 + 160e6 * min(second, 60) / 60))
     assert (unwarmed.slope() or 0) * 3600 / 2**20 > 50  # what the alert saw without it
+
+
+def test_the_run_report_says_the_long_window_slope_as_the_alert_reads_it(tmp_path: Path) -> None:
+    config = load(tmp_path, "slo: {memory: {long_window: 30m, long_slope_mb_per_hour: 5}}")
+    supervisor = StackSupervisor(SoakMetrics(new_registry()), interval=0.2)
+    assert supervisor.long_slope_note(config) is None  # no samples: no gateway of ours
+    supervisor._trend = trend = long_trend(1800.0)  # what a reload to this config sets
+    for second in range(600):  # 7 min at 12 MB/h after the first 180 s (warm-up) left out
+        trend.add(sample(float(second), 300e6 + 12 * 2**20 * second / 3600))
+    early = supervisor.long_slope_note(config)
+    assert early == ("gateway memory over the long window: +12.0 MB/h from 7 min of samples"
+                     " (window 1800s); judged from 900s of samples on")  # fmt: skip
+    for second in range(600, 1400):
+        trend.add(sample(float(second), 300e6 + 12 * 2**20 * second / 3600))
+    assert supervisor.long_slope_note(config) == (
+        "gateway memory over the long window: +12.0 MB/h from 20 min of samples"
+        " (window 1800s), ABOVE the 5 MB/h limit")  # fmt: skip
+    calm = load(tmp_path, "slo: {memory: {long_window: 30m, long_slope_mb_per_hour: 50}}")
+    assert supervisor.long_slope_note(calm).endswith(", within the 50 MB/h limit")

@@ -95,6 +95,20 @@ def test_the_gateway_lives_across_runs_and_a_crash_is_restarted_once(
                                outcome="ok")  # fmt: skip
     assert background is not None and background > 0
 
+    # A run read on its own says what the long-window memory alert reads (1m window: 6 s of
+    # warm-up left out, a point per 10 s, judged from 30 s of points).
+    def long_window_note() -> str | None:
+        for run in get_json(f"{daemon.url}/runs")["runs"]:
+            if run["finished_at"]:
+                report = get_json(f"{daemon.url}/runs/{run['id']}")["report"]
+                for note in report.get("notes", []):
+                    if note.startswith("gateway memory over the long window: "):
+                        return note
+        return None
+
+    note = wait_for("a run with the long-window memory note", long_window_note, 40, every=0.5)
+    assert " MB/h from " in note and "(window 60s)" in note, note
+
     # Kill the gateway while a phase sends through it.
     wait_for("a phase running", lambda: daemon.metric(
         "soak_phase_running", target="proxy", phase="overhead") == 1, 20, every=0.05)  # fmt: skip
