@@ -88,6 +88,9 @@ LAST_ADDED_TTFT = MetricSpec("soak_phase_last_gateway_added_ttft_seconds", G, TP
     "Streams: client TTFT minus the mock's own time to its first chunk, last run (exact).")
 LAST_MEMORY_GROWTH = MetricSpec("soak_phase_last_gateway_memory_growth_ratio", G, TPR,
     "Gateway RSS growth over the last run: final / initial - 1.")
+LAST_NEGATIVE_OVERHEAD = MetricSpec("soak_phase_last_negative_overhead_requests", G, TPR,
+    "Requests of the last run answered in less than the mock's own service time (overhead < 0, "
+    "kept as 0 in the overhead histograms): a clock or a gateway to look at.")
 BREAKER_STATE = MetricSpec("soak_breaker_state", G, TPS,
     "Breaker state: 0 closed, 1 half-open, 2 open; source observed (black-box) or reported.")
 BREAKER_TRANSITIONS = MetricSpec("soak_breaker_transitions_total", C, TPS,

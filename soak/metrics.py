@@ -57,6 +57,7 @@ from soak.metric_catalogue import (
     LAST_DURATION,
     LAST_LATENCY,
     LAST_MEMORY_GROWTH,
+    LAST_NEGATIVE_OVERHEAD,
     LAST_OVERHEAD,
     LAST_OVERHEAD_DIFF,
     LAST_RUN,
@@ -309,6 +310,9 @@ class SoakMetrics:
             self[LAST_MEMORY_GROWTH].labels(*labels).set(proc.rss_final / proc.rss_initial - 1)
         if report.generator is not None:
             self[GEN_TRUSTED].labels(*labels).set(1 if report.generator.trusted else 0)
+        if "overhead_per_request" in dist:  # 0 is a figure only where overhead was measured
+            negative = report.details.get("negative_overhead") or {}
+            self[LAST_NEGATIVE_OVERHEAD].labels(*labels).set(negative.get("count", 0))
         self.set_breakdown(report.details.get("breakdown") or {}, target=target, phase=phase)
 
     def set_breakdown(self, parts: Mapping[str, Any], *, target: str, phase: str) -> None:

@@ -146,6 +146,25 @@ def test_record_phase_sets_last_run_gauges(registry: CollectorRegistry) -> None:
     assert get("soak_phase_last_overhead_percentile_diff_seconds", q50) == 0.003
     assert get("soak_phase_last_gateway_memory_growth_ratio", running) == pytest.approx(0.25)
     assert get("soak_generator_trusted", running) == 0
+    assert get("soak_phase_last_negative_overhead_requests", running) == 0
+
+
+def test_negative_overhead_requests_of_the_last_run(registry: CollectorRegistry) -> None:
+    """The reports count answers faster than the mock's own time; the histograms clamp them."""
+    m = SoakMetrics(registry)
+    report = PhaseReport(name="overhead", kind="overhead", status=Status.PASSED,
+                         distributions={"overhead_per_request": summary(0.001)},
+                         details={"negative_overhead": {"count": 4, "worst": -0.002}})  # fmt: skip
+    m.record_phase(report, target="gw", finished_at=1.0)
+    labels = {"target": "gw", "phase": "overhead", "round": ""}
+    assert registry.get_sample_value("soak_phase_last_negative_overhead_requests", labels) == 4
+    report.details.clear()  # the next run had none: back to 0, not the stale 4
+    m.record_phase(report, target="gw", finished_at=2.0)
+    assert registry.get_sample_value("soak_phase_last_negative_overhead_requests", labels) == 0
+    m.record_phase(PhaseReport(name="breaker", kind="breaker", status=Status.PASSED),
+                   target="gw", finished_at=3.0)  # fmt: skip
+    none = {"target": "gw", "phase": "breaker", "round": ""}
+    assert registry.get_sample_value("soak_phase_last_negative_overhead_requests", none) is None
 
 
 @pytest.mark.parametrize(
