@@ -220,3 +220,11 @@ async def test_the_daemon_runs_it_and_exports_it(tmp_path: Path, ping: PhaseSpec
     last = (("phase", "ping"), ("round", ""), ("target", "direct"))  # one run: round ""
     assert samples[("soak_phase_last_verdict", last)] == 1
     assert samples[("soak_request_duration_seconds_count", labels)] == 5
+
+
+def test_every_builtin_report_section_resolves() -> None:
+    """The sections are imported when a report is written: a wrong name must fail here."""
+    sections = phases.markdown_sections()
+    assert set(sections) == {"stress", "sustained", "breaker", "failover", "memory",
+                             "readiness", "capacity", "payload", "streaming"}  # fmt: skip
+    assert all(render([]) == [] for render in sections.values())

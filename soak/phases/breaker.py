@@ -33,7 +33,7 @@ from soak.breaker import (
 )
 from soak.config.fields import Section
 from soak.phases.base import PhaseContext, measure, rate_shape, set_mock_latency
-from soak.phases.spec import PhaseSpec
+from soak.phases.spec import PhaseSpec, report_section
 from soak.phases.trails import client_trails, faulted
 from soak.results import Result
 from soak.summary import PhaseReport
@@ -255,13 +255,6 @@ def record_breaker(report: PhaseReport, metrics: Any, target: str) -> None:
     metrics.replay_breakers(report.details, target=target)
 
 
-def breaker_markdown(reports: Sequence[PhaseReport]) -> list[str]:
-    """Its report.md section (`soak.reports.resilience_md`), imported when a report is written."""
-    from soak.reports.resilience_md import breaker_section
-
-    return breaker_section(reports)
-
-
 PHASE = PhaseSpec(
     name="breaker",
     reference_interval=3600,  # hourly in the committed rule files
@@ -271,5 +264,5 @@ PHASE = PhaseSpec(
     slo=parse_breaker_slo,
     in_error_budget=False,  # it faults the primary on purpose
     record=record_breaker,
-    markdown=breaker_markdown,
+    markdown=report_section("soak.reports.resilience_md", "breaker_section"),
 )

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -30,7 +30,7 @@ from soak.config.fields import MAX_RATE as RATE_LIMIT
 from soak.config.fields import RATE_HINT, Section
 from soak.metric_catalogue import OVERHEAD, Threshold
 from soak.phases.base import PhaseContext, measure, set_mock_latency
-from soak.phases.spec import PhaseSpec
+from soak.phases.spec import PhaseSpec, report_section
 from soak.summary import PhaseReport, Status
 from soak.verdicts import at_least, settle
 
@@ -376,13 +376,6 @@ def record_capacity(report: PhaseReport, metrics: Any, target: str) -> None:
         metrics.set_capacity_knee(report.details.get("knee") or 0.0, target=target)
 
 
-def capacity_markdown(reports: Sequence[PhaseReport]) -> list[str]:
-    """Its report.md section (`soak.reports.capacity_md`), imported when a report is written."""
-    from soak.reports.capacity_md import capacity_section
-
-    return capacity_section(reports)
-
-
 PHASE = PhaseSpec(
     name="capacity",
     order=90,
@@ -393,5 +386,5 @@ PHASE = PhaseSpec(
     in_error_budget=False,  # it pushes the gateway past what it carries on purpose
     thresholds=capacity_thresholds,
     record=record_capacity,
-    markdown=capacity_markdown,
+    markdown=report_section("soak.reports.capacity_md", "capacity_section"),
 )

@@ -10,7 +10,6 @@ Checks: the share failed over, and mean and max failover time (the seed's 8/10, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +18,7 @@ from soak.config.fields import MAX_RATE, MAX_REQUESTS, RATE_HINT, Section
 from soak.failover import failover_stats
 from soak.metric_catalogue import FAILOVER, Threshold
 from soak.phases.base import PhaseContext, measure, set_mock_latency
-from soak.phases.spec import PhaseSpec
+from soak.phases.spec import PhaseSpec, report_section
 from soak.phases.trails import client_trails, faulted
 from soak.promql import agg, count_above, gated, num, ratio
 from soak.stats import summarize
@@ -154,13 +153,6 @@ async def run_failover(ctx: PhaseContext) -> PhaseReport:
     return settle(report)
 
 
-def failover_markdown(reports: Sequence[PhaseReport]) -> list[str]:
-    """Its report.md section (`soak.reports.resilience_md`), imported when a report is written."""
-    from soak.reports.resilience_md import failover_section
-
-    return failover_section(reports)
-
-
 PHASE = PhaseSpec(
     name="failover",
     reference_interval=3600,  # hourly in the committed rule files
@@ -173,5 +165,5 @@ PHASE = PhaseSpec(
     histograms=(FAILOVER.name,),
     record=record_failover,
     alerts=failover_alerts,
-    markdown=failover_markdown,
+    markdown=report_section("soak.reports.resilience_md", "failover_section"),
 )

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from soak.alerting import TARGET, RuleWriter
 from soak.config.fields import MAX_CONCURRENCY, MAX_REQUESTS, Section, span
 from soak.phases.base import PhaseContext, measure, set_mock_latency
-from soak.phases.spec import PhaseSpec
+from soak.phases.spec import PhaseSpec, report_section
 from soak.procwatch import ProcessWatch, Sample, rss_slope
 from soak.promql import num
 from soak.summary import PhaseReport, Status
@@ -241,13 +241,6 @@ def long_slope_alert(r: RuleWriter, slo: MemorySlo) -> None:
             )  # fmt: skip
 
 
-def memory_markdown(reports: Sequence[PhaseReport]) -> list[str]:
-    """Its report.md section (`soak.reports.resilience_md`), imported when a report is written."""
-    from soak.reports.resilience_md import memory_section
-
-    return memory_section(reports)
-
-
 PHASE = PhaseSpec(
     name="memory",
     reference_interval=3600,  # hourly in the committed rule files
@@ -256,5 +249,5 @@ PHASE = PhaseSpec(
     run=run_memory,
     settings=parse_memory,
     slo=parse_memory_slo,
-    markdown=memory_markdown,
+    markdown=report_section("soak.reports.resilience_md", "memory_section"),
 )

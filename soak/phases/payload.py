@@ -20,7 +20,7 @@ from typing import Any
 from soak.config.fields import MAX_RATE, RATE_HINT, Section
 from soak.config.workload import MAX_ANSWER_TOKENS, MAX_PROMPT_BYTES, Distribution
 from soak.phases.base import PhaseContext, measure, request_plan, set_mock_latency, warm_up
-from soak.phases.spec import PhaseSpec
+from soak.phases.spec import PhaseSpec, report_section
 from soak.results import Result
 from soak.summary import PhaseReport, Status
 from soak.usage import SAMPLE, compare_usage
@@ -201,12 +201,6 @@ def record_payload(report: PhaseReport, metrics: Any, target: str) -> None:
     metrics.set_payload(report.details, target=target)
 
 
-def payload_markdown(reports: Sequence[PhaseReport]) -> list[str]:
-    from soak.reports.payload_md import payload_section
-
-    return payload_section(reports)
-
-
 PHASE = PhaseSpec(
     name="payload",
     order=95,
@@ -215,5 +209,5 @@ PHASE = PhaseSpec(
     on_demand=True,  # minutes of large bodies: run when named
     in_error_budget=False,  # its sizes are chosen to find limits, not the daily traffic's
     record=record_payload,
-    markdown=payload_markdown,
+    markdown=report_section("soak.reports.payload_md", "payload_section"),
 )

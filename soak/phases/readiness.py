@@ -6,14 +6,13 @@ each carries the seed's target / acceptable / warning tier, and p50 is graded to
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from soak.alerting import judged_alerts
 from soak.config.fields import Section
 from soak.metric_catalogue import REQUEST_DURATION, Threshold
 from soak.phases.base import PhaseContext, fixed_rate, rate_shape
-from soak.phases.spec import PhaseSpec
+from soak.phases.spec import PhaseSpec, report_section
 from soak.summary import PhaseReport, Status
 from soak.verdicts import at_least, below, settle, tier_of, tiered
 
@@ -91,13 +90,6 @@ async def run_readiness(ctx: PhaseContext) -> PhaseReport:
     return report
 
 
-def readiness_markdown(reports: Sequence[PhaseReport]) -> list[str]:
-    """Its report.md section (`soak.reports.resilience_md`), imported when a report is written."""
-    from soak.reports.resilience_md import readiness_section
-
-    return readiness_section(reports)
-
-
 PHASE = PhaseSpec(
     name="readiness",
     reference_interval=900,  # every 15 min in the committed rule files
@@ -107,5 +99,5 @@ PHASE = PhaseSpec(
     slo=parse_readiness_slo,
     alerts=judged_alerts,  # normal traffic: held to the success and latency tiers
     thresholds=readiness_thresholds,
-    markdown=readiness_markdown,
+    markdown=report_section("soak.reports.resilience_md", "readiness_section"),
 )

@@ -9,6 +9,7 @@ the daemon's metrics, the rules and the reports loop over the specs and never na
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -65,6 +66,16 @@ class PhaseSpec:
     markdown: Callable[[Sequence[PhaseReport]], list[str]] | None = None
     """Its own section of report.md, given its reports of the run."""
 
+
+
+def report_section(module: str, name: str) -> Callable[[Sequence[PhaseReport]], list[str]]:
+    """A `markdown` hook that renders with `module.name`, imported when a report is written:
+    a phase declares its section without loading the report code at start."""
+
+    def render(reports: Sequence[PhaseReport]) -> list[str]:
+        return getattr(importlib.import_module(module), name)(reports)
+
+    return render
 
 
 def round_name(phase: str, number: int) -> str:

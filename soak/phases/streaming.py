@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +21,7 @@ from soak.client import make_session
 from soak.config.fields import MAX_CONCURRENCY, Section
 from soak.metric_catalogue import STREAM_INTEGRITY, TPOT, TTFT, Threshold
 from soak.phases.base import PhaseContext, chat_client, measure
-from soak.phases.spec import PhaseSpec
+from soak.phases.spec import PhaseSpec, report_section
 from soak.procwatch import ProcessWatch, Sample
 from soak.promql import count_above, gated, num, ratio
 from soak.streaming import Bounds, StreamStats, analyze, sent_of
@@ -338,13 +337,6 @@ def streaming_alerts(
             f"cut or untraced); the SLO requires {pct(slo.whole_ratio)} whole.")  # fmt: skip
 
 
-def streaming_markdown(reports: Sequence[PhaseReport]) -> list[str]:
-    """Its report.md section (`soak.reports.streaming_md`), imported when a report is written."""
-    from soak.reports.streaming_md import streaming_section
-
-    return streaming_section(reports)
-
-
 PHASE = PhaseSpec(
     name="streaming",
     reference_interval=3600,  # hourly in the committed rule files
@@ -356,5 +348,5 @@ PHASE = PhaseSpec(
     record=record_streaming,
     thresholds=streaming_thresholds,
     alerts=streaming_alerts,
-    markdown=streaming_markdown,
+    markdown=report_section("soak.reports.streaming_md", "streaming_section"),
 )

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from soak.alerting import BURN_ALERTS, TARGET, RuleWriter, pct, unless_fired
 from soak.config.fields import Section
 from soak.phases.base import PhaseContext, measure, rate_shape, set_mock_latency
-from soak.phases.spec import PhaseSpec, round_name
+from soak.phases.spec import PhaseSpec, report_section, round_name
 from soak.promql import agg, gated, num, ratio
 from soak.summary import PhaseReport, Status
 from soak.verdicts import at_least, settle
@@ -115,13 +114,6 @@ async def run_stress(ctx: PhaseContext) -> list[PhaseReport]:
     return reports
 
 
-def stress_markdown(reports: Sequence[PhaseReport]) -> list[str]:
-    """Its rounds' report.md table (`soak.reports.markdown`), imported when a report is written."""
-    from soak.reports.markdown import stress_section
-
-    return stress_section(reports)
-
-
 PHASE = PhaseSpec(
     name="stress",
     reference_interval=3600,  # hourly in the committed rule files
@@ -131,5 +123,5 @@ PHASE = PhaseSpec(
     slo=parse_stress_slo,
     in_error_budget=False,  # it provokes errors on purpose
     alerts=stress_alerts,
-    markdown=stress_markdown,
+    markdown=report_section("soak.reports.markdown", "stress_section"),
 )

@@ -7,14 +7,13 @@ success checks (`soak.verdicts.tiered`): they grade a figure, they never fail a 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from soak.alerting import judged_alerts
 from soak.config.fields import Section
 from soak.metric_catalogue import REQUEST_DURATION, Threshold
 from soak.phases.base import PhaseContext, fixed_rate, rate_shape
-from soak.phases.spec import PhaseSpec
+from soak.phases.spec import PhaseSpec, report_section
 from soak.summary import PhaseReport
 from soak.verdicts import at_least, below, settle, tiered
 
@@ -75,13 +74,6 @@ async def run_sustained(ctx: PhaseContext) -> PhaseReport:
     return settle(report)
 
 
-def sustained_markdown(reports: Sequence[PhaseReport]) -> list[str]:
-    """Its report.md section (`soak.reports.resilience_md`), imported when a report is written."""
-    from soak.reports.resilience_md import sustained_section
-
-    return sustained_section(reports)
-
-
 PHASE = PhaseSpec(
     name="sustained",
     reference_interval=900,  # every 15 min in the committed rule files
@@ -91,5 +83,5 @@ PHASE = PhaseSpec(
     slo=parse_sustained_slo,
     alerts=judged_alerts,  # normal traffic: held to the success and latency tiers
     thresholds=lambda slo: [Threshold(REQUEST_DURATION.name, "slo.sustained.p95", slo.p95)],
-    markdown=sustained_markdown,
+    markdown=report_section("soak.reports.resilience_md", "sustained_section"),
 )

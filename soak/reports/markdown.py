@@ -318,8 +318,8 @@ PhaseSection = Callable[[Sequence[PhaseReport]], list[str]]
 
 def render_markdown(run: RunReport, sections: Mapping[str, PhaseSection] | None = None) -> str:
     """The full markdown report of a run; `sections` (phase kind → renderer, in plan order:
-    `soak.phases.markdown_sections()`) add each phase's own section after the overhead and
-    stress tables and before the gateway's own view and the breakdowns."""
+    `soak.phases.markdown_sections()`) add each phase's own section after the overhead
+    tables and before the gateway's own view and the breakdowns."""
     lines = [*_header(run), "", *_verdicts(run), *comparison_section(run.comparison)]
     lines += _overhead(run)
     for kind, render in (sections or {}).items():
