@@ -191,7 +191,7 @@ async def full_load(
             ctx, name="overhead", kind="overhead", target=target, rate=rate,
             duration=duration, timeout=30.0, params={},
         )  # fmt: skip
-    return run, report.details.get("verification")
+    return run, report.verification
 
 
 async def main_async(opts: dict[str, Any]) -> dict[str, Any]:

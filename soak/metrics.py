@@ -311,9 +311,9 @@ class SoakMetrics:
         if report.generator is not None:
             self[GEN_TRUSTED].labels(*labels).set(1 if report.generator.trusted else 0)
         if "overhead_per_request" in dist:  # 0 is a figure only where overhead was measured
-            negative = report.details.get("negative_overhead") or {}
-            self[LAST_NEGATIVE_OVERHEAD].labels(*labels).set(negative.get("count", 0))
-        self.set_breakdown(report.details.get("breakdown") or {}, target=target, phase=phase)
+            negative = report.negative_overhead
+            self[LAST_NEGATIVE_OVERHEAD].labels(*labels).set(negative.count if negative else 0)
+        self.set_breakdown(report.breakdown or {}, target=target, phase=phase)
 
     def set_breakdown(self, parts: Mapping[str, Any], *, target: str, phase: str) -> None:
         """A phase's per-model overhead and success and its key counts (`soak.breakdown`),
@@ -340,11 +340,18 @@ class SoakMetrics:
         """The highest rate the last capacity search held (0: none held)."""
         self[CAPACITY_KNEE].labels(_label("target", target)).set(rate)
 
-    def set_payload(self, details: Mapping[str, Any], *, target: str) -> None:
-        """The payload phase's steps (overhead p50/p99, CPU per request), its slopes and its
-        per-model overhead; labels from phases.payload and workload.models only."""
+    def set_payload(
+        self,
+        steps: Sequence[Mapping[str, Any]],
+        slopes: Mapping[str, float | None],
+        *,
+        target: str,
+    ) -> None:
+        """The payload phase's steps (overhead p50/p99, CPU per request), its slopes (basis →
+        seconds per 100 KB) and its per-model overhead; labels from phases.payload and
+        workload.models only."""
         t = _label("target", target)
-        for step in details.get("steps", ()):
+        for step in steps:
             sizes = (str(int(step["prompt_bytes"])), str(int(step["answer_tokens"])))
             for stat in ("p50", "p99"):
                 if step.get(stat) is not None:
@@ -352,11 +359,10 @@ class SoakMetrics:
             if step.get("cpu_s_per_request") is not None:
                 self[PAYLOAD_CPU].labels(t, *sizes).set(step["cpu_s_per_request"])
         for basis in ("gateway", "floor", "net"):
-            key = "slope_s_per_100kb" if basis == "gateway" else f"{basis}_slope_s_per_100kb"
-            if details.get(key) is not None:
-                self[PAYLOAD_SLOPE].labels(t, basis).set(details[key])
-        steps = details.get("steps") or [{}]
-        models = max(steps, key=lambda s: s.get("prompt_bytes", 0)).get("breakdown", {})
+            if (slope := slopes.get(basis)) is not None:
+                self[PAYLOAD_SLOPE].labels(t, basis).set(slope)
+        top = max(steps, key=lambda s: s.get("prompt_bytes", 0), default={})
+        models = top.get("breakdown", {})
         for model, row in models.get("model", {}).items():
             name = _model_label(model)
             for stat in ("p50", "p99"):
@@ -501,11 +507,11 @@ class SoakMetrics:
                 threads=proc.threads_peak,
             )
 
-    def replay_breakers(self, details: Mapping[str, Any], *, target: str) -> None:
-        """Replay a breaker phase's timelines (observed and reported, state names) into the
-        state gauges, so each state change counts one transition."""
+    def replay_breakers(self, timelines: Mapping[str, Any], *, target: str) -> None:
+        """Replay a breaker phase's timelines (source → provider → record with a `timeline` of
+        state names) into the state gauges, so each state change counts one transition."""
         for source in BREAKER_SOURCES:
-            per_provider = details.get(source)
+            per_provider = timelines.get(source)
             if not isinstance(per_provider, dict):
                 continue  # absent, or "not reported" by this gateway kind
             for provider, obs in per_provider.items():

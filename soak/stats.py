@@ -20,7 +20,7 @@ from hdrh.histogram import HdrHistogram
 from soak.compare import Histogram
 from soak.engine import LoadRun
 from soak.results import Result
-from soak.summary import LatencySummary
+from soak.summary import LatencySummary, NegativeOverhead
 
 US = 1_000_000
 HIGHEST_US = 3600 * US
@@ -115,9 +115,9 @@ def overhead_per_request(results: Iterable[Result]) -> LatencySummary | None:
     return summarize(o for r in results if (o := r.overhead) is not None)
 
 
-def negative_overhead(results: Iterable[Result]) -> dict[str, float] | None:
-    """Successful requests whose per-request overhead came out negative: `{"count", "worst"}`
-    (the most negative, seconds), None when there are none. The mock's service time cannot
+def negative_overhead(results: Iterable[Result]) -> NegativeOverhead | None:
+    """Successful requests whose per-request overhead came out negative: how many and the
+    most negative (seconds), None when there are none. The mock's service time cannot
     exceed the client's latency for a request the mock really served, so a negative value is
     clock noise (microseconds) or a marker that lies; the histograms record such values as 0,
     and this is where they are counted instead of hidden."""
@@ -127,7 +127,7 @@ def negative_overhead(results: Iterable[Result]) -> dict[str, float] | None:
         if o is not None and o < 0:
             count += 1
             worst = min(worst, o)
-    return {"count": count, "worst": worst} if count else None
+    return NegativeOverhead(count, worst) if count else None
 
 
 def overhead_percentile_diff(through: LatencySummary, direct: LatencySummary) -> dict[str, float]:
@@ -197,18 +197,16 @@ def report_fields(run: LoadRun) -> dict[str, Any]:
         if hist is not None:  # for comparing runs (soak.baseline)
             histograms["overhead_per_request"] = hist.to_json()
     notes = run_notes(run)
-    details: dict[str, Any] = {}
     negative = negative_overhead(results)
     if negative is not None:
-        details["negative_overhead"] = negative
         notes.append(
-            f"{negative['count']} requests had a negative per-request overhead (worst"
-            f" {negative['worst'] * 1e3:.3f} ms): the mock's service time exceeded the client's"
+            f"{negative.count} requests had a negative per-request overhead (worst"
+            f" {negative.worst * 1e3:.3f} ms): the mock's service time exceeded the client's"
             " latency; recorded as 0 in the overhead distribution and histogram"
         )
     return {
         "notes": notes,
-        "details": details,
+        "negative_overhead": negative,
         "duration_s": run.elapsed,
         "target_rate": run.target_rate,
         "throughput": throughput(run),

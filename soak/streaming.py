@@ -196,7 +196,7 @@ class StreamStats:
         return self.integrity.get("whole", 0) / self.streams if self.streams else None
 
     def to_details(self) -> dict[str, Any]:
-        """JSON-safe figures for `PhaseReport.details["streaming"]` (distributions apart)."""
+        """JSON-safe figures for `StreamingDetails.streaming` (distributions apart)."""
         return {
             "streams": self.streams,
             "integrity": dict(self.integrity),

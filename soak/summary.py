@@ -6,9 +6,10 @@ durations are seconds, ratios are 0..1, rates are requests per second.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, Self, TypeVar
 
 
 class Status(StrEnum):
@@ -81,6 +82,79 @@ class GeneratorHealth:
     reasons: tuple[str, ...] = ()
 
 
+def _plain_data(value: Any) -> Any:
+    """Dataclasses (records and summaries) to dicts, all the way down."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, dict):
+        return {k: _plain_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain_data(v) for v in value]
+    return value
+
+
+class PhaseDetails:
+    """Base of a phase's typed results record (a dataclass declared by the phase's module and
+    named in its `PhaseSpec.details`): what its report sections, metrics and the daemon read by
+    attribute, so a misspelt key fails in a type check or a test, not as "—" in a report.
+
+    `to_dict` gives the plain JSON under report.json's `details`; `from_dict` reads it back,
+    defaulting keys an older report lacks and ignoring keys it does not know."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    def headline(self) -> str | None:
+        """A word the phase adds to its key figures (readiness: READY / NOT READY)."""
+        return None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(slots=True)
+class PlainDetails(PhaseDetails):
+    """The details of a report whose phase declares no record type (or is not registered in
+    this process), kept as read so a round trip loses nothing."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.data)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        return cls(dict(data))
+
+
+D = TypeVar("D", bound=PhaseDetails)
+
+
+@dataclass(frozen=True, slots=True)
+class NegativeOverhead:
+    """Successful requests whose per-request overhead came out negative (clamped to 0 in the
+    distributions): how many, and the most negative value (seconds)."""
+
+    count: int
+    worst: float
+
+
+SHARED_DETAILS = (
+    "scheduled",
+    "negative_overhead",
+    "process_series",
+    "breakdown",
+    "verification",
+    "gateway_said",
+)
+"""`PhaseReport` fields any measured phase may fill; report.json keeps them under `details`
+beside the phase's own record (one flat object, as schema v1/v2 have it)."""
+
+
 @dataclass(slots=True)
 class PhaseReport:
     """One phase of a run."""
@@ -108,15 +182,49 @@ class PhaseReport:
     """The phase's settings as run (rate, duration, mock latency, concurrency)."""
     error: str | None = None
     notes: list[str] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
-    """Phase-specific results in plain JSON data: breaker timelines (observed and reported),
-    failover figures, the memory trend, the readiness verdict and tiers (see docs/reports.md)."""
+    details: PhaseDetails | None = None
+    """The phase's own typed record: breaker timelines (observed and reported), failover
+    figures, the memory trend, the readiness verdict and tiers, the capacity curve, ...
+    (see docs/reports.md); None before the phase got that far."""
     histograms: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Compact bucket counts of per-request distributions (`overhead_per_request`), so a later
     run can be compared with this one (`soak.compare.Histogram.to_json`)."""
+    scheduled: int | None = None
+    """Requests the open-loop schedule asked for (fixed-rate phases)."""
+    negative_overhead: NegativeOverhead | None = None
+    process_series: list[list[float | None]] | None = None
+    """The gateway process over the phase, `[t_rel_s, rss_bytes, cpu_percent]` rows."""
+    breakdown: dict[str, Any] | None = None
+    """Per model and per key tables of the phase (`soak.breakdown`)."""
+    verification: dict[str, Any] | None = None
+    """The tally of the mock's traces against the answers (`soak.verify.Verification`)."""
+    gateway_said: dict[str, Any] | None = None
+    """What the gateway's own headers said, against the mock's markers (soak.gateway.said)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain data; `details` holds the shared fields that are set, then the phase's record."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "details"}
+        details: dict[str, Any] = {}
+        for name in SHARED_DETAILS:
+            value = data.pop(name)
+            if value is not None:
+                details[name] = value
+        if self.details is not None:
+            details.update(self.details.to_dict())
+        data["details"] = details
+        return _plain_data(data)
+
+    def record(self, kind: type[D]) -> D:
+        """Its details as `kind` (its phase's record type): an empty record when it has none
+        (the phase ended before it got that far), read over when it was kept plain."""
+        if isinstance(self.details, kind):
+            return self.details
+        return kind.from_dict(self.details.to_dict() if self.details is not None else {})
+
+    def without_details(self, **changes: Any) -> PhaseReport:
+        """A copy with `changes` and neither the phase's record nor any shared detail (a
+        summary report made from one of its steps)."""
+        return replace(self, details=None, **dict.fromkeys(SHARED_DETAILS), **changes)
 
 
 @dataclass(slots=True)
@@ -147,6 +255,7 @@ class RunReport:
         return all(p.status in settled for p in self.phases)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {f.name: _plain_data(getattr(self, f.name)) for f in fields(self)}
+        data["phases"] = [p.to_dict() for p in self.phases]
         data["passed"] = self.passed
         return data

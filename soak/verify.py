@@ -132,7 +132,7 @@ class Verification:
             result.provider = result.service_s = None  # never a served-by or an overhead
 
     def to_dict(self) -> dict[str, Any]:
-        """The phase report's `details["verification"]`."""
+        """The phase report's `verification`."""
         out: dict[str, Any] = {
             "checked": self.checked,
             "untraced": self.untraced,

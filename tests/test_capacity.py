@@ -161,7 +161,7 @@ async def test_capacity_finds_the_knee_of_a_serial_gateway(mock, tmp_path: Path)
     finally:
         await ctx.mock.close()
         await runner.cleanup()
-    d = report.details
+    d = report.details.to_dict()
     rates = [s["rate"] for s in d["steps"]]
     print(json.dumps(d["steps"], indent=1))
     assert rates[0] == 10 and (d["steps"][0]["held"] or d["steps"][0]["stop"] == GENERATOR)
@@ -194,8 +194,9 @@ async def test_budget_too_small_for_a_step_runs_nothing(mock, tmp_path: Path) ->
         report = await run_capacity(ctx, clock=lambda: float(next(ticks)))
     finally:
         await ctx.mock.close()
-    assert report.details["stopped_by"] == BUDGET and report.details["steps"] == []
-    assert report.details["knee"] is None and report.status is Status.FAILED
+    d = report.details.to_dict()
+    assert d["stopped_by"] == BUDGET and d["steps"] == []
+    assert d["knee"] is None and report.status is Status.FAILED
     assert [c.name for c in report.checks] == ["capacity knee"]
 
 
@@ -209,4 +210,4 @@ def test_knee_is_exported_per_gateway(registry) -> None:
     SoakMetrics(registry).record_phase(report, target="portkey", finished_at=1.0)
     labels = {"target": "portkey", "phase": "capacity", "round": ""}
     value = registry.get_sample_value("soak_phase_last_target_requests_per_second", labels)
-    assert value == 20.0 and report.details["stopped_by"] == MAX_RATE
+    assert value == 20.0 and report.details.to_dict()["stopped_by"] == MAX_RATE

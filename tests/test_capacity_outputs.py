@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry
 
 from soak import phases
 from soak.metrics import SoakMetrics
+from soak.phases.capacity import CapacityDetails
 from soak.reports.html import render_html
 from soak.summary import PhaseReport, RunReport, Status
 
@@ -22,7 +23,7 @@ def _capacity(knee: float | None) -> PhaseReport:
     steps = [_step(20, 0.004, 0.02, 1.0), _step(40, 0.005, 0.03, 1.0), _step(80, 0.4, 2.5, 0.7)]
     return PhaseReport(
         name="capacity", kind="capacity", status=Status.PASSED, target_rate=knee or 0.0,
-        details={"knee": knee, "steps": steps, "stopped_by": "slo"},
+        details=CapacityDetails(knee=knee, steps=steps, stopped_by="slo"),
     )  # fmt: skip
 
 

@@ -18,6 +18,8 @@ from soak.cli import main
 from soak.daemon import ConfigSource, Daemon, _PhaseMetrics, run_status
 from soak.logjson import JsonFormatter, TextFormatter, mask
 from soak.metrics import SoakMetrics
+from soak.phases.breaker import BreakerDetails
+from soak.phases.failover import FailoverDetails
 from soak.summary import PhaseReport, ProcessSummary, RunReport, Status
 
 
@@ -141,13 +143,13 @@ def test_phase_reports_feed_breaker_failover_and_gateway_metrics(registry) -> No
                                      rss_peak=3e8, rss_initial=1e8, rss_final=2.5e8,
                                      fds_peak=40, threads_peak=9)  # fmt: skip
     timeline = [[0.1, "CLOSED"], [3.2, "OPEN"], [8.0, "HALF_OPEN"], [9.0, "CLOSED"]]
-    breaker.details = {
-        "observed": {"primary": {"timeline": timeline}, "fallback": {"timeline": [[0, "CLOSED"]]}},
-        "reported": "not reported",
-    }
+    breaker.details = BreakerDetails(
+        observed={"primary": {"timeline": timeline}, "fallback": {"timeline": [[0, "CLOSED"]]}},
+        reported="not reported",
+    )
     feed.phase_done(breaker)
     failover = PhaseReport(name="failover", kind="failover", status=Status.PASSED)
-    failover.details = {"times": [0.02, 0.3, 1.5]}
+    failover.details = FailoverDetails(times=[0.02, 0.3, 1.5])
     feed.phase_done(failover)
 
     def get(name: str, **labels: str) -> float | None:

@@ -44,7 +44,7 @@ def test_portkey_tally_flags_a_disagreement_and_counts_retries() -> None:
         return SelfReport(source="x", breaker={"primary": OPEN})
 
     asyncio.run(said.attach(report, reported))
-    data = report.details["gateway_said"]
+    data = report.gateway_said
     assert data["said"] == {"fallback": 1, "primary": 2}
     assert data["saw"] == {"fallback": 2, "primary": 1}
     assert (data["agree"], data["disagree"]) == (2, 1)

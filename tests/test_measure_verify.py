@@ -50,14 +50,14 @@ async def test_answers_through_the_gateway_are_verified_then_observed(tmp_path: 
         seen: list[Result] = []
         ctx = context(tmp_path, server.url, mock, seen)
         _, report = await run(ctx, ctx.gateway)
-        assert report.details["verification"] == {
+        assert report.verification == {
             "checked": 20, "untraced": 0, "forged": 0, "reasons": {}
         }  # fmt: skip
         assert len(seen) == 20 and Counter(r.outcome.value for r in seen) == {"ok": 20}
         assert not [c for c in report.checks if not c.passed]
         seen.clear()
         _, direct = await run(ctx, ctx.direct)  # calibration: nothing in between to check
-        assert "verification" not in direct.details and len(seen) == 20
+        assert direct.verification is None and len(seen) == 20
 
 
 async def test_a_refused_trace_query_is_a_phase_error_naming_the_unverified(

@@ -30,6 +30,7 @@ from soak.results import Outcome, Result
 from soak.summary import (
     GeneratorHealth,
     LatencySummary,
+    NegativeOverhead,
     PhaseReport,
     ProcessSummary,
     Status,
@@ -154,11 +155,11 @@ def test_negative_overhead_requests_of_the_last_run(registry: CollectorRegistry)
     m = SoakMetrics(registry)
     report = PhaseReport(name="overhead", kind="overhead", status=Status.PASSED,
                          distributions={"overhead_per_request": summary(0.001)},
-                         details={"negative_overhead": {"count": 4, "worst": -0.002}})  # fmt: skip
+                         negative_overhead=NegativeOverhead(count=4, worst=-0.002))  # fmt: skip
     m.record_phase(report, target="gw", finished_at=1.0)
     labels = {"target": "gw", "phase": "overhead", "round": ""}
     assert registry.get_sample_value("soak_phase_last_negative_overhead_requests", labels) == 4
-    report.details.clear()  # the next run had none: back to 0, not the stale 4
+    report.negative_overhead = None  # the next run had none: back to 0, not the stale 4
     m.record_phase(report, target="gw", finished_at=2.0)
     assert registry.get_sample_value("soak_phase_last_negative_overhead_requests", labels) == 0
     m.record_phase(PhaseReport(name="breaker", kind="breaker", status=Status.PASSED),

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from soak.config import ConfigError
 from soak.metrics import SoakMetrics
 from soak.phases import get, load_config
-from soak.phases.payload import PayloadPhase, slope_per_100kb, steps_of
+from soak.phases.payload import PayloadDetails, PayloadPhase, slope_per_100kb, steps_of
 from soak.summary import PhaseReport, Status
 
 
@@ -44,9 +44,10 @@ def test_record_sets_step_gauges_slopes_and_model_overhead() -> None:
             "cpu_s_per_request": 0.0004,
             "breakdown": {"model": {"openai/gpt-x": {"overhead_p50": 0.003, "overhead_p99": 0.01}},
                           "key": {"key-0": {"overhead_p50": 0.001}}}}  # fmt: skip
-    report = PhaseReport(name="payload", kind="payload", status=Status.PASSED, details={
-        "steps": [step], "slope_s_per_100kb": 0.0007, "floor_slope_s_per_100kb": 0.0001,
-        "net_slope_s_per_100kb": 0.0006})  # fmt: skip
+    report = PhaseReport(name="payload", kind="payload", status=Status.PASSED,
+                         details=PayloadDetails(steps=[step], slope_s_per_100kb=0.0007,
+                                                floor_slope_s_per_100kb=0.0001,
+                                                net_slope_s_per_100kb=0.0006))  # fmt: skip
     spec = get("payload")
     assert spec.record is not None
     spec.record(report, metrics, "gw")

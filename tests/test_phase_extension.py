@@ -27,8 +27,9 @@ from soak.daemon import ConfigSource, Daemon
 from soak.once import run_once
 from soak.phases import PhaseContext, PhaseSpec, load_config
 from soak.phases.base import fixed_rate
+from soak.reports import parse_json
 from soak.rules import DEFAULT_PHASE_INTERVALS, build_rules
-from soak.summary import PhaseReport
+from soak.summary import PhaseDetails, PhaseReport
 from soak.verdicts import at_least, settle
 
 
@@ -59,15 +60,24 @@ def parse_ping_slo(s: Section) -> PingSlo:
     return PingSlo(success_ratio=s.number("success_ratio", 1.0, at_most=1.0))
 
 
+@dataclass(slots=True)
+class PingDetails(PhaseDetails):
+    answered: int | None = None
+    fastest: float | None = None
+
+
 async def run_ping(ctx: PhaseContext) -> PhaseReport:
     report = await fixed_rate(ctx, "ping")
     need = ctx.config.slo.ping.success_ratio
     report.checks.append(at_least("success ratio", report.success_ratio, need))
+    fastest = report.latency.min if report.latency else None
+    report.details = PingDetails(answered=report.completed, fastest=fastest)
     return settle(report)
 
 
 def ping_section(reports: list[PhaseReport]) -> list[str]:
-    return ["## Ping", "", *(f"- {r.name}: {r.sent} pings answered" for r in reports), ""]
+    lines = [f"- {r.name}: {r.record(PingDetails).answered} pings answered" for r in reports]
+    return ["## Ping", "", *lines, ""]
 
 
 PING = PhaseSpec(
@@ -77,6 +87,7 @@ PING = PhaseSpec(
     settings=parse_ping,
     slo=parse_ping_slo,
     markdown=ping_section,
+    details=PingDetails,
 )
 
 
@@ -185,6 +196,12 @@ async def test_soak_once_runs_it_into_every_report(tmp_path: Path, ping: PhaseSp
     assert "## Ping" in markdown and "- ping: 5 pings answered" in markdown
     data = json.loads(paths["json"].read_text())
     assert [(p["name"], p["status"], p["sent"]) for p in data["phases"]] == [("ping", "passed", 5)]
+    (details,) = [p["details"] for p in data["phases"]]
+    assert details["answered"] == 5 and 0.005 <= details["fastest"] < 1.0  # the mock's 5 ms
+    assert details["scheduled"] == 5 and details["verification"]["checked"] == 5
+    (back,) = parse_json(paths["json"].read_text()).phases  # read back as its own record
+    assert back.details == PingDetails(answered=5, fastest=details["fastest"])
+    assert back.scheduled == 5
     cases = ET.parse(paths["junit"]).getroot().iter("testcase")
     assert [c.get("name") for c in cases] == ["ping"]
 

@@ -98,7 +98,7 @@ async def _faults(mock: MockControl, provider: str) -> tuple[int, int]:
 
 async def test_breaker_without_a_breaker_never_opens_and_clients_see_the_fault(ctx) -> None:
     report = await run_breaker(ctx)
-    d = report.details
+    d = report.details.to_dict()
     assert report.status == Status.FAILED
     primary = d["observed"]["primary"]
     assert [s for _, s in primary["timeline"]] == ["CLOSED"]  # every request tried it
@@ -117,7 +117,7 @@ async def test_breaker_without_a_breaker_never_opens_and_clients_see_the_fault(c
 
 async def test_failover_without_a_fallback_fails_and_clears_the_fault(ctx) -> None:
     report = await run_failover(ctx)
-    d = report.details
+    d = report.details.to_dict()
     assert (d["requests"], d["failed_over"], d["client_errors"], d["timed"]) == (10, 0, 10, 0)
     assert report.status == Status.FAILED and "failover_time" not in report.distributions
     assert await _faults(ctx.mock, "primary") == (0, 1)  # cleared in the phase's finally

@@ -15,6 +15,7 @@ import pytest
 from soak.phases import markdown_sections
 from soak.reports import parse_json, render_json, render_junit, render_markdown, write_reports
 from soak.reports.formatting import NA, check_line, fmt_auto, fmt_time, pick_unit
+from soak.reports.jsonfile import details_fields
 from soak.reports.progress import Progress
 from soak.reports.summary_md import write_step_summary
 from soak.summary import (
@@ -50,6 +51,7 @@ def phase(name: str, kind: str, status: Status, **kw: object) -> PhaseReport:
     fields = dict(duration_s=10.0, target_rate=50, sent=500, completed=500, success_ratio=1.0)
     fields.update(outcomes={"ok": 500}, params={"rate": 50, "duration": 10, "latency": 0.1})
     fields.update(kw)
+    fields.update(details_fields(kind, fields.pop("details", {})))  # type: ignore[arg-type]
     return PhaseReport(name=name, kind=kind, status=status, **fields)
 
 
@@ -471,9 +473,9 @@ def test_markdown_renders_the_seeds_resilience_blocks() -> None:
 def test_markdown_not_ready_and_reported_breaker_states() -> None:
     run = resilience_run()
     ready = run.phases[-1]
-    ready.status, ready.details["verdict"] = Status.FAILED, "NOT READY"
+    ready.status, ready.details.verdict = Status.FAILED, "NOT READY"
     ready.checks[0] = Check("success ratio", 0.9, ">=", 0.95, "ratio", False, "warning")
-    run.phases[1].details["reported"] = {
+    run.phases[1].details.reported = {
         "bedrock": {"timeline": [[2.3, "CLOSED"], [3.3, "OPEN"], [14.6, "CLOSED"]],
                     "transitions": 2, "final": "CLOSED"},
     }  # fmt: skip
@@ -489,7 +491,7 @@ def test_resilience_details_round_trip_through_json_and_junit() -> None:
     run = resilience_run()
     back = parse_json(render_json(run))
     assert back.phases[1].details == run.phases[1].details
-    assert back.phases[-1].details["verdict"] == "READY"
+    assert back.phases[-1].details.verdict == "READY"
     sections = markdown_sections()
     assert render_markdown(back, sections) == render_markdown(run, sections)
     assert "Production Readiness Criteria" in render_markdown(back, sections)

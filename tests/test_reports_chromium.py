@@ -83,7 +83,7 @@ def the_run() -> RunReport:
     run.comparison = compare_runs(baseline, run, DEFAULT_REGRESSION, source="main/report.json")
     long = phase("a-phase-with-a-long-name", "sustained", Status.PASSED, started_at=T0 + 50,
                  latency=LatencySummary(400, 0.1, 0.12, 0.11, 0.13, 0.14, 0.2, 0.3),
-                 details={"process_series": [[0.0, 140 * MB, 50.0], [5.0, 141 * MB, 55.0]]})
+                 process_series=[[0.0, 140 * MB, 50.0], [5.0, 141 * MB, 55.0]])
     run.phases.append(long)  # fmt: skip
     return run
 

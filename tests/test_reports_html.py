@@ -16,6 +16,7 @@ from soak.phases.base import SERIES_POINTS, process_series
 from soak.procwatch import Sample
 from soak.reports import write_reports
 from soak.reports.html import render_html
+from soak.reports.jsonfile import details_fields
 from soak.reports.svgplot import log_ticks, nice_ticks
 from soak.summary import Check, LatencySummary, PhaseReport, ProcessSummary, RunReport, Status
 
@@ -83,6 +84,7 @@ def phase(name: str, kind: str, status: Status, **kw: object) -> PhaseReport:
         started_at=T0 + 1, duration_s=10.0, sent=400, completed=400, success_ratio=1.0
     )
     fields.update(kw)
+    fields.update(details_fields(kind, fields.pop("details", {})))  # type: ignore[arg-type]
     return PhaseReport(name=name, kind=kind, status=status, **fields)  # type: ignore[arg-type]
 
 

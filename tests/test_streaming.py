@@ -15,7 +15,13 @@ from soak import phases
 from soak.client import ChatClient, make_session
 from soak.metrics import SoakMetrics
 from soak.mockctl import MockControl
-from soak.phases.streaming import StreamingSlo, flat_checks, flatness, stream_checks
+from soak.phases.streaming import (
+    StreamingDetails,
+    StreamingSlo,
+    flat_checks,
+    flatness,
+    stream_checks,
+)
 from soak.procwatch import Sample
 from soak.reports.markdown import render_markdown
 from soak.results import END_DONE, END_FINISH, END_USAGE, Outcome, Result
@@ -200,8 +206,8 @@ def test_metrics_count_integrity_classes_and_observe_stream_timing(registry) -> 
     report = PhaseReport(name="streaming", kind="streaming", status=Status.FAILED)
     report.distributions["added_ttft"] = LatencySummary(3, 0.001, 0.002, 0.002, 0.003, 0.003,
                                                         0.004, 0.004)  # fmt: skip
-    report.details["streaming"] = {"integrity": {**dict.fromkeys(CLASSES, 0), "whole": 7,
-                                                 "truncated": 2}}  # fmt: skip
+    report.details = StreamingDetails({"integrity": {**dict.fromkeys(CLASSES, 0), "whole": 7,
+                                                     "truncated": 2}})  # fmt: skip
     for _ in range(2):
         phases.record(report, metrics, target="gw", finished_at=1.0)
     value = registry.get_sample_value
@@ -218,11 +224,11 @@ def test_markdown_has_a_streaming_section() -> None:
     report = PhaseReport(name="streaming", kind="streaming", status=Status.PASSED)
     report.distributions.update(stats.distributions)
     report.params.update(tokens=4, ttft=0.1, inter_token=0.1, stream_time=0.4)
-    report.details["streaming"] = {
+    report.details = StreamingDetails({
         **stats.to_details(),
         "process": {"rss_before": 2**20, "rss_peak": 3 * 2**20, "rss_after": 2**20,
                     "fds_before": 20, "fds_peak": 60, "fds_after": 21},
-    }  # fmt: skip
+    })  # fmt: skip
     run = RunReport(run_id="r", started_at=0, finished_at=1, target="gw", kind="openai",
                     profile="quick", phases=[report])  # fmt: skip
     text = render_markdown(run, phases.markdown_sections())

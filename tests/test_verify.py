@@ -11,6 +11,7 @@ import pytest
 from soak.engine import LoadRun, LoadSpec
 from soak.results import Outcome, Result
 from soak.stats import negative_overhead, report_fields
+from soak.summary import NegativeOverhead
 from soak.verify import (
     FAILED_REASON,
     PROVIDER_REASON,
@@ -217,7 +218,7 @@ async def test_abort_stops_the_periodic_queries() -> None:
 
 def test_negative_overhead_is_counted_with_its_worst_value() -> None:
     results = [answer(1, service_s=0.020), answer(2, service_s=0.045), answer(3, service_s=0.031)]
-    assert negative_overhead(results) == {"count": 2, "worst": pytest.approx(-0.015)}
+    assert negative_overhead(results) == NegativeOverhead(2, pytest.approx(-0.015))
     assert negative_overhead(results[:1]) is None
 
 
@@ -225,7 +226,7 @@ def test_negative_overhead_reaches_the_phase_report() -> None:
     run = LoadRun(spec=LoadSpec(rate=1, duration=1), t0=0.0, sent=2,
                   results=[answer(1, service_s=0.020), answer(2, service_s=0.999)])  # fmt: skip
     fields = report_fields(run)
-    assert fields["details"]["negative_overhead"] == {"count": 1, "worst": pytest.approx(-0.969)}
+    assert fields["negative_overhead"] == NegativeOverhead(1, pytest.approx(-0.969))
     assert any("1 requests had a negative per-request overhead (worst -969.000 ms)" in n
                for n in fields["notes"])  # fmt: skip
     assert fields["distributions"]["overhead_per_request"].min == 0.0  # the histogram's clamp

@@ -92,7 +92,7 @@ async def test_a_phase_on_two_workers_reports_exactly_what_one_computation_gives
     finally:
         await ctx.mock.close()
     assert report.sent == 150 and len(seen) == 150 and {r.seq for r in seen} == set(range(150))
-    assert report.details["verification"]["checked"] == 150  # the mock's trace, per answer
+    assert report.verification["checked"] == 150  # the mock's trace, per answer
     assert report.outcomes == dict(Counter(r.outcome.value for r in run.results)) == {"ok": 150}
     for summary, samples in (
         (report.latency, [r.end - r.intended for r in run.results]),

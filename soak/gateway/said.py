@@ -106,7 +106,7 @@ class GatewaySaid:
         self_report: Callable[[], Awaitable[SelfReport | None]] | None = None,
     ) -> None:
         """Put the phase's tally (and the gateway's reported state now) into
-        `report.details["gateway_said"]`; a disagreement becomes a note."""
+        `report.gateway_said`; a disagreement becomes a note."""
         data = self.take(report.name)
         if data is None:
             return
@@ -119,7 +119,7 @@ class GatewaySaid:
                 data["reported_state"] = {
                     p: STATE_NAMES.get(s, str(s)) for p, s in sorted(reported.breaker.items())
                 }
-        report.details["gateway_said"] = data
+        report.gateway_said = data
         for pair, n in data["disagreements"].items():
             said, saw = pair.split("->")
             report.notes.append(

@@ -20,7 +20,7 @@ from soak.config.schema import Config, SloConfig
 from soak.metric_catalogue import tier_thresholds
 from soak.phases.base import PhaseContext, Target
 from soak.phases.spec import PhaseSpec, Threshold
-from soak.summary import PhaseReport
+from soak.summary import PhaseDetails, PhaseReport
 
 __all__ = [
     "PhaseContext",
@@ -29,6 +29,7 @@ __all__ = [
     "Target",
     "Threshold",
     "default_plan",
+    "details_type",
     "get",
     "load_config",
     "markdown_sections",
@@ -133,6 +134,13 @@ def record(report: PhaseReport, metrics: Any, *, target: str, finished_at: float
     spec = _SPECS.get(report.kind)
     if spec is not None and spec.record is not None:
         spec.record(report, metrics, target)
+
+
+def details_type(kind: str) -> type[PhaseDetails] | None:
+    """The details record of reports of `kind` (a phase name), None when that phase declares
+    none or is not registered here."""
+    spec = _SPECS.get(kind)
+    return None if spec is None else spec.details
 
 
 def markdown_sections() -> dict[str, Callable[[Sequence[PhaseReport]], list[str]]]:

@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from soak.breakdown import breakdown
 from soak.client import ChatClient, make_session
@@ -23,7 +23,6 @@ from soak.gateway.selfreport import SelfReport
 from soak.mockctl import MockControl
 from soak.pacing import expected_count
 from soak.procwatch import ProcessWatch, Sample, summarize
-from soak.reports.progress import Progress
 from soak.results import Result
 from soak.stats import report_fields
 from soak.summary import LatencySummary, PhaseReport, Status
@@ -46,6 +45,15 @@ class Target:
     api: str = "openai"
 
 
+class ProgressSink(Protocol):
+    """Where a phase reports how far it got (`soak.reports.progress.Progress` prints it):
+    declared here so phases never import the reports that render their results."""
+
+    def phase_started(self, name: str, expected_requests: int, duration: float) -> None: ...
+
+    def update(self, sent: int, completed: int, failed: int) -> None: ...
+
+
 @dataclass(slots=True)
 class PhaseContext:
     """Everything a phase needs from the run around it."""
@@ -56,7 +64,7 @@ class PhaseContext:
     direct: Target
     """The mock's primary provider, straight (calibration)."""
     gateway: Target
-    progress: Progress
+    progress: ProgressSink
     stop: asyncio.Event
     gateway_pid: Callable[[], int | None] = lambda: None
     restart_gateway: Callable[[], Awaitable[None]] | None = None
@@ -84,7 +92,7 @@ def rate_shape(s: Section) -> dict[str, float]:
 
 async def fixed_rate(ctx: PhaseContext, name: str) -> PhaseReport:
     """One load through the gateway at the phase's `rate`, `duration` and mock `latency`;
-    `details["scheduled"]` holds how many requests the schedule asked for."""
+    `scheduled` holds how many requests the schedule asked for."""
     phase = ctx.config.phases[name]
     await set_mock_latency(ctx, phase.latency)
     run, report = await measure(
@@ -97,7 +105,7 @@ async def fixed_rate(ctx: PhaseContext, name: str) -> PhaseReport:
         timeout=ctx.config.gateway.timeout,
         params={"latency": phase.latency},
     )
-    report.details["scheduled"] = run.scheduled
+    report.scheduled = run.scheduled
     return report
 
 
@@ -182,11 +190,9 @@ async def measure(
         **report_fields(run),
     )
     if samples:
-        report.details["process_series"] = process_series(samples)
+        report.process_series = process_series(samples)
     if through_gateway and isinstance(plan := client.templates, RequestPlan):
-        parts = breakdown(run.results, plan)
-        if parts:
-            report.details["breakdown"] = parts
+        report.breakdown = breakdown(run.results, plan) or None
     if verification is not None and verifier is not None:
         verified(report, verification, forward_errors=verifier.forward_errors)
     if run.stopped:
@@ -205,9 +211,9 @@ async def measure(
 
 def verified(report: PhaseReport, verification: Verification, *, forward_errors: int) -> None:
     """What the mock's traces said of the phase's answers, into its report: the tally in
-    `details["verification"]`, a note and a failing check for untraced or forged answers, an
+    `verification`, a note and a failing check for untraced or forged answers, an
     error when the control API failed (the answers after it went unverified)."""
-    report.details["verification"] = verification.to_dict()
+    report.verification = verification.to_dict()
     note, check = verification.note(), verification.check()
     if note is not None:
         report.notes.append(note)
@@ -224,7 +230,7 @@ def verified(report: PhaseReport, verification: Verification, *, forward_errors:
 
 
 SERIES_POINTS = 600
-"""At most this many process samples are kept per phase in `details["process_series"]`."""
+"""At most this many process samples are kept per phase in `PhaseReport.process_series`."""
 
 
 def process_series(samples: list[Sample]) -> list[list[float | None]]:

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from soak.breaker import (
@@ -36,7 +36,7 @@ from soak.phases.base import PhaseContext, measure, rate_shape, set_mock_latency
 from soak.phases.spec import PhaseSpec, report_section
 from soak.phases.trails import client_trails, faulted
 from soak.results import Result
-from soak.summary import PhaseReport
+from soak.summary import PhaseDetails, PhaseReport
 from soak.verdicts import at_least, below, settle
 
 
@@ -68,6 +68,25 @@ class BreakerSlo:
     """Seconds from the fault's start by which the primary must read OPEN."""
     recover_within: float
     """Seconds from the fault's end by which the primary must read CLOSED again."""
+
+
+@dataclass(slots=True)
+class BreakerDetails(PhaseDetails):
+    """The breaker phase's record: the fault window and each provider's state timeline from
+    both sources (seconds from the phase's first send)."""
+
+    fault_start: float | None = None
+    fault_end: float | None = None
+    observed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Provider → `observation_dict`: final state, timeline, transitions, open/recover times."""
+    reported: dict[str, dict[str, Any]] | str | None = None
+    """Provider → `reported_dict` of the gateway's self-report, or why there is none."""
+    client_errors: dict[str, int] = field(default_factory=dict)
+    """Client-visible errors before / during / after the fault."""
+
+    def timelines(self) -> dict[str, Any]:
+        """Source (`observed`, `reported`) → provider → record with a `timeline`."""
+        return {"observed": self.observed, "reported": self.reported}
 
 
 def parse_breaker(s: Section) -> BreakerPhase:
@@ -201,7 +220,7 @@ async def run_breaker(ctx: PhaseContext) -> PhaseReport:
     rule = WindowRule(window=phase.window, high=phase.closed_share)
     obs = observe(primary, requests, trails, fault_start=start, fault_end=end, rule=rule)
     fb = observe(fallback, requests, trails, served_before=(primary,), rule=rule)
-    report.details.update(
+    report.details = BreakerDetails(
         fault_start=None if start is None else round(start - started, 3),
         fault_end=None if end is None else round(end - started, 3),
         observed={primary: observation_dict(obs, started), fallback: observation_dict(fb, started)},
@@ -252,7 +271,8 @@ def _errors_by_period(
 def record_breaker(report: PhaseReport, metrics: Any, target: str) -> None:
     """Replay the observed and reported timelines into the breaker-state gauges, so each
     state change counts one transition."""
-    metrics.replay_breakers(report.details, target=target)
+    if isinstance(report.details, BreakerDetails):
+        metrics.replay_breakers(report.details.timelines(), target=target)
 
 
 PHASE = PhaseSpec(
@@ -265,4 +285,5 @@ PHASE = PhaseSpec(
     in_error_budget=False,  # it faults the primary on purpose
     record=record_breaker,
     markdown=report_section("soak.reports.resilience_md", "breaker_section"),
+    details=BreakerDetails,
 )

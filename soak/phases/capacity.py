@@ -22,8 +22,8 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from soak.config.fields import MAX_RATE as RATE_LIMIT
@@ -31,7 +31,7 @@ from soak.config.fields import RATE_HINT, Section
 from soak.metric_catalogue import OVERHEAD, Threshold
 from soak.phases.base import PhaseContext, measure, set_mock_latency
 from soak.phases.spec import PhaseSpec, report_section
-from soak.summary import PhaseReport, Status
+from soak.summary import PhaseDetails, PhaseReport, Status
 from soak.verdicts import at_least, settle
 
 RUNAWAY_FLOOR = 0.010
@@ -154,6 +154,22 @@ class Step:
     stop: str | None = None
     """Why it did not hold: generator, slo or runaway (None: held)."""
     reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class CapacityDetails(PhaseDetails):
+    """The capacity phase's record: the knee, why the search stopped, and every step tried
+    (`Step` as plain data, in the order tried)."""
+
+    knee: float | None = None
+    stopped_by: str | None = None
+    stopped_because: str | None = None
+    reasons: list[str] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    bisects: int | None = None
+    elapsed: float | None = None
+    retried: list[dict[str, Any]] = field(default_factory=list)
+    """Steps the tester saturated on, tried once more (their first attempt)."""
 
 
 def step_of(rate: float, report: PhaseReport, achieved: float) -> Step:
@@ -311,9 +327,8 @@ async def run_capacity(
             continue
         reports[rate] = step_report
         search.record(step)
-    report = capacity_report(search, reports, slo, started_at=wall, elapsed=clock() - started)
-    report.details["retried"] = [asdict(s) for s in retried.values()]
-    return report
+    return capacity_report(search, reports, slo, started_at=wall, elapsed=clock() - started,
+                           retried=list(retried.values()))  # fmt: skip
 
 
 def capacity_report(
@@ -323,21 +338,22 @@ def capacity_report(
     *,
     started_at: float,
     elapsed: float,
+    retried: Sequence[Step] = (),
 ) -> PhaseReport:
-    """The phase's report: the knee step's figures on top, every step in `details["steps"]`."""
+    """The phase's report: the knee step's figures on top, every step in its details."""
     phase = search.phase
     knee = search.knee
     base = reports.get(knee) if knee is not None else None
     report = PhaseReport(name="capacity", kind="capacity", status=Status.PASSED)
     if base is not None:
         note = f"figures at the knee ({knee:.4g} req/s); every step in the curve"
-        report = replace(base, name="capacity", checks=[], notes=[note], details={})
+        report = base.without_details(name="capacity", checks=[], notes=[note])
     report.started_at = started_at
     report.target_rate = knee or 0.0  # exported as soak_phase_last_target_requests_per_second
     report.params = {**asdict(phase), "slo": asdict(slo), **_reported(base)}
     stopped_by = search.stopped_by or (STOPPED if not search.steps else MAX_RATE)
     first_bad = search.stopper
-    report.details.update(
+    report.details = CapacityDetails(
         knee=knee,
         stopped_by=stopped_by,
         stopped_because=STOP_WORDS.get(stopped_by, stopped_by),
@@ -345,6 +361,7 @@ def capacity_report(
         steps=[asdict(s) for s in search.steps],
         bisects=search.bisects,
         elapsed=round(elapsed, 3),
+        retried=[asdict(s) for s in retried],
     )
     if knee is None:
         report.notes.append(
@@ -373,7 +390,7 @@ def capacity_thresholds(slo: CapacitySlo) -> list[Threshold]:
 def record_capacity(report: PhaseReport, metrics: Any, target: str) -> None:
     """The knee into `soak_capacity_knee_requests_per_second` (0 when nothing held)."""
     if report.status not in (Status.ERROR, Status.SKIPPED):
-        metrics.set_capacity_knee(report.details.get("knee") or 0.0, target=target)
+        metrics.set_capacity_knee(report.record(CapacityDetails).knee or 0.0, target=target)
 
 
 PHASE = PhaseSpec(
@@ -387,4 +404,5 @@ PHASE = PhaseSpec(
     thresholds=capacity_thresholds,
     record=record_capacity,
     markdown=report_section("soak.reports.capacity_md", "capacity_section"),
+    details=CapacityDetails,
 )

@@ -10,7 +10,7 @@ Checks: the share failed over, and mean and max failover time (the seed's 8/10, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from soak.alerting import LEVELS, TARGET, RuleWriter, ms
@@ -22,12 +22,33 @@ from soak.phases.spec import PhaseSpec, report_section
 from soak.phases.trails import client_trails, faulted
 from soak.promql import agg, count_above, gated, num, ratio
 from soak.stats import summarize
-from soak.summary import PhaseReport, Status
+from soak.summary import PhaseDetails, PhaseReport, Status
 from soak.verdicts import at_least, below, settle, tiered
 
 MAX_LISTED = 1000
-"""Failover times listed one by one in `details["times"]` (for histograms); the rest are in the
-summary only."""
+"""Failover times listed one by one in `FailoverDetails.times` (for histograms); the rest are
+in the summary only."""
+
+
+@dataclass(slots=True)
+class FailoverDetails(PhaseDetails):
+    """The failover phase's record: what each request did (`soak.failover.failover_stats`)
+    and the failover times (seconds)."""
+
+    requests: int | None = None
+    failed_over: int | None = None
+    timed: int | None = None
+    """Failed over after trying the primary first: these are timed."""
+    direct: int | None = None
+    """Sent straight to the fallback (the gateway's breaker already open)."""
+    served_by_primary: int | None = None
+    client_errors: int | None = None
+    untraced: int | None = None
+    mean: float | None = None
+    min: float | None = None
+    max: float | None = None
+    times: list[float] = field(default_factory=list)
+    """The first `MAX_LISTED` timed failovers, one by one."""
 
 
 
@@ -78,7 +99,7 @@ def record_failover(report: PhaseReport, metrics: Any, target: str) -> None:
     """Each timed failover of the run into `soak_failover_seconds`."""
     if report.status is Status.SKIPPED:
         return
-    for seconds in report.details.get("times") or ():
+    for seconds in report.record(FailoverDetails).times:
         metrics.observe_failover(float(seconds), target=target, phase=report.kind)
 
 
@@ -126,7 +147,7 @@ async def run_failover(ctx: PhaseContext) -> PhaseReport:
     times = summarize(stats.timed)
     if times is not None:
         report.distributions["failover_time"] = times
-    report.details.update(
+    report.details = FailoverDetails(
         requests=stats.requests,
         failed_over=stats.failed_over,
         timed=len(stats.timed),
@@ -166,4 +187,5 @@ PHASE = PhaseSpec(
     record=record_failover,
     alerts=failover_alerts,
     markdown=report_section("soak.reports.resilience_md", "failover_section"),
+    details=FailoverDetails,
 )

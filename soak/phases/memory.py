@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from soak.alerting import TARGET, RuleWriter
 from soak.config.fields import MAX_CONCURRENCY, MAX_REQUESTS, Section, span
@@ -22,7 +22,7 @@ from soak.phases.base import PhaseContext, measure, set_mock_latency
 from soak.phases.spec import PhaseSpec, report_section
 from soak.procwatch import ProcessWatch, Sample, rss_slope
 from soak.promql import num
-from soak.summary import PhaseReport, Status
+from soak.summary import PhaseDetails, PhaseReport, Status
 from soak.verdicts import below, settle, tiered
 
 MB = 1024 * 1024
@@ -102,6 +102,24 @@ class MemoryTrend:
     peak_ratio: float | None
     slope_mb_per_min: float | None
     """Least-squares RSS slope after the warm-up; None with fewer than two samples left."""
+
+
+@dataclass(slots=True)
+class MemoryDetails(PhaseDetails):
+    """The memory phase's record: its `MemoryTrend`, where RSS was read, and the series."""
+
+    samples: int | None = None
+    initial: float | None = None
+    peak: float | None = None
+    final: float | None = None
+    mean: float | None = None
+    growth: float | None = None
+    peak_ratio: float | None = None
+    slope_mb_per_min: float | None = None
+    source: str | None = None
+    """Where RSS was read: the managed process tree, or the gateway's own metrics."""
+    rss_series: list[list[float]] = field(default_factory=list)
+    """`[t_rel_s, rss_bytes]` per 1 Hz sample."""
 
 
 def memory_trend(samples: Sequence[Sample], warmup: float) -> MemoryTrend | None:
@@ -206,8 +224,8 @@ async def run_memory(ctx: PhaseContext) -> PhaseReport:
         report.error = "no RSS sample of the gateway was taken"
         report.checks.append(below("memory growth", None, slo.growth, unit="ratio"))
         return settle(report)
-    report.details.update(asdict(trend), source=source)
-    report.details["rss_series"] = [[round(s.t - samples[0].t, 2), s.rss] for s in samples]
+    series = [[round(s.t - samples[0].t, 2), float(s.rss)] for s in samples]
+    report.details = MemoryDetails(**asdict(trend), source=source, rss_series=series)
     report.checks += [
         tiered(
             below("memory growth", trend.growth, slo.growth, unit="ratio"),
@@ -250,4 +268,5 @@ PHASE = PhaseSpec(
     settings=parse_memory,
     slo=parse_memory_slo,
     markdown=report_section("soak.reports.resilience_md", "memory_section"),
+    details=MemoryDetails,
 )

@@ -14,7 +14,7 @@ only the sizes are the step's. On demand: a few minutes of large bodies.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from soak.config.fields import MAX_RATE, RATE_HINT, Section
@@ -22,7 +22,7 @@ from soak.config.workload import MAX_ANSWER_TOKENS, MAX_PROMPT_BYTES, Distributi
 from soak.phases.base import PhaseContext, measure, request_plan, set_mock_latency, warm_up
 from soak.phases.spec import PhaseSpec, report_section
 from soak.results import Result
-from soak.summary import PhaseReport, Status
+from soak.summary import PhaseDetails, PhaseReport, Status
 from soak.usage import SAMPLE, compare_usage
 from soak.verdicts import at_least, settle
 from soak.workload import RequestPlan
@@ -116,6 +116,23 @@ async def _sizes_and_usage(
     }
 
 
+@dataclass(slots=True)
+class PayloadDetails(PhaseDetails):
+    """The payload phase's record: a row per (prompt, answer) step, and the slopes of the p50
+    overhead over the prompt sizes (seconds per 100 KB) through the gateway, straight to the
+    mock (the tester's floor), and their difference."""
+
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    slope_s_per_100kb: float | None = None
+    floor_slope_s_per_100kb: float | None = None
+    net_slope_s_per_100kb: float | None = None
+
+    def slopes(self) -> dict[str, float | None]:
+        """Basis (`gateway`, `floor`, `net`) → slope."""
+        return {"gateway": self.slope_s_per_100kb, "floor": self.floor_slope_s_per_100kb,
+                "net": self.net_slope_s_per_100kb}  # fmt: skip
+
+
 async def run_payload(ctx: PhaseContext) -> PhaseReport:
     phase: PayloadPhase = ctx.config.phases.payload
     steps: list[dict[str, Any]] = []
@@ -150,7 +167,7 @@ async def run_payload(ctx: PhaseContext) -> PhaseReport:
             cpu_s_per_request=cpu / report.completed if cpu is not None and report.completed
             else None,
             usage=None if usage is None else usage.to_dict(), **seen,
-            breakdown=report.details.get("breakdown", {}),  # measure() grouped them
+            breakdown=report.breakdown or {},  # measure() grouped them
         )  # fmt: skip
         steps.append(row)
         reports.append(report)
@@ -182,15 +199,16 @@ def payload_report(
     first_answer = phase.answer_tokens[0]
     top = max(range(len(reports)), key=lambda i: (steps[i]["answer_tokens"] == first_answer,
                                                    steps[i]["prompt_bytes"]))  # fmt: skip
-    report = replace(reports[top], name="payload", checks=list(checks), notes=list(notes),
-                     details={})  # fmt: skip
+    report = reports[top].without_details(name="payload", checks=list(checks),
+                                          notes=list(notes))  # fmt: skip
     prompt_steps = [s for s in steps if s["answer_tokens"] == first_answer]
     slope = slope_per_100kb([(s["prompt_bytes"], s["p50"]) for s in prompt_steps])
     floor = slope_per_100kb([(s["prompt_bytes"], s.get("floor_p50")) for s in prompt_steps])
     report.params = {**asdict(phase), "steps": len(steps)}
-    report.details.update(steps=steps, slope_s_per_100kb=slope, floor_slope_s_per_100kb=floor,
-                          net_slope_s_per_100kb=None if slope is None or floor is None
-                          else slope - floor)  # fmt: skip
+    report.details = PayloadDetails(steps=steps, slope_s_per_100kb=slope,
+                                    floor_slope_s_per_100kb=floor,
+                                    net_slope_s_per_100kb=None if slope is None or floor is None
+                                    else slope - floor)  # fmt: skip
     return settle(report)
 
 
@@ -198,7 +216,8 @@ def record_payload(report: PhaseReport, metrics: Any, target: str) -> None:
     """Per step overhead p50/p99 and CPU per request, the slope, per-model overhead."""
     if report.status in (Status.ERROR, Status.SKIPPED):
         return
-    metrics.set_payload(report.details, target=target)
+    d = report.record(PayloadDetails)
+    metrics.set_payload(d.steps, d.slopes(), target=target)
 
 
 PHASE = PhaseSpec(
@@ -210,4 +229,5 @@ PHASE = PhaseSpec(
     in_error_budget=False,  # its sizes are chosen to find limits, not the daily traffic's
     record=record_payload,
     markdown=report_section("soak.reports.payload_md", "payload_section"),
+    details=PayloadDetails,
 )

@@ -6,14 +6,15 @@ each carries the seed's target / acceptable / warning tier, and p50 is graded to
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from soak.alerting import judged_alerts
 from soak.config.fields import Section
 from soak.metric_catalogue import REQUEST_DURATION, Threshold
 from soak.phases.base import PhaseContext, fixed_rate, rate_shape
 from soak.phases.spec import PhaseSpec, report_section
-from soak.summary import PhaseReport, Status
+from soak.summary import PhaseDetails, PhaseReport, Status
 from soak.verdicts import at_least, below, settle, tier_of, tiered
 
 READY, NOT_READY = "READY", "NOT READY"
@@ -59,6 +60,18 @@ def readiness_thresholds(slo: ReadinessSlo) -> list[Threshold]:
     ]
 
 
+@dataclass(slots=True)
+class ReadinessDetails(PhaseDetails):
+    """The readiness phase's record: each criterion's value and tier (p50 graded, not gated),
+    and the overall READY / NOT READY."""
+
+    tiers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    verdict: str | None = None
+
+    def headline(self) -> str | None:
+        return self.verdict
+
+
 async def run_readiness(ctx: PhaseContext) -> PhaseReport:
     """The seed's production readiness run: every criterion passes → READY."""
     slo, tiers = ctx.config.slo.readiness, ctx.config.slo.tiers
@@ -80,13 +93,13 @@ async def run_readiness(ctx: PhaseContext) -> PhaseReport:
         tiered(below("latency p99", lat.p99 if lat else None, slo.p99), "p99", tiers),
     ]
     p50 = lat.p50 if lat else None
-    report.details["tiers"] = {
+    graded = {
         "p50": {"value": p50, "tier": tier_of("p50", p50, tiers)},
         **{c.name: {"value": c.value, "tier": c.tier} for c in report.checks},
     }
     settle(report)
     ready = report.status == Status.PASSED
-    report.details["verdict"] = READY if ready else NOT_READY
+    report.details = ReadinessDetails(tiers=graded, verdict=READY if ready else NOT_READY)
     return report
 
 
@@ -100,4 +113,5 @@ PHASE = PhaseSpec(
     alerts=judged_alerts,  # normal traffic: held to the success and latency tiers
     thresholds=readiness_thresholds,
     markdown=report_section("soak.reports.resilience_md", "readiness_section"),
+    details=ReadinessDetails,
 )

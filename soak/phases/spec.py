@@ -19,7 +19,7 @@ from soak.metric_catalogue import Threshold
 if TYPE_CHECKING:
     from soak.config.fields import Section
     from soak.phases.base import PhaseContext
-    from soak.summary import PhaseReport
+    from soak.summary import PhaseDetails, PhaseReport
 
 Runner = Callable[["PhaseContext"], Awaitable["PhaseReport | list[PhaseReport]"]]
 """Runs the phase against a live stack; one report, or one per round."""
@@ -65,6 +65,9 @@ class PhaseSpec:
     tests are built for (`soak.rules.DEFAULT_PHASE_INTERVALS`); None: not in it."""
     markdown: Callable[[Sequence[PhaseReport]], list[str]] | None = None
     """Its own section of report.md, given its reports of the run."""
+    details: type[PhaseDetails] | None = None
+    """The typed record its reports carry in `PhaseReport.details` (report.json reads it back
+    with its `from_dict`); None: it keeps none of its own."""
 
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from soak.alerting import TARGET, RuleWriter, ms, pct
@@ -25,7 +25,7 @@ from soak.phases.spec import PhaseSpec, report_section
 from soak.procwatch import ProcessWatch, Sample
 from soak.promql import count_above, gated, num, ratio
 from soak.streaming import Bounds, StreamStats, analyze, sent_of
-from soak.summary import Check, PhaseReport
+from soak.summary import Check, PhaseDetails, PhaseReport
 from soak.verdicts import at_least, below, latency_checks, settle
 
 _BASELINE_WAIT = 1.2
@@ -83,6 +83,15 @@ class StreamingSlo:
 
 DEFAULT_STREAMING = StreamingPhase()
 DEFAULT_STREAMING_SLO = StreamingSlo()
+@dataclass(slots=True)
+class StreamingDetails(PhaseDetails):
+    """The streaming phase's record, under one key as report.json has it: the figures of
+    `StreamStats.to_details` (streams, integrity classes, goodput), the slow gaps, the
+    warm-up, and the gateway process before / after the streams."""
+
+    streaming: dict[str, Any] = field(default_factory=dict)
+
+
 PHASE_KEYS = ("streams", "ramp", "ttft", "inter_token", "tokens", "stall", "settle", "warmup",
               "timeout")  # fmt: skip
 SLO_KEYS = ("added_ttft_p50", "added_ttft_p99", "added_tpot_p50", "whole_ratio", "ttft", "tpot",
@@ -233,7 +242,7 @@ async def run_streaming(ctx: PhaseContext) -> PhaseReport:
     else:
         details["process"] = flat
         report.checks += flat_checks(flat, slo)
-    report.details["streaming"] = details
+    report.details = StreamingDetails(details)
     return settle(report)
 
 
@@ -288,7 +297,7 @@ def flat_checks(flat: dict[str, Any], slo: StreamingSlo) -> list[Check]:
 
 def record_streaming(report: PhaseReport, metrics: Any, target: str) -> None:
     """The run's streams by integrity class into `soak_stream_integrity_total`."""
-    integrity = (report.details.get("streaming") or {}).get("integrity") or {}
+    integrity = report.record(StreamingDetails).streaming.get("integrity") or {}
     metrics.count_stream_integrity(integrity, target=target, phase=report.kind)
 
 
@@ -349,4 +358,5 @@ PHASE = PhaseSpec(
     thresholds=streaming_thresholds,
     alerts=streaming_alerts,
     markdown=report_section("soak.reports.streaming_md", "streaming_section"),
+    details=StreamingDetails,
 )

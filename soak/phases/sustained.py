@@ -57,7 +57,7 @@ async def run_sustained(ctx: PhaseContext) -> PhaseReport:
     of the target, p95 and success bounds."""
     slo, tiers = ctx.config.slo.sustained, ctx.config.slo.tiers
     report = await fixed_rate(ctx, "sustained")
-    scheduled = report.details["scheduled"]
+    scheduled = report.scheduled
     completed = report.completed / scheduled if scheduled else None
     p95 = report.latency.p95 if report.latency and report.latency.count else None
     rate = report.target_rate or ctx.config.phases.sustained.rate

@@ -1,6 +1,6 @@
 """report.md: per-model and per-key results of each phase that ran a workload mix.
 
-Read from `details["breakdown"]` (`soak.breakdown`): a table per model mix and per key mix
+Read from `PhaseReport.breakdown` (`soak.breakdown`): a table per model mix and per key mix
 (the worst keys only, with counts over every key), so one slow route or one costly tenant
 shows under an aggregate that passes.
 """
@@ -44,7 +44,7 @@ def breakdown_section(run: RunReport) -> list[str]:
     """`## Per Model and Key`: every phase (but payload, which shows its own per step)."""
     lines: list[str] = []
     for phase in run.phases:
-        parts = phase.details.get("breakdown") if phase.kind != "payload" else None
+        parts = phase.breakdown if phase.kind != "payload" else None
         if parts:
             lines += breakdown_tables(parts, f"in {phase.name}")
     return ["## Per Model and Key", "", *lines] if lines else []

@@ -1,7 +1,7 @@
 """Markdown section of the capacity search: the knee, what stopped it, and the curve.
 
-Reads only the capacity `PhaseReport`'s plain `details` (see soak.phases.capacity), so a report
-parsed back from JSON renders the same; anything missing shows as "—".
+Reads only the capacity `PhaseReport` and its `CapacityDetails` (soak.phases.capacity), so a
+report parsed back from JSON renders the same; anything missing shows as "—".
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from soak.phases.capacity import CapacityDetails
 from soak.reports.formatting import NA, fmt_num, fmt_pct, fmt_time, is_number, md_table, one_line
 from soak.summary import PhaseReport
 
@@ -55,29 +56,27 @@ def curve_rows(steps: list[dict[str, Any]]) -> list[list[str]]:
 
 
 def phase_lines(phase: PhaseReport) -> list[str]:
-    d = phase.details
-    knee = d.get("knee")
+    d = phase.record(CapacityDetails)
+    knee = d.knee
     knee_text = f"**{fmt_num(knee, 1)} req/s**" if is_number(knee) else "**none** (no rate held)"
     lines = [
         f"Knee (highest rate that held the SLO): {knee_text}. "
-        f"Stopped by: **{d.get('stopped_by', NA)}**: {one_line(d.get('stopped_because', NA))}.",
+        f"Stopped by: **{d.stopped_by or NA}**: {one_line(d.stopped_because or NA)}.",
         "",
     ]
-    reasons = d.get("reasons") or []
-    if reasons:
-        lines += [f"- {one_line(r)}" for r in reasons] + [""]
-    steps = d.get("steps") or []
+    if d.reasons:
+        lines += [f"- {one_line(r)}" for r in d.reasons] + [""]
+    steps = d.steps
     if steps:
         lines += [md_table(CURVE_HEADERS, curve_rows(steps)), ""]
-    bisects, elapsed = d.get("bisects"), d.get("elapsed")
-    lines.append(f"{len(steps)} steps ({bisects} bisecting) in {fmt_num(elapsed, 1)} s.")
+    lines.append(f"{len(steps)} steps ({d.bisects} bisecting) in {fmt_num(d.elapsed, 1)} s.")
     return [*lines, ""]
 
 
 def capacity_section(reports: Sequence[PhaseReport]) -> list[str]:
     """`## Capacity` with one block per capacity phase run (`PhaseSpec.markdown`); nothing
     when none has its details."""
-    phases = [p for p in reports if p.details]
+    phases = [p for p in reports if p.details is not None]
     if not phases:
         return []
     lines = ["## Capacity", ""]

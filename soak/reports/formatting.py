@@ -183,9 +183,9 @@ def key_figures(phase: PhaseReport) -> str:
     overhead = phase.distributions.get("overhead_per_request")
     if overhead is not None:
         parts.append(f"overhead p99 {fmt_auto(overhead.p99)}")
-    verdict = (phase.details or {}).get("verdict")
-    if isinstance(verdict, str):
-        parts.append(one_line(verdict))  # readiness: READY / NOT READY
+    headline = phase.details.headline() if phase.details is not None else None
+    if headline:
+        parts.append(one_line(headline))  # readiness: READY / NOT READY
     if phase.drops:
         parts.append(f"{phase.drops} dropped")
     failed = failed_checks(phase)

@@ -1,6 +1,6 @@
 """Markdown section: what the gateway said about itself, next to what the mock saw, per phase.
 
-Reads `details["gateway_said"]` (soak.gateway.said) and `params["gateway_reported"]` (the
+Reads `PhaseReport.gateway_said` (soak.gateway.said) and `params["gateway_reported"]` (the
 gateway's own overhead histogram over the phase, soak.phases.base); renders nothing when no
 phase has either (a gateway that says nothing about itself, e.g. nginx).
 """
@@ -50,7 +50,7 @@ def gateway_section(run: RunReport) -> list[str]:
     rows = []
     disagreeing = []
     for p in run.phases:
-        said = p.details.get("gateway_said")
+        said = p.gateway_said
         reported = p.params.get("gateway_reported")
         if not isinstance(said, dict) and not isinstance(reported, dict):
             continue

@@ -14,6 +14,8 @@ from html import escape
 from typing import Any
 
 from soak.baseline import StatComparison
+from soak.phases.breaker import BreakerDetails
+from soak.phases.capacity import CapacityDetails
 from soak.reports.comparison_md import change_text, headline
 from soak.reports.formatting import (
     NA,
@@ -118,10 +120,9 @@ def plots(run: RunReport) -> list[str]:
 
 def capacity_plot(phase: PhaseReport) -> str | None:
     """The capacity curve: overhead p50 and p99 (ms) against the rate tried, in rate order."""
-    steps = phase.details.get("steps") if phase.kind == "capacity" else None
-    if not steps:
+    if not isinstance(phase.details, CapacityDetails) or not phase.details.steps:
         return None
-    steps = sorted(steps, key=lambda s: s["rate"])
+    steps = sorted(phase.details.steps, key=lambda s: s["rate"])
     series = []
     for stat in ("overhead_p50", "overhead_p99"):
         points = [(s["rate"], s[stat] * 1e3) for s in steps if s.get(stat) is not None]
@@ -130,7 +131,7 @@ def capacity_plot(phase: PhaseReport) -> str | None:
             for (x, y), s in zip(points, [s for s in steps if s.get(stat) is not None], strict=True)
         ]
         series.append(Series(stat.replace("overhead_", "overhead "), points, True, labels))
-    knee = phase.details.get("knee")
+    knee = phase.details.knee
     title = "Capacity curve" + (f" (knee {knee:g} req/s)" if knee else " (no rate held the SLO)")
     return line_plot(series, title=title, x_label="rate tried (req/s)",
                      y_label="per-request overhead (ms)")  # fmt: skip
@@ -215,11 +216,10 @@ def comparison_plot(run: RunReport) -> str | None:
 
 def breaker_plot(phase: PhaseReport) -> str | None:
     """State bands per provider and source, from the breaker phase's details."""
-    details = phase.details or {}
-    observed = details.get("observed")
-    if not isinstance(observed, dict):
+    details = phase.details
+    if not isinstance(details, BreakerDetails):
         return None
-    reported = details.get("reported")
+    observed, reported = details.observed, details.reported
     rows: list[tuple[str, list[tuple[float, str]]]] = []
     for provider in sorted(set(observed) | set(reported if isinstance(reported, dict) else ())):
         for source, data in (("observed", observed), ("reported", reported)):
@@ -229,7 +229,7 @@ def breaker_plot(phase: PhaseReport) -> str | None:
                 rows.append((f"{provider} {source}", timeline))
     if not isinstance(reported, dict):
         rows.append((f"reported: {reported or 'none'}", []))
-    start, end = details.get("fault_start"), details.get("fault_end")
+    start, end = details.fault_start, details.fault_end
     window = (float(start), float(end)) if is_number(start) and is_number(end) else None
     return state_timeline(rows, title=f"Circuit breaker timeline — {phase.name}",
                           end=max(phase.duration_s, window[1] if window else 0.0),
@@ -243,7 +243,7 @@ def process_plots(run: RunReport) -> tuple[str | None, str | None]:
     cpu: list[Series] = []
     t0 = run.started_at
     for phase in run.phases:
-        rows = (phase.details or {}).get("process_series")
+        rows = phase.process_series
         if not rows:
             continue
         offset = phase.started_at - t0 if phase.started_at and t0 else 0.0

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
 from soak.baseline import Comparison
+from soak.phases import details_type
 from soak.summary import (
+    SHARED_DETAILS,
     Check,
     GeneratorHealth,
     LatencySummary,
+    NegativeOverhead,
     PhaseReport,
+    PlainDetails,
     ProcessSummary,
     RunReport,
     Status,
@@ -79,7 +84,19 @@ def _phase(data: dict[str, Any]) -> PhaseReport:
         gen = dict(data["generator"])
         gen["reasons"] = tuple(gen.get("reasons", ()))
         data["generator"] = GeneratorHealth(**gen)
-    return PhaseReport(**data)
+    details = data.pop("details", None) or {}
+    return PhaseReport(**data, **details_fields(data["kind"], details))
+
+
+def details_fields(kind: str, details: Mapping[str, Any]) -> dict[str, Any]:
+    """report.json's flat `details` of a phase of `kind` as `PhaseReport` fields: the shared
+    ones by name, the rest as that phase's typed record (kept plain when it declares none)."""
+    rest = dict(details)
+    shared = {name: rest.pop(name) for name in SHARED_DETAILS if name in rest}
+    if shared.get("negative_overhead") is not None:
+        shared["negative_overhead"] = NegativeOverhead(**shared["negative_overhead"])
+    record = details_type(kind) or PlainDetails
+    return {**shared, "details": record.from_dict(rest) if rest else None}
 
 
 def parse_json(text: str) -> RunReport:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from soak.phases.payload import PayloadDetails
 from soak.reports.breakdown_md import breakdown_tables
 from soak.summary import PhaseReport
 
@@ -26,8 +27,8 @@ def payload_section(reports: Sequence[PhaseReport]) -> list[str]:
     """One table per payload report: a row per step, then the slopes and breakdowns."""
     out: list[str] = []
     for report in reports:
-        d = report.details
-        steps: list[dict[str, Any]] = d.get("steps") or []
+        d = report.record(PayloadDetails)
+        steps = d.steps
         if not steps:
             continue
         out += [
@@ -49,9 +50,9 @@ def payload_section(reports: Sequence[PhaseReport]) -> list[str]:
                 f" {_bytes(s.get('received_bytes'))} | {wrong} |"
             )
         out += ["", (
-            f"Slope of the p50 overhead over the prompt sizes: {_ms(d.get('slope_s_per_100kb'))}"
-            f" ms per 100 KB through the gateway, {_ms(d.get('floor_slope_s_per_100kb'))} straight"
-            f" to the mock (the tester's own floor), {_ms(d.get('net_slope_s_per_100kb'))} net."
+            f"Slope of the p50 overhead over the prompt sizes: {_ms(d.slope_s_per_100kb)}"
+            f" ms per 100 KB through the gateway, {_ms(d.floor_slope_s_per_100kb)} straight"
+            f" to the mock (the tester's own floor), {_ms(d.net_slope_s_per_100kb)} net."
         ), ""]
         out += _breakdowns(steps)
     return out
@@ -68,9 +69,9 @@ def payload_plot(phase: PhaseReport) -> str | None:
     floor."""
     from soak.reports.svgplot import Series, line_plot
 
-    steps = phase.details.get("steps") if phase.kind == "payload" else None
-    if not steps:
+    if not isinstance(phase.details, PayloadDetails) or not phase.details.steps:
         return None
+    steps = phase.details.steps
     first = steps[0]["answer_tokens"]
     rows = [s for s in steps if s["answer_tokens"] == first]
     rows.sort(key=lambda s: s["prompt_bytes"])
@@ -80,7 +81,7 @@ def payload_plot(phase: PhaseReport) -> str | None:
         labels = [f"{x:g} KB: {y:.2f} ms" for x, y in points]
         if points:
             series.append(Series(name, points, True, labels))
-    slope = phase.details.get("slope_s_per_100kb")
+    slope = phase.details.slope_s_per_100kb
     title = "Overhead against prompt size" + (
         f" (slope {slope * 1e3:.2f} ms per 100 KB)" if slope is not None else "")
     return line_plot(series, title=title, x_label="prompt (KB)",

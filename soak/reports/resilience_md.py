@@ -3,8 +3,8 @@
 Sustained load results, the circuit breaker observed vs reported (timelines, transitions,
 time-to-open and time-to-recover), failover times, memory, and the production readiness
 criteria with ✓/✗, tiers and the overall READY / NOT READY line. Each reads only
-`PhaseReport` fields and its plain `details`, so a report parsed back from JSON renders the same;
-anything missing shows as "—".
+`PhaseReport` fields and its phase's typed details record, so a report parsed back from JSON
+renders the same; anything missing shows as "—".
 """
 
 from __future__ import annotations
@@ -12,6 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from soak.phases.breaker import BreakerDetails
+from soak.phases.failover import FailoverDetails
+from soak.phases.memory import MemoryDetails
+from soak.phases.readiness import ReadinessDetails
 from soak.reports.formatting import (
     NA,
     check_parts,
@@ -31,6 +35,10 @@ from soak.summary import PhaseReport
 
 def _secs(value: Any) -> str:
     return f"{float(value):.2f} s" if is_number(value) else NA
+
+
+def _count(value: int | None) -> str:
+    return NA if value is None else str(value)
 
 
 def _lat(phase: PhaseReport, stat: str) -> str:
@@ -87,8 +95,8 @@ def breaker_section(reports: Sequence[PhaseReport]) -> list[str]:
     """The `breaker` phase's report.md section (`PhaseSpec.markdown`)."""
     lines: list[str] = []
     for p in reports:
-        d = p.details
-        start, end = d.get("fault_start"), d.get("fault_end")
+        d = p.record(BreakerDetails)
+        start, end = d.fault_start, d.fault_end
         lines += [f"## Circuit Breaker ({one_line(p.name)}) — {status_word(p.status)}", ""]
         lines.append(
             f"Fault on `{one_line(p.params.get('provider', NA))}` (HTTP 500 to every request) "
@@ -97,7 +105,7 @@ def breaker_section(reports: Sequence[PhaseReport]) -> list[str]:
         )
         lines.append("")
         rows = []
-        for provider, obs in sorted((d.get("observed") or {}).items()):
+        for provider, obs in sorted(d.observed.items()):
             rows.append(
                 [
                     provider,
@@ -109,7 +117,7 @@ def breaker_section(reports: Sequence[PhaseReport]) -> list[str]:
                     _secs(obs.get("time_to_recover")),
                 ]
             )
-        reported = d.get("reported")
+        reported = d.reported
         if isinstance(reported, dict):
             for provider, rep in sorted(reported.items()):
                 rows.append(
@@ -129,7 +137,7 @@ def breaker_section(reports: Sequence[PhaseReport]) -> list[str]:
             )
         heads = ("Provider", "Source", "Final state", "Timeline", "Transitions")
         lines += [md_table((*heads, "Time to open", "Time to recover"), rows), ""]
-        errors = d.get("client_errors") or {}
+        errors = d.client_errors
         lines.append(
             f"Requests completed: {p.completed} of {p.sent}; client-visible errors before / "
             f"during / after the fault: {errors.get('before', NA)} / {errors.get('during', NA)}"
@@ -143,16 +151,16 @@ def failover_section(reports: Sequence[PhaseReport]) -> list[str]:
     """The `failover` phase's report.md section (`PhaseSpec.markdown`)."""
     lines: list[str] = []
     for p in reports:
-        d = p.details
+        d = p.record(FailoverDetails)
         rows = [
-            ("Mean failover time", fmt_auto(d.get("mean"))),
-            ("Min failover time", fmt_auto(d.get("min"))),
-            ("Max failover time", fmt_auto(d.get("max"))),
-            ("Successful failovers", f"{d.get('failed_over', NA)}/{d.get('requests', NA)}"),
-            ("Timed (tried the primary first)", str(d.get("timed", NA))),
-            ("Straight to the fallback (breaker open)", str(d.get("direct", NA))),
-            ("Served by the primary", str(d.get("served_by_primary", NA))),
-            ("Client-visible errors", str(d.get("client_errors", NA))),
+            ("Mean failover time", fmt_auto(d.mean)),
+            ("Min failover time", fmt_auto(d.min)),
+            ("Max failover time", fmt_auto(d.max)),
+            ("Successful failovers", f"{_count(d.failed_over)}/{_count(d.requests)}"),
+            ("Timed (tried the primary first)", _count(d.timed)),
+            ("Straight to the fallback (breaker open)", _count(d.direct)),
+            ("Served by the primary", _count(d.served_by_primary)),
+            ("Client-visible errors", _count(d.client_errors)),
         ]
         title = f"## Failover Time Results ({one_line(p.name)}) — {status_word(p.status)}"
         lines += _kv(title, rows)
@@ -163,23 +171,21 @@ def memory_section(reports: Sequence[PhaseReport]) -> list[str]:
     """The `memory` phase's report.md section (`PhaseSpec.markdown`)."""
     lines: list[str] = []
     for p in reports:
-        d = p.details
-        growth = d.get("growth")
+        d = p.record(MemoryDetails)
+        growth = d.growth
         increase = (
-            d["final"] - d["initial"]
-            if is_number(d.get("final")) and is_number(d.get("initial"))
-            else None
+            d.final - d.initial if is_number(d.final) and is_number(d.initial) else None
         )
-        slope = d.get("slope_mb_per_min")
+        slope = d.slope_mb_per_min
         rows = [
             ("Requests completed", f"{p.completed}/{p.sent}"),
-            ("Samples (1 Hz)", str(d.get("samples", NA))),
-            ("Initial memory", fmt_mb(d.get("initial"))),
-            ("Peak memory", fmt_mb(d.get("peak"))),
-            ("Final memory", fmt_mb(d.get("final"))),
-            ("Mean memory", fmt_mb(d.get("mean"))),
+            ("Samples (1 Hz)", _count(d.samples)),
+            ("Initial memory", fmt_mb(d.initial)),
+            ("Peak memory", fmt_mb(d.peak)),
+            ("Final memory", fmt_mb(d.final)),
+            ("Mean memory", fmt_mb(d.mean)),
             ("Memory increase", f"{fmt_mb(increase)} ({fmt_pct(growth, 1)})"),
-            ("Peak / initial", f"{fmt_num(d.get('peak_ratio'), 2)}x"),
+            ("Peak / initial", f"{fmt_num(d.peak_ratio, 2)}x"),
             ("Trend after warm-up", f"{fmt_num(slope, 2)} MB/min" if is_number(slope) else NA),
         ]
         lines += _kv(
@@ -200,7 +206,8 @@ def readiness_section(reports: Sequence[PhaseReport]) -> list[str]:
             mark = "✓" if c.passed else "✗"
             criterion = f"{c.name} {c.op} {threshold}{unit_text}"
             rows.append((mark, criterion, f"{value}{unit_text}", c.tier or NA))
-        p50 = (p.details.get("tiers") or {}).get("p50") or {}
+        d = p.record(ReadinessDetails)
+        p50 = d.tiers.get("p50") or {}
         if p50:
             rows.append(
                 (
@@ -212,7 +219,7 @@ def readiness_section(reports: Sequence[PhaseReport]) -> list[str]:
             )
         lines += ["### Production Readiness Criteria", ""]
         lines += [md_table(("", "Criterion", "Value", "Tier"), rows), ""]
-        verdict = p.details.get("verdict")
+        verdict = d.verdict
         if verdict == "READY":
             lines.append("**Overall: ✓ READY FOR PRODUCTION**")
         else:

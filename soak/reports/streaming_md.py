@@ -1,7 +1,7 @@
 """Markdown section of the streaming soak: token timing, what the gateway added, integrity,
 goodput, and the gateway's memory and descriptors before and after the streams.
 
-Reads the streaming `PhaseReport`'s distributions and plain `details["streaming"]` (see
+Reads the streaming `PhaseReport`'s distributions and its `StreamingDetails` (see
 soak.phases.streaming and docs/streaming.md); anything missing shows as "—".
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from soak.phases.streaming import StreamingDetails
 from soak.reports.formatting import NA, fmt_mb, fmt_num, fmt_pct, fmt_time, md_table
 from soak.streaming import CLASSES
 from soak.summary import PhaseReport
@@ -45,7 +46,7 @@ def timing_rows(phase: PhaseReport) -> list[list[str]]:
 
 
 def phase_lines(phase: PhaseReport) -> list[str]:
-    d: dict[str, Any] = phase.details.get("streaming") or {}
+    d = phase.record(StreamingDetails).streaming
     p = phase.params
     lines = [
         f"{d.get('streams', NA)} streams of {p.get('tokens', NA)} tokens (mock: first token "
@@ -97,7 +98,7 @@ def phase_lines(phase: PhaseReport) -> list[str]:
 def streaming_section(reports: Sequence[PhaseReport]) -> list[str]:
     """`## Streaming` with one block per streaming phase run (`PhaseSpec.markdown`); nothing
     when none has its details."""
-    phases = [p for p in reports if p.details.get("streaming")]
+    phases = [p for p in reports if p.record(StreamingDetails).streaming]
     if not phases:
         return []
     lines = ["## Streaming", ""]
