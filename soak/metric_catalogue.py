@@ -11,9 +11,20 @@ these on a registry and records into them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+
+LABEL_VALUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+"""What a label value from the config (target, plan, provider, class) may be: a short name."""
+
+
+def label_value(kind: str, value: str) -> str:
+    """`value` checked as a `kind` label value (ValueError naming it otherwise)."""
+    if not LABEL_VALUE_RE.match(value):
+        raise ValueError(f"{kind} label value {value!r} must match {LABEL_VALUE_RE.pattern}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,7 @@ replica: percentiles among them must never be averaged or summed across replicas
 
 from __future__ import annotations
 
-import contextlib
 import platform
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -35,23 +33,11 @@ from soak.metric_batch import FlushFirst, Pending
 from soak.metric_batch import apply as apply_batch
 from soak.metric_catalogue import (
     BASE_BUCKETS,
-    BREAKER_STATE,
-    BREAKER_TRANSITIONS,
     BUILD_INFO,
-    CAPACITY_KNEE,
     CATALOGUE,
     FAILOVER,
-    GEN_CPU,
     GEN_DROPS,
-    GEN_LAG,
     GEN_TRUSTED,
-    GW_CPU,
-    GW_FDS,
-    GW_MEMORY_SLOPE,
-    GW_RESTARTS,
-    GW_RSS,
-    GW_THREADS,
-    HISTORY_WRITE_ERRORS,
     ITL,
     LAST_ADDED_TTFT,
     LAST_DURATION,
@@ -65,28 +51,12 @@ from soak.metric_catalogue import (
     LAST_TARGET_RATE,
     LAST_THROUGHPUT,
     LAST_VERDICT,
-    MODEL_OVERHEAD,
     OVERHEAD,
-    PAYLOAD_CPU,
-    PAYLOAD_OVERHEAD,
-    PAYLOAD_SLOPE,
-    PHASE_KEYS_FAILING,
-    PHASE_KEYS_USED,
-    PHASE_MODEL_OVERHEAD,
-    PHASE_MODEL_SUCCESS,
     PHASE_RUNNING,
-    PLAN_LAST_RUN,
-    PLAN_NEXT_RUN,
-    PLAN_RUNS,
-    RELOAD_OK,
-    RELOAD_TS,
     REQUEST_DURATION,
     REQUESTS,
-    SCHED_MISSED,
-    SCHED_SKIPPED,
     SEND_LAG,
     SERVED,
-    STREAM_INTEGRITY,
     TOKENS,
     TPOT,
     TTFT,
@@ -98,11 +68,14 @@ from soak.metric_catalogue import (
     exposed_names,
     slo_thresholds,
 )
+from soak.metric_catalogue import label_value as _label
+from soak.metrics_daemon import DaemonSeries
+from soak.metrics_phases import BREAKER_SOURCES, PhaseSeries, children
 from soak.results import Outcome, Result
 from soak.summary import LatencySummary, PhaseReport, Status
 
 if TYPE_CHECKING:
-    from soak.procwatch import Sample
+    pass
 
 __all__ = [
     "BASE_BUCKETS",
@@ -120,8 +93,6 @@ __all__ = [
     "slo_thresholds",
 ]
 
-LABEL_VALUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-"""Allowed target / phase / provider / plan label values: short config names only."""
 
 STATISTICS = ("min", "mean", "p50", "p90", "p95", "p99", "max")
 """`statistic` label values of the per-run summary gauges (`LatencySummary` fields). Not
@@ -131,8 +102,6 @@ VERDICTS = {Status.PASSED: 1, Status.BASELINE: 1, Status.FAILED: 0, Status.ERROR
 """`soak_phase_last_verdict`: 1 passed (or baseline, nothing to fail), 0 failed, -1 error.
 A skipped phase did not run: its gauges are left untouched."""
 
-
-BREAKER_SOURCES = ("observed", "reported")
 
 UNKNOWN_PROVIDER = "unknown"
 """The `provider` label of any provider name that is not configured: a gateway's marker or
@@ -146,18 +115,6 @@ def register_default_collectors(registry: CollectorRegistry) -> None:
     ProcessCollector(registry=registry)
     GCCollector(registry=registry)
     PlatformCollector(registry=registry)
-
-
-def _label(kind: str, value: str) -> str:
-    if not LABEL_VALUE_RE.match(value):
-        raise ValueError(f"{kind} label value {value!r} must match {LABEL_VALUE_RE.pattern}")
-    return value
-
-
-def _model_label(model: str) -> str:
-    """A workload model name (from the config) as a label value: at most 64 characters of
-    `A-Za-z0-9_.-`, others as `_`."""
-    return _label("model", re.sub(r"[^A-Za-z0-9_.-]", "_", model)[:64])
 
 
 def _round(report: PhaseReport) -> str:
@@ -188,7 +145,7 @@ class _Bound:
         m[GEN_DROPS].labels(target, phase)
 
 
-class SoakMetrics:
+class SoakMetrics(PhaseSeries, DaemonSeries):
     """Creates the catalogue on `registry`; records results, phase reports and states.
 
     `metrics[SPEC]` gives the prometheus_client object of a catalogue entry.
@@ -315,67 +272,6 @@ class SoakMetrics:
             self[LAST_NEGATIVE_OVERHEAD].labels(*labels).set(negative.count if negative else 0)
         self.set_breakdown(report.breakdown or {}, target=target, phase=phase)
 
-    def set_breakdown(self, parts: Mapping[str, Any], *, target: str, phase: str) -> None:
-        """A phase's per-model overhead and success and its key counts (`soak.breakdown`),
-        replacing the last run's: a model dropped from the mix leaves no stale series."""
-        for spec in (PHASE_MODEL_OVERHEAD, PHASE_MODEL_SUCCESS, PHASE_KEYS_USED,
-                     PHASE_KEYS_FAILING):  # fmt: skip
-            metric = self[spec]
-            for values in _children(metric, spec.labels):
-                if values[:2] == (target, phase):
-                    metric.remove(*values)
-        for model, row in (parts.get("model") or {}).items():
-            name = _model_label(model)
-            self[PHASE_MODEL_SUCCESS].labels(target, phase, name).set(row["success_ratio"])
-            for stat in ("p50", "p99"):
-                if row.get(f"overhead_{stat}") is not None:
-                    value = row[f"overhead_{stat}"]
-                    self[PHASE_MODEL_OVERHEAD].labels(target, phase, name, stat).set(value)
-        counts = parts.get("keys")
-        if counts:
-            self[PHASE_KEYS_USED].labels(target, phase).set(counts["keys"])
-            self[PHASE_KEYS_FAILING].labels(target, phase).set(counts["failing"])
-
-    def set_capacity_knee(self, rate: float, *, target: str) -> None:
-        """The highest rate the last capacity search held (0: none held)."""
-        self[CAPACITY_KNEE].labels(_label("target", target)).set(rate)
-
-    def set_payload(
-        self,
-        steps: Sequence[Mapping[str, Any]],
-        slopes: Mapping[str, float | None],
-        *,
-        target: str,
-    ) -> None:
-        """The payload phase's steps (overhead p50/p99, CPU per request), its slopes (basis →
-        seconds per 100 KB) and its per-model overhead; labels from phases.payload and
-        workload.models only."""
-        t = _label("target", target)
-        for step in steps:
-            sizes = (str(int(step["prompt_bytes"])), str(int(step["answer_tokens"])))
-            for stat in ("p50", "p99"):
-                if step.get(stat) is not None:
-                    self[PAYLOAD_OVERHEAD].labels(t, *sizes, stat).set(step[stat])
-            if step.get("cpu_s_per_request") is not None:
-                self[PAYLOAD_CPU].labels(t, *sizes).set(step["cpu_s_per_request"])
-        for basis in ("gateway", "floor", "net"):
-            if (slope := slopes.get(basis)) is not None:
-                self[PAYLOAD_SLOPE].labels(t, basis).set(slope)
-        top = max(steps, key=lambda s: s.get("prompt_bytes", 0), default={})
-        models = top.get("breakdown", {})
-        for model, row in models.get("model", {}).items():
-            name = _model_label(model)
-            for stat in ("p50", "p99"):
-                if row.get(f"overhead_{stat}") is not None:
-                    self[MODEL_OVERHEAD].labels(t, name, stat).set(row[f"overhead_{stat}"])
-
-    def count_stream_integrity(
-        self, counts: Mapping[str, int], *, target: str, phase: str
-    ) -> None:
-        """Streams of one run by integrity class (whole, rechunked, ...)."""
-        for cls, count in counts.items():
-            self[STREAM_INTEGRITY].labels(target, phase, _label("class", cls)).inc(count)
-
     def _summary(
         self, spec: MetricSpec, labels: tuple[str, str, str], summary: LatencySummary | None
     ) -> None:
@@ -383,77 +279,6 @@ class SoakMetrics:
             return
         for stat in STATISTICS:
             self[spec].labels(*labels, stat).set(getattr(summary, stat))
-
-    def set_breaker_state(
-        self, state: BreakerState, *, target: str, provider: str, source: str
-    ) -> None:
-        """Set a provider's breaker state; a change from the previous value counts a transition."""
-        if source not in BREAKER_SOURCES:
-            raise ValueError(f"breaker source {source!r} must be one of {BREAKER_SOURCES}")
-        key = (_label("target", target), self._provider(provider), source)
-        previous = self._breakers.get(key)
-        self._breakers[key] = BreakerState(state)
-        self[BREAKER_STATE].labels(*key).set(int(state))
-        transitions = self[BREAKER_TRANSITIONS].labels(*key)  # exists at 0 from first sighting
-        if previous is not None and previous != state:
-            transitions.inc()
-
-    def set_gateway_process(
-        self, *, target: str, rss_bytes: float, cpu_ratio: float, open_fds: int, threads: int
-    ) -> None:
-        """One sample of the watched gateway process."""
-        target = _label("target", target)
-        for spec, value in ((GW_RSS, rss_bytes), (GW_CPU, cpu_ratio), (GW_FDS, open_fds)):
-            self[spec].labels(target).set(value)
-        self[GW_THREADS].labels(target).set(threads)
-
-    def count_gateway_restart(self, reason: str, *, target: str) -> None:
-        """The daemon restarted the managed gateway (`reason`: crash, reload or phase)."""
-        self[GW_RESTARTS].labels(_label("target", target), reason).inc()
-
-    def init_gateway_restarts(self, *, target: str, reasons: Sequence[str]) -> None:
-        """Expose the restart counters at 0 once the daemon manages a gateway."""
-        for reason in reasons:
-            self[GW_RESTARTS].labels(_label("target", target), reason)
-
-    def set_memory_slope(self, bytes_per_second: float | None, *, target: str) -> None:
-        """The long-window RSS slope of the gateway (the long-window memory verdict's figure);
-        None removes the series (a new process: no trend to judge yet)."""
-        if bytes_per_second is None:
-            with contextlib.suppress(KeyError):
-                self[GW_MEMORY_SLOPE].remove(_label("target", target))
-            return
-        self[GW_MEMORY_SLOPE].labels(_label("target", target)).set(bytes_per_second)
-
-    def set_generator(self, *, loop_lag_s: float, cpu_ratio: float) -> None:
-        """The tester's own health, from its self-watch."""
-        self[GEN_LAG].set(loop_lag_s)
-        self[GEN_CPU].set(cpu_ratio)
-
-    def init_plan(self, plan: str) -> None:
-        """Expose a plan's scheduler counters at 0 before anything is missed or skipped."""
-        self[SCHED_MISSED].labels(_label("plan", plan))
-        self[SCHED_SKIPPED].labels(plan)
-
-    def count_missed_run(self, plan: str) -> None:
-        """A scheduled run that did not start (misfire grace exceeded, daemon busy)."""
-        self[SCHED_MISSED].labels(_label("plan", plan)).inc()
-
-    def count_skipped_run(self, plan: str) -> None:
-        """A scheduled run skipped because the previous run of its plan was still going."""
-        self[SCHED_SKIPPED].labels(_label("plan", plan)).inc()
-
-    def config_loaded(self, success: bool, *, at: float) -> None:
-        """Result of a config (re)load; `at` is Unix time."""
-        self[RELOAD_OK].set(1 if success else 0)
-        if success:
-            self[RELOAD_TS].set(at)
-
-    def forget_plan(self, plan: str) -> None:
-        """A plan left the schedule (reload): drop its next/last-run timestamps."""
-        for spec in (PLAN_NEXT_RUN, PLAN_LAST_RUN):
-            with contextlib.suppress(KeyError):  # never set: nothing to drop
-                self[spec].remove(plan)
 
     def forget_target(self, name: str) -> int:
         """Remove every series labelled `target=name` (a target renamed by reload): without
@@ -465,32 +290,13 @@ class SoakMetrics:
             if "target" not in spec.labels:
                 continue
             metric, at = self._m[spec], spec.labels.index("target")
-            for values in _children(metric, spec.labels):
+            for values in children(metric, spec.labels):
                 if values[at] == name:
                     metric.remove(*values)
                     removed += 1
         self._bound = {k: b for k, b in self._bound.items() if k[0] != name}
         self._breakers = {k: v for k, v in self._breakers.items() if k[0] != name}
         return removed
-
-    def set_plan_next_run(self, plan: str, at: float) -> None:
-        """When a plan is next due (Unix time)."""
-        self[PLAN_NEXT_RUN].labels(plan).set(at)
-
-    def count_plan_run(self, plan: str, status: str, *, at: float) -> None:
-        """A scheduled run of `plan` ended with `status` at `at` (Unix time)."""
-        self[PLAN_RUNS].labels(plan, status).inc()
-        self[PLAN_LAST_RUN].labels(plan).set(at)
-
-    def gateway_sample(self, sample: Sample, *, target: str) -> None:
-        """A live 1 Hz sample of the gateway process while a phase watches it."""
-        self.set_gateway_process(
-            target=target,
-            rss_bytes=sample.rss,
-            cpu_ratio=(sample.cpu_percent or 0.0) / 100.0,
-            open_fds=sample.fds,
-            threads=sample.threads,
-        )
 
     def phase_done(self, report: PhaseReport, *, target: str, finished_at: float) -> None:
         """What every finished phase report feeds: its summary gauges (`record_phase`) and the
@@ -506,44 +312,6 @@ class SoakMetrics:
                 open_fds=proc.fds_peak,
                 threads=proc.threads_peak,
             )
-
-    def replay_breakers(self, timelines: Mapping[str, Any], *, target: str) -> None:
-        """Replay a breaker phase's timelines (source → provider → record with a `timeline` of
-        state names) into the state gauges, so each state change counts one transition."""
-        for source in BREAKER_SOURCES:
-            per_provider = timelines.get(source)
-            if not isinstance(per_provider, dict):
-                continue  # absent, or "not reported" by this gateway kind
-            for provider, obs in per_provider.items():
-                timeline = obs.get("timeline") if isinstance(obs, dict) else None
-                for _t, name in timeline or ():
-                    state = BreakerState.named(name)
-                    if state is not None:
-                        self.set_breaker_state(
-                            state, target=target, provider=provider, source=source
-                        )
-
-    def count_history_write_error(self, reason: str | None) -> None:
-        """A run-history write the disk refused (`reason`: disk_full, read_only, other);
-        None only exposes the three series at 0, so increase() sees the first refusal."""
-        for known in ("disk_full", "read_only", "other"):
-            self[HISTORY_WRITE_ERRORS].labels(known)
-        if reason is not None:
-            known = reason if reason in ("disk_full", "read_only") else "other"
-            self[HISTORY_WRITE_ERRORS].labels(known).inc()
-
-
-def _children(metric: Any, labelnames: Sequence[str]) -> set[tuple[str, ...]]:
-    """The label values of every child `metric` exposes (read from its samples, the public
-    view: `le` and the like are left out)."""
-    found = set()
-    for family in metric.collect():
-        for sample in family.samples:
-            values = tuple(sample.labels.get(n) for n in labelnames)
-            if None not in values:
-                found.add(values)
-    return found
-
 
 def new_registry() -> CollectorRegistry:
     """A fresh registry with the default collectors: the daemon's, served at `/metrics`."""
