@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import gc
 import logging
 import signal
 import threading
@@ -27,6 +25,7 @@ from soak import phases
 from soak.config import ConfigError
 from soak.config.daemon import BackgroundConfig, PlanConfig, split_listen
 from soak.config.schema import Config
+from soak.daemon_run import LogLines, PhaseMetricsFeed, release_memory, run_status
 from soak.history import RunHistory
 from soak.history_writer import HistoryWriter
 from soak.logjson import mask
@@ -34,10 +33,8 @@ from soak.metric_catalogue import buckets_for_slo, check_thresholds_are_buckets
 from soak.metrics import SoakMetrics, new_registry
 from soak.once import new_run
 from soak.phases import load_config
-from soak.phases.spec import split_round
 from soak.reports import render_json
 from soak.reports.progress import Progress
-from soak.results import Result
 from soak.runner import run_plan
 from soak.scheduler import PlanScheduler, ScheduleError
 from soak.selfwatch import SelfWatch
@@ -65,90 +62,6 @@ class ConfigSource:
 
     def load(self) -> Config:
         return load_config(self.path, profile=self.profile)
-
-
-class _LogLines:
-    """A text stream for `Progress` that turns its lines into INFO log records."""
-
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-
-    def write(self, text: str) -> int:
-        for line in text.splitlines():
-            if line.strip():
-                log.info(line.strip(), extra={"run_id": self.run_id})
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return False
-
-
-def _spec(name: str) -> phases.PhaseSpec | None:
-    """The registered phase called `name` (None for a round name such as a warm-up)."""
-    return phases.get(name) if name in phases.names() else None
-
-
-class _PhaseMetrics:
-    """Feeds one run's results and phase reports into the metrics; tracks the running phase."""
-
-    def __init__(self, metrics: SoakMetrics, target: str) -> None:
-        self.metrics, self.target, self.phase = metrics, target, ""
-
-    def observe(self, result: Result, name: str) -> None:
-        phase, _round = split_round(name)  # series are per phase; rounds add up in them
-        if phase != self.phase:
-            self.end()
-            spec = _spec(phase)
-            self.metrics.bind(
-                target=self.target, phase=phase, histograms=spec.histograms if spec else ()
-            )
-            self.metrics.set_phase_running(True, target=self.target, phase=phase)
-            self.phase = phase
-        self.metrics.observe(result, target=self.target, phase=phase)
-
-    def phase_done(self, report: PhaseReport) -> None:
-        phases.record(report, self.metrics, target=self.target, finished_at=time.time())
-        if report.kind == self.phase:  # the next round observes as a new start
-            self.phase = ""
-
-    def end(self) -> None:
-        if self.phase:
-            self.metrics.set_phase_running(False, target=self.target, phase=self.phase)
-            self.phase = ""
-
-
-def _libc_trim() -> Callable[[int], int] | None:
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim  # type: ignore[no-any-return]
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
-        return None
-
-
-_MALLOC_TRIM = _libc_trim()
-
-
-def release_memory() -> None:
-    """After a run: collect cycles and hand freed heap pages back to the OS (glibc).
-
-    A run allocates and frees tens of MB (results, sessions, JSON); glibc keeps freed pages
-    in its arenas, so without a trim the daemon's RSS climbs run after run although nothing
-    leaks (bench/bench_daemon.py: +170% over 200 runs without the trim, under +1% with it),
-    which would hide a real leak and trip memory alerts on the tester itself."""
-    gc.collect()
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
-
-
-def run_status(run: RunReport) -> str:
-    """History status of a finished run."""
-    if run.aborted:
-        return "aborted"
-    if run.error:
-        return "error"
-    return "passed" if run.passed else "failed"
 
 
 def _background(config: Config, plan: PlanConfig) -> BackgroundConfig | None:
@@ -387,7 +300,7 @@ class Daemon:
         self._current = (run, stop)
         self.records.start(run.run_id, plan.name, run.started_at)
         log.info("run started: %s", ", ".join(plan.phases), extra=ctx)
-        feed = _PhaseMetrics(self.metrics, config.gateway.name)
+        feed = PhaseMetricsFeed(self.metrics, config.gateway.name)
 
         def on_phase(report: PhaseReport) -> None:
             feed.phase_done(report)
@@ -401,7 +314,7 @@ class Daemon:
                 config,
                 run,
                 plan.phases,
-                progress=Progress(stream=_LogLines(run.run_id), tty=False, interval=30.0),
+                progress=Progress(stream=LogLines(run.run_id), tty=False, interval=30.0),
                 stop=stop,
                 on_phase=on_phase,
                 observe=feed.observe,

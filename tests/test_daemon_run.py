@@ -15,7 +15,8 @@ from soak.mock.app import MockConfig, MockServer
 from soak.mock.profile import parse_profile
 
 from soak.cli import main
-from soak.daemon import ConfigSource, Daemon, _PhaseMetrics, run_status
+from soak.daemon import ConfigSource, Daemon
+from soak.daemon_run import PhaseMetricsFeed, run_status
 from soak.logjson import JsonFormatter, TextFormatter, mask
 from soak.metrics import SoakMetrics
 from soak.phases.breaker import BreakerDetails
@@ -137,7 +138,7 @@ def test_json_logs_one_object_per_line_with_context_and_no_secrets() -> None:
 
 
 def test_phase_reports_feed_breaker_failover_and_gateway_metrics(registry) -> None:
-    feed = _PhaseMetrics(SoakMetrics(registry), "gw")
+    feed = PhaseMetricsFeed(SoakMetrics(registry), "gw")
     breaker = PhaseReport(name="breaker", kind="breaker", status=Status.PASSED)
     breaker.process = ProcessSummary(samples=3, cpu_avg=50.0, cpu_peak=80.0, rss_avg=2e8,
                                      rss_peak=3e8, rss_initial=1e8, rss_final=2.5e8,
