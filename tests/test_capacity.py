@@ -16,22 +16,10 @@ from aiohttp import web
 from soak.mock.app import MockConfig, MockServer
 from soak.mock.profile import parse_profile
 
+from soak.capacity import BUDGET, GENERATOR, MAX_RATE, RUNAWAY, SLO, CapacitySearch, Step, judge
 from soak.mockctl import MockControl
 from soak.phases import PhaseContext, Target, load_config, markdown_sections
-from soak.phases.capacity import (
-    BUDGET,
-    GENERATOR,
-    MAX_RATE,
-    RUNAWAY,
-    SLO,
-    CapacityPhase,
-    CapacitySearch,
-    CapacitySlo,
-    Step,
-    capacity_report,
-    judge,
-    run_capacity,
-)
+from soak.phases.capacity import CapacityPhase, CapacitySlo, capacity_report, run_capacity
 from soak.reports.markdown import render_markdown
 from soak.reports.progress import Progress
 from soak.summary import RunReport, Status
