@@ -27,6 +27,12 @@ def label_value(kind: str, value: str) -> str:
     return value
 
 
+def model_label(model: str) -> str:
+    """A workload model name (from the config) as a label value: at most 64 characters of
+    `A-Za-z0-9_.-`, others as `_`."""
+    return label_value("model", re.sub(r"[^A-Za-z0-9_.-]", "_", model)[:64])
+
+
 @dataclass(frozen=True, slots=True)
 class MetricSpec:
     """One metric of the catalogue: the only place its name, help and labels are written."""
@@ -66,9 +72,6 @@ ITL = MetricSpec("soak_inter_token_gap_seconds", H, TP,
     "Seconds between consecutive content chunks of a stream (vLLM ITL, pooled over streams).")
 TPOT = MetricSpec("soak_time_per_output_token_seconds", H, TP,
     "Per stream: (end-to-end latency - TTFT) / (output tokens - 1).")
-STREAM_INTEGRITY = MetricSpec("soak_stream_integrity_total", C, (*TP, "class"),
-    "Streams by integrity against what the mock sent: whole, rechunked, buffered, stalled, "
-    "unterminated, truncated, untraced, failed.")
 REQUESTS = MetricSpec("soak_requests_total", C, (*TP, "outcome"),
     "Requests ended, by outcome.")
 SERVED = MetricSpec("soak_served_requests_total", C, (*TP, "provider"),
@@ -106,22 +109,6 @@ BREAKER_STATE = MetricSpec("soak_breaker_state", G, TPS,
     "Breaker state: 0 closed, 1 half-open, 2 open; source observed (black-box) or reported.")
 BREAKER_TRANSITIONS = MetricSpec("soak_breaker_transitions_total", C, TPS,
     "Breaker state changes seen.")
-CAPACITY_KNEE = MetricSpec("soak_capacity_knee_requests_per_second", G, ("target",),
-    "Highest arrival rate that held the capacity SLO in the last capacity search (0: none did).")
-PAYLOAD_OVERHEAD = MetricSpec("soak_payload_overhead_seconds", G,
-    ("target", "prompt_bytes", "answer_tokens", "statistic"),
-    "Per-request overhead (p50, p99) at each step of the last payload phase; the step's sizes "
-    "come from phases.payload (bounded: at most 31 steps).")
-PAYLOAD_CPU = MetricSpec("soak_payload_gateway_cpu_seconds_per_request", G,
-    ("target", "prompt_bytes", "answer_tokens"),
-    "Gateway process CPU seconds per request at each step of the last payload phase.")
-PAYLOAD_SLOPE = MetricSpec("soak_payload_overhead_slope_seconds_per_100kb", G,
-    ("target", "basis"),
-    "Least-squares slope of the p50 overhead over the prompt sizes of the last payload phase, "
-    "seconds per 100 KB: basis gateway, floor (straight to the mock: the tester's own) or net.")
-MODEL_OVERHEAD = MetricSpec("soak_model_overhead_seconds", G, ("target", "model", "statistic"),
-    "Per-request overhead (p50, p99) per workload model at the last payload phase's largest "
-    "prompt step; model names from workload.models (at most 32), never from the wire.")
 PHASE_MODEL_OVERHEAD = MetricSpec("soak_phase_last_model_overhead_seconds", G,
     ("target", "phase", "model", "statistic"),
     "Per-request overhead (p50, p99) per workload model in each phase's last run with a model "

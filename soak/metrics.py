@@ -27,7 +27,7 @@ from prometheus_client import (
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 
-from soak import __version__
+from soak import __version__, phases
 from soak.breaker import BreakerState
 from soak.metric_batch import FlushFirst, Pending
 from soak.metric_batch import apply as apply_batch
@@ -65,8 +65,10 @@ from soak.metric_catalogue import (
     buckets_for_slo,
     buckets_with,
     check_thresholds_are_buckets,
-    exposed_names,
     slo_thresholds,
+)
+from soak.metric_catalogue import (
+    exposed_names as _exposed_names,
 )
 from soak.metric_catalogue import label_value as _label
 from soak.metrics_daemon import DaemonSeries
@@ -158,20 +160,23 @@ class SoakMetrics(PhaseSeries, DaemonSeries):
         buckets: Mapping[str, Sequence[float]] = BASE_BUCKETS,
         thresholds: Iterable[Threshold] | None = None,
         providers: Iterable[str] = DEFAULT_PROVIDERS,
+        specs: Iterable[MetricSpec] | None = None,
     ) -> None:
         if thresholds is not None:
             check_thresholds_are_buckets(buckets, thresholds)
         self._pending = Pending(self._apply)
         registry.register(FlushFirst(self.flush))  # before the metrics: collected first
         self.buckets = {name: tuple(buckets.get(name, b)) for name, b in BASE_BUCKETS.items()}
+        self.specs = tuple(phases.catalogue() if specs is None else specs)
+        """Every metric it writes: the catalogue and the registered phases' own."""
         self._m: dict[MetricSpec, Any] = {}
-        for spec in CATALOGUE:
+        for spec in self.specs:
             kw: dict[str, Any] = {"labelnames": spec.labels, "registry": registry}
             if spec.kind == "histogram":
                 kw["buckets"] = self.buckets[spec.name]
             cls = {"histogram": Histogram, "counter": Counter, "gauge": Gauge}[spec.kind]
             self._m[spec] = cls(spec.name, spec.help, **kw)
-        self._by_name = {spec.name: self._m[spec] for spec in CATALOGUE}
+        self._by_name = {spec.name: self._m[spec] for spec in self.specs}
         self[BUILD_INFO].labels(__version__, platform.python_version()).set(1)
         self._bound: dict[tuple[str, str], _Bound] = {}
         self._breakers: dict[tuple[str, str, str], BreakerState] = {}
@@ -189,6 +194,15 @@ class SoakMetrics(PhaseSeries, DaemonSeries):
 
     def __getitem__(self, spec: MetricSpec) -> Any:
         return self._m[spec]
+
+    def child(self, spec: MetricSpec, *values: str) -> Any:
+        """The child of `spec` with label `values`, each checked against the bounded label
+        vocabulary (ValueError naming it): how a phase's `record` hook writes its own metrics
+        (`PhaseSpec.metrics`) without reaching past the one writer."""
+        if len(values) != len(spec.labels):
+            raise ValueError(f"{spec.name} takes labels {spec.labels}, got {len(values)} values")
+        checked = [_label(name, v) for name, v in zip(spec.labels, values, strict=True)]
+        return self._m[spec].labels(*checked)
 
     def bind(self, *, target: str, phase: str, histograms: Sequence[str] = ()) -> _Bound:
         """Label children for (target, phase), created (and validated) once; `histograms` are
@@ -286,7 +300,7 @@ class SoakMetrics(PhaseSeries, DaemonSeries):
         label sets went; the next request under `name` starts them afresh."""
         self.flush()
         removed = 0
-        for spec in CATALOGUE:
+        for spec in self.specs:
             if "target" not in spec.labels:
                 continue
             metric, at = self._m[spec], spec.labels.index("target")
@@ -312,6 +326,12 @@ class SoakMetrics(PhaseSeries, DaemonSeries):
                 open_fds=proc.fds_peak,
                 threads=proc.threads_peak,
             )
+
+def exposed_names() -> frozenset[str]:
+    """Every sample name SoakMetrics can expose, the registered phases' own metrics included
+    (what PromQL in rules and dashboards may reference)."""
+    return _exposed_names(phases.catalogue())
+
 
 def new_registry() -> CollectorRegistry:
     """A fresh registry with the default collectors: the daemon's, served at `/metrics`."""

@@ -9,7 +9,6 @@ does not name becomes `unknown` (`SoakMetrics._provider`).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,27 +16,16 @@ from soak.breaker import BreakerState
 from soak.metric_catalogue import (
     BREAKER_STATE,
     BREAKER_TRANSITIONS,
-    CAPACITY_KNEE,
-    MODEL_OVERHEAD,
-    PAYLOAD_CPU,
-    PAYLOAD_OVERHEAD,
-    PAYLOAD_SLOPE,
     PHASE_KEYS_FAILING,
     PHASE_KEYS_USED,
     PHASE_MODEL_OVERHEAD,
     PHASE_MODEL_SUCCESS,
-    STREAM_INTEGRITY,
     MetricSpec,
+    model_label,
 )
 from soak.metric_catalogue import label_value as _label
 
 BREAKER_SOURCES = ("observed", "reported")
-
-
-def _model_label(model: str) -> str:
-    """A workload model name (from the config) as a label value: at most 64 characters of
-    `A-Za-z0-9_.-`, others as `_`."""
-    return _label("model", re.sub(r"[^A-Za-z0-9_.-]", "_", model)[:64])
 
 
 def children(metric: Any, labelnames: Sequence[str]) -> set[tuple[str, ...]]:
@@ -73,7 +61,7 @@ class PhaseSeries:
                 if values[:2] == (target, phase):
                     metric.remove(*values)
         for model, row in (parts.get("model") or {}).items():
-            name = _model_label(model)
+            name = model_label(model)
             self[PHASE_MODEL_SUCCESS].labels(target, phase, name).set(row["success_ratio"])
             for stat in ("p50", "p99"):
                 if row.get(f"overhead_{stat}") is not None:
@@ -83,46 +71,6 @@ class PhaseSeries:
         if counts:
             self[PHASE_KEYS_USED].labels(target, phase).set(counts["keys"])
             self[PHASE_KEYS_FAILING].labels(target, phase).set(counts["failing"])
-
-    def set_capacity_knee(self, rate: float, *, target: str) -> None:
-        """The highest rate the last capacity search held (0: none held)."""
-        self[CAPACITY_KNEE].labels(_label("target", target)).set(rate)
-
-    def set_payload(
-        self,
-        steps: Sequence[Mapping[str, Any]],
-        slopes: Mapping[str, float | None],
-        *,
-        target: str,
-    ) -> None:
-        """The payload phase's steps (overhead p50/p99, CPU per request), its slopes (basis →
-        seconds per 100 KB) and its per-model overhead; labels from phases.payload and
-        workload.models only."""
-        t = _label("target", target)
-        for step in steps:
-            sizes = (str(int(step["prompt_bytes"])), str(int(step["answer_tokens"])))
-            for stat in ("p50", "p99"):
-                if step.get(stat) is not None:
-                    self[PAYLOAD_OVERHEAD].labels(t, *sizes, stat).set(step[stat])
-            if step.get("cpu_s_per_request") is not None:
-                self[PAYLOAD_CPU].labels(t, *sizes).set(step["cpu_s_per_request"])
-        for basis in ("gateway", "floor", "net"):
-            if (slope := slopes.get(basis)) is not None:
-                self[PAYLOAD_SLOPE].labels(t, basis).set(slope)
-        top = max(steps, key=lambda s: s.get("prompt_bytes", 0), default={})
-        models = top.get("breakdown", {})
-        for model, row in models.get("model", {}).items():
-            name = _model_label(model)
-            for stat in ("p50", "p99"):
-                if row.get(f"overhead_{stat}") is not None:
-                    self[MODEL_OVERHEAD].labels(t, name, stat).set(row[f"overhead_{stat}"])
-
-    def count_stream_integrity(
-        self, counts: Mapping[str, int], *, target: str, phase: str
-    ) -> None:
-        """Streams of one run by integrity class (whole, rechunked, ...)."""
-        for cls, count in counts.items():
-            self[STREAM_INTEGRITY].labels(target, phase, _label("class", cls)).inc(count)
 
     def set_breaker_state(
         self, state: BreakerState, *, target: str, provider: str, source: str

@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from soak import phases
+from soak import metric_catalogue, phases
 from soak.config.schema import SloConfig
 from soak.metric_catalogue import Threshold
 from soak.metrics import (
     BASE_BUCKETS,
-    CATALOGUE,
     BreakerState,
     SoakMetrics,
     buckets_for_slo,
@@ -26,6 +25,8 @@ from soak.metrics import (
     slo_thresholds,
 )
 from soak.phases import load_config
+from soak.phases.capacity import CAPACITY_KNEE
+from soak.phases.streaming import STREAM_INTEGRITY
 from soak.results import Outcome, Result
 from soak.summary import (
     GeneratorHealth,
@@ -302,7 +303,7 @@ def test_label_sets_are_bounded(registry: CollectorRegistry) -> None:
 def test_every_catalogue_metric_is_registered(registry: CollectorRegistry) -> None:
     SoakMetrics(registry)
     names = {sample_name for f in registry.collect() for sample_name in [f.name]}
-    for spec in CATALOGUE:
+    for spec in phases.catalogue():  # the shared catalogue and every phase's own
         assert spec.name.removesuffix("_total") in names, spec.name
         assert spec.name.startswith("soak_")
         assert spec.kind != "counter" or spec.name.endswith("_total")
@@ -380,7 +381,7 @@ def test_default_buckets_hold_the_seed_thresholds() -> None:
 
 def test_metric_catalogue_document_lists_every_metric() -> None:
     doc = (Path(__file__).resolve().parent.parent / "docs" / "metrics.md").read_text()
-    missing = [spec.name for spec in CATALOGUE if f"`{spec.name}`" not in doc]
+    missing = [spec.name for spec in phases.catalogue() if f"`{spec.name}`" not in doc]
     assert missing == []
 
 
@@ -459,8 +460,8 @@ def test_forget_target_removes_every_series_of_a_renamed_target(
         m.set_breaker_state(BreakerState.OPEN, target=target, provider="primary",
                             source="observed")  # fmt: skip
         m.set_gateway_process(target=target, rss_bytes=1e6, cpu_ratio=0.1, open_fds=9, threads=2)
-        m.set_capacity_knee(50.0, target=target)
-        m.count_stream_integrity({"whole": 2}, target=target, phase="streaming")
+        m.child(CAPACITY_KNEE, target).set(50.0)  # a phase's own metric goes too
+        m.child(STREAM_INTEGRITY, target, "streaming", "whole").inc(2)
     kept = series_of(registry, "kept")
     assert series_of(registry, "old") == kept > 100
     removed = m.forget_target("old")
@@ -478,3 +479,25 @@ def test_forget_target_removes_every_series_of_a_renamed_target(
     assert get("soak_breaker_transitions_total", {"target": "old", "provider": "primary",
                                                   "source": "observed"}) == 0  # fmt: skip
     assert m.forget_target("never-seen") == 0
+
+
+def test_a_phase_declares_its_own_metrics_and_writes_them_through_the_one_writer(
+    registry: CollectorRegistry,
+) -> None:
+    """Payload, capacity and streaming declare their metrics in their modules
+    (`PhaseSpec.metrics`); the writer creates them with the catalogue's and checks every label
+    value a hook hands it."""
+    owned = {m.name: s.name for s in phases.registry() for m in s.metrics}
+    assert owned["soak_capacity_knee_requests_per_second"] == "capacity"
+    assert owned["soak_payload_overhead_seconds"] == "payload"
+    assert owned["soak_stream_integrity_total"] == "streaming"
+    assert not set(owned) & {m.name for m in metric_catalogue.CATALOGUE}  # declared once
+    assert "soak_payload_overhead_seconds" in exposed_names()  # rules and dashboards see it
+    m = SoakMetrics(registry)
+    m.child(CAPACITY_KNEE, "gw").set(40.0)
+    assert registry.get_sample_value("soak_capacity_knee_requests_per_second",
+                                     {"target": "gw"}) == 40.0  # fmt: skip
+    with pytest.raises(ValueError, match="target label value 'http://x'"):
+        m.child(CAPACITY_KNEE, "http://x")  # never a URL
+    with pytest.raises(ValueError, match="takes labels"):
+        m.child(STREAM_INTEGRITY, "gw", "streaming")

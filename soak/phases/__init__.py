@@ -17,7 +17,7 @@ from typing import Any
 
 from soak import config as _config
 from soak.config.schema import Config, SloConfig
-from soak.metric_catalogue import tier_thresholds
+from soak.metric_catalogue import CATALOGUE, MetricSpec, tier_thresholds
 from soak.phases.base import PhaseContext, Target
 from soak.phases.spec import PhaseSpec, Threshold
 from soak.summary import PhaseDetails, PhaseReport
@@ -28,6 +28,7 @@ __all__ = [
     "PlanError",
     "Target",
     "Threshold",
+    "catalogue",
     "default_plan",
     "details_type",
     "get",
@@ -134,6 +135,21 @@ def record(report: PhaseReport, metrics: Any, *, target: str, finished_at: float
     spec = _SPECS.get(report.kind)
     if spec is not None and spec.record is not None:
         spec.record(report, metrics, target)
+
+
+def catalogue() -> tuple[MetricSpec, ...]:
+    """Every `soak_*` metric: the shared catalogue, then each registered phase's own, in plan
+    order. A name declared twice is a programming error (RuntimeError naming it)."""
+    specs = list(CATALOGUE)
+    seen = {s.name for s in specs}
+    for phase in registry():
+        for spec in phase.metrics:
+            if spec.name in seen:
+                what = f"metric {spec.name!r} of phase {phase.name!r}"
+                raise RuntimeError(f"{what} is declared twice")
+            seen.add(spec.name)
+            specs.append(spec)
+    return tuple(specs)
 
 
 def details_type(kind: str) -> type[PhaseDetails] | None:

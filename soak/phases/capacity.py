@@ -39,7 +39,7 @@ from soak.capacity import (
 )
 from soak.config.fields import MAX_RATE as RATE_LIMIT
 from soak.config.fields import RATE_HINT, Section
-from soak.metric_catalogue import OVERHEAD, Threshold
+from soak.metric_catalogue import OVERHEAD, MetricSpec, Threshold
 from soak.phases.base import PhaseContext, measure, set_mock_latency
 from soak.phases.spec import PhaseSpec, report_section
 from soak.summary import PhaseDetails, PhaseReport, Status
@@ -240,10 +240,15 @@ def capacity_thresholds(slo: CapacitySlo) -> list[Threshold]:
     return [Threshold(OVERHEAD.name, "slo.capacity.p99", slo.p99)]
 
 
+CAPACITY_KNEE = MetricSpec("soak_capacity_knee_requests_per_second", "gauge", ("target",),
+    "Highest arrival rate that held the capacity SLO in the last capacity search (0: none did).",
+)
+
+
 def record_capacity(report: PhaseReport, metrics: Any, target: str) -> None:
     """The knee into `soak_capacity_knee_requests_per_second` (0 when nothing held)."""
     if report.status not in (Status.ERROR, Status.SKIPPED):
-        metrics.set_capacity_knee(report.record(CapacityDetails).knee or 0.0, target=target)
+        metrics.child(CAPACITY_KNEE, target).set(report.record(CapacityDetails).knee or 0.0)
 
 
 PHASE = PhaseSpec(
@@ -258,4 +263,5 @@ PHASE = PhaseSpec(
     record=record_capacity,
     markdown=report_section("soak.reports.capacity_md", "capacity_section"),
     details=CapacityDetails,
+    metrics=(CAPACITY_KNEE,),
 )

@@ -19,6 +19,7 @@ from typing import Any
 
 from soak.config.fields import MAX_RATE, RATE_HINT, Section
 from soak.config.workload import MAX_ANSWER_TOKENS, MAX_PROMPT_BYTES, Distribution
+from soak.metric_catalogue import MetricSpec, model_label
 from soak.phases.base import PhaseContext, measure, request_plan, set_mock_latency, warm_up
 from soak.phases.spec import PhaseSpec, report_section
 from soak.results import Result
@@ -212,12 +213,49 @@ def payload_report(
     return settle(report)
 
 
+PAYLOAD_OVERHEAD = MetricSpec("soak_payload_overhead_seconds", "gauge",
+    ("target", "prompt_bytes", "answer_tokens", "statistic"),
+    "Per-request overhead (p50, p99) at each step of the last payload phase; the step's sizes "
+    "come from phases.payload (bounded: at most 31 steps).",
+)
+PAYLOAD_CPU = MetricSpec("soak_payload_gateway_cpu_seconds_per_request", "gauge",
+    ("target", "prompt_bytes", "answer_tokens"),
+    "Gateway process CPU seconds per request at each step of the last payload phase.",
+)
+PAYLOAD_SLOPE = MetricSpec("soak_payload_overhead_slope_seconds_per_100kb", "gauge",
+    ("target", "basis"),
+    "Least-squares slope of the p50 overhead over the prompt sizes of the last payload phase, "
+    "seconds per 100 KB: basis gateway, floor (straight to the mock: the tester's own) or net.",
+)
+MODEL_OVERHEAD = MetricSpec("soak_model_overhead_seconds", "gauge",
+    ("target", "model", "statistic"),
+    "Per-request overhead (p50, p99) per workload model at the last payload phase's largest "
+    "prompt step; model names from workload.models (at most 32), never from the wire.",
+)
+
+
 def record_payload(report: PhaseReport, metrics: Any, target: str) -> None:
-    """Per step overhead p50/p99 and CPU per request, the slope, per-model overhead."""
+    """Per step overhead p50/p99 and CPU per request, the slopes, and the per-model overhead
+    at the largest prompt step; labels from phases.payload and workload.models only."""
     if report.status in (Status.ERROR, Status.SKIPPED):
         return
     d = report.record(PayloadDetails)
-    metrics.set_payload(d.steps, d.slopes(), target=target)
+    for step in d.steps:
+        sizes = (str(int(step["prompt_bytes"])), str(int(step["answer_tokens"])))
+        for stat in ("p50", "p99"):
+            if step.get(stat) is not None:
+                metrics.child(PAYLOAD_OVERHEAD, target, *sizes, stat).set(step[stat])
+        if step.get("cpu_s_per_request") is not None:
+            metrics.child(PAYLOAD_CPU, target, *sizes).set(step["cpu_s_per_request"])
+    for basis, slope in d.slopes().items():
+        if slope is not None:
+            metrics.child(PAYLOAD_SLOPE, target, basis).set(slope)
+    top = max(d.steps, key=lambda s: s.get("prompt_bytes", 0), default={})
+    for model, row in (top.get("breakdown") or {}).get("model", {}).items():
+        for stat in ("p50", "p99"):
+            if row.get(f"overhead_{stat}") is not None:
+                value = row[f"overhead_{stat}"]
+                metrics.child(MODEL_OVERHEAD, target, model_label(model), stat).set(value)
 
 
 PHASE = PhaseSpec(
@@ -230,4 +268,5 @@ PHASE = PhaseSpec(
     record=record_payload,
     markdown=report_section("soak.reports.payload_md", "payload_section"),
     details=PayloadDetails,
+    metrics=(PAYLOAD_OVERHEAD, PAYLOAD_CPU, PAYLOAD_SLOPE, MODEL_OVERHEAD),
 )

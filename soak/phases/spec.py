@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from soak.metric_catalogue import Threshold
+from soak.metric_catalogue import MetricSpec, Threshold
 
 if TYPE_CHECKING:
     from soak.config.fields import Section
@@ -65,6 +65,10 @@ class PhaseSpec:
     tests are built for (`soak.rules.DEFAULT_PHASE_INTERVALS`); None: not in it."""
     markdown: Callable[[Sequence[PhaseReport]], list[str]] | None = None
     """Its own section of report.md, given its reports of the run."""
+    metrics: tuple[MetricSpec, ...] = ()
+    """`soak_*` metrics only this phase writes (through its `record` hook and
+    `SoakMetrics.child`), declared in its module: the daemon's registry creates them with the
+    catalogue's, and rules and dashboards check PromQL against them too."""
     details: type[PhaseDetails] | None = None
     """The typed record its reports carry in `PhaseReport.details` (report.json reads it back
     with its `from_dict`); None: it keeps none of its own."""

@@ -19,7 +19,7 @@ from typing import Any
 from soak.alerting import TARGET, RuleWriter, ms, pct
 from soak.client import make_session
 from soak.config.fields import MAX_CONCURRENCY, Section
-from soak.metric_catalogue import STREAM_INTEGRITY, TPOT, TTFT, Threshold
+from soak.metric_catalogue import TPOT, TTFT, MetricSpec, Threshold
 from soak.phases.base import PhaseContext, chat_client, measure
 from soak.phases.spec import PhaseSpec, report_section
 from soak.procwatch import ProcessWatch, Sample
@@ -295,10 +295,18 @@ def flat_checks(flat: dict[str, Any], slo: StreamingSlo) -> list[Check]:
     ]
 
 
+STREAM_INTEGRITY = MetricSpec("soak_stream_integrity_total", "counter",
+    ("target", "phase", "class"),
+    "Streams by integrity against what the mock sent: whole, rechunked, buffered, stalled, "
+    "unterminated, truncated, untraced, failed.",
+)
+
+
 def record_streaming(report: PhaseReport, metrics: Any, target: str) -> None:
     """The run's streams by integrity class into `soak_stream_integrity_total`."""
     integrity = report.record(StreamingDetails).streaming.get("integrity") or {}
-    metrics.count_stream_integrity(integrity, target=target, phase=report.kind)
+    for cls, count in integrity.items():
+        metrics.child(STREAM_INTEGRITY, target, report.kind, cls).inc(count)
 
 
 def streaming_thresholds(slo: StreamingSlo) -> list[Threshold]:
@@ -359,4 +367,5 @@ PHASE = PhaseSpec(
     alerts=streaming_alerts,
     markdown=report_section("soak.reports.streaming_md", "streaming_section"),
     details=StreamingDetails,
+    metrics=(STREAM_INTEGRITY,),
 )
