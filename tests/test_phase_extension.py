@@ -29,7 +29,7 @@ from soak.phases import PhaseContext, PhaseSpec, load_config
 from soak.phases.base import fixed_rate
 from soak.reports import parse_json
 from soak.rules import DEFAULT_PHASE_INTERVALS, build_rules
-from soak.summary import PhaseDetails, PhaseReport
+from soak.summary import PhaseDetails, PhaseReport, Status
 from soak.verdicts import at_least, settle
 
 
@@ -80,6 +80,12 @@ def ping_section(reports: list[PhaseReport]) -> list[str]:
     return ["## Ping", "", *lines, ""]
 
 
+def ping_figure(report: PhaseReport) -> tuple[str, str, str] | None:
+    answered = report.record(PingDetails).answered
+    svg = f'<svg xmlns="http://www.w3.org/2000/svg"><text>{answered} pings</text></svg>'
+    return None if answered is None else ("ping", svg, "Pings answered.")
+
+
 PING = PhaseSpec(
     name="ping",
     order=25,
@@ -87,6 +93,7 @@ PING = PhaseSpec(
     settings=parse_ping,
     slo=parse_ping_slo,
     markdown=ping_section,
+    figure=ping_figure,
     details=PingDetails,
 )
 
@@ -202,6 +209,8 @@ async def test_soak_once_runs_it_into_every_report(tmp_path: Path, ping: PhaseSp
     (back,) = parse_json(paths["json"].read_text()).phases  # read back as its own record
     assert back.details == PingDetails(answered=5, fastest=details["fastest"])
     assert back.scheduled == 5
+    page = paths["html"].read_text()
+    assert '<figure id="plot-ping"' in page and "<text>5 pings</text>" in page
     cases = ET.parse(paths["junit"]).getroot().iter("testcase")
     assert [c.get("name") for c in cases] == ["ping"]
 
@@ -245,3 +254,6 @@ def test_every_builtin_report_section_resolves() -> None:
     assert set(sections) == {"stress", "sustained", "breaker", "failover", "memory",
                              "readiness", "capacity", "payload", "streaming"}  # fmt: skip
     assert all(render([]) == [] for render in sections.values())
+    empty = {s.name: s.figure(PhaseReport(s.name, s.name, Status.ERROR))
+             for s in phases.registry() if s.figure is not None}  # fmt: skip
+    assert empty == {"breaker": None, "capacity": None, "payload": None}

@@ -286,4 +286,5 @@ PHASE = PhaseSpec(
     record=record_breaker,
     markdown=report_section("soak.reports.resilience_md", "breaker_section"),
     details=BreakerDetails,
+    figure=report_section("soak.reports.phase_plots", "breaker_figure"),
 )

@@ -264,4 +264,5 @@ PHASE = PhaseSpec(
     markdown=report_section("soak.reports.capacity_md", "capacity_section"),
     details=CapacityDetails,
     metrics=(CAPACITY_KNEE,),
+    figure=report_section("soak.reports.phase_plots", "capacity_figure"),
 )

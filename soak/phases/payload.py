@@ -269,4 +269,5 @@ PHASE = PhaseSpec(
     markdown=report_section("soak.reports.payload_md", "payload_section"),
     details=PayloadDetails,
     metrics=(PAYLOAD_OVERHEAD, PAYLOAD_CPU, PAYLOAD_SLOPE, MODEL_OVERHEAD),
+    figure=report_section("soak.reports.phase_plots", "payload_figure"),
 )

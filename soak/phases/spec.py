@@ -69,17 +69,21 @@ class PhaseSpec:
     """`soak_*` metrics only this phase writes (through its `record` hook and
     `SoakMetrics.child`), declared in its module: the daemon's registry creates them with the
     catalogue's, and rules and dashboards check PromQL against them too."""
+    figure: Callable[[PhaseReport], tuple[str, str, str] | None] | None = None
+    """Its plot in report.html for one of its reports: (plot id, inline SVG, caption), or
+    None when that report has nothing to draw."""
     details: type[PhaseDetails] | None = None
     """The typed record its reports carry in `PhaseReport.details` (report.json reads it back
     with its `from_dict`); None: it keeps none of its own."""
 
 
 
-def report_section(module: str, name: str) -> Callable[[Sequence[PhaseReport]], list[str]]:
-    """A `markdown` hook that renders with `module.name`, imported when a report is written:
-    a phase declares its section without loading the report code at start."""
+def report_section(module: str, name: str) -> Callable[[Any], Any]:
+    """A report hook (`markdown`, `figure`) that renders with `module.name`, imported when a
+    report is written: a phase declares its section or plot without loading the report code
+    at start (and without an import of the reports, which import the phases' records)."""
 
-    def render(reports: Sequence[PhaseReport]) -> list[str]:
+    def render(reports: Any) -> Any:
         return getattr(importlib.import_module(module), name)(reports)
 
     return render

@@ -1,8 +1,9 @@
 """report.html: one self-contained page with the run's verdicts and plots (inline SVG).
 
 The plots a person looks at first after a `soak once` run: latency distribution per phase (the
-percentile curve), overhead per percentile with both methods side by side, the breaker timeline
-(observed vs reported, per provider) and the gateway's RSS and CPU over the run. No scripts, no
+percentile curve), overhead per percentile with both methods side by side, each phase's own plot
+(its `PhaseSpec.figure`: the breaker timeline, the capacity curve, overhead against payload
+size; soak.reports.phase_plots) and the gateway's RSS and CPU over the run. No scripts, no
 stylesheets or fonts from elsewhere: the file opens offline, e.g. as a CI artifact.
 """
 
@@ -13,23 +14,20 @@ import time
 from html import escape
 from typing import Any
 
+from soak import phases
 from soak.baseline import StatComparison
-from soak.phases.breaker import BreakerDetails
-from soak.phases.capacity import CapacityDetails
 from soak.reports.comparison_md import change_text, headline
 from soak.reports.formatting import (
     NA,
     check_parts,
     fmt_pct,
-    is_number,
     key_figures,
     one_line,
     overall_word,
     status_word,
 )
-from soak.reports.payload_md import payload_plot
 from soak.reports.svgpanels import Bar, Interval, Panel, interval_plot, panel_plot
-from soak.reports.svgplot import Series, line_plot, state_timeline
+from soak.reports.svgplot import Series, line_plot
 from soak.summary import LatencySummary, PhaseReport, RunReport
 
 CSS = """
@@ -94,47 +92,16 @@ def plots(run: RunReport) -> list[str]:
                        " limit: per request (gated; a failing bar is outlined and marked ✗) and"
                        " the seed's percentile diff.")
             out.append(_figure(f"overhead-{phase.name}", svg, caption))
-    for phase in run.phases:
-        svg = breaker_plot(phase)
-        if svg:
-            out.append(_figure(f"breaker-{phase.name}", svg, "Breaker state per provider: "
-                               "observed from the mock's traces and reported by the gateway; "
-                               "the shaded span is the injected fault."))  # fmt: skip
-    for phase in run.phases:
-        svg = capacity_plot(phase)
-        if svg:
-            out.append(_figure("capacity", svg, "Capacity search: per-request overhead p50 / p99"
-                               " at each rate tried; the dashed line is the knee."))  # fmt: skip
-    for phase in run.phases:
-        svg = payload_plot(phase)
-        if svg:
-            out.append(_figure("payload", svg, "Overhead against payload size: per-request"
-                               " overhead through the gateway and straight to the mock (the"
-                               " tester's own floor) at each prompt size."))  # fmt: skip
+    for spec in phases.registry():  # each phase's own plot (`PhaseSpec.figure`), plan order
+        for phase in (p for p in run.phases if spec.figure is not None and p.kind == spec.name):
+            figure = spec.figure(phase)  # type: ignore[misc]
+            if figure is not None:
+                out.append(_figure(*figure))
     rss, cpu = process_plots(run)
     if rss:
         out.append(_figure("rss", rss, "Gateway resident memory (process tree) over the run."))
         out.append(_figure("cpu", cpu, "Gateway CPU (% of one core) over the run."))
     return out or ["<p>No measurements to plot: no phase completed a load.</p>"]
-
-
-def capacity_plot(phase: PhaseReport) -> str | None:
-    """The capacity curve: overhead p50 and p99 (ms) against the rate tried, in rate order."""
-    if not isinstance(phase.details, CapacityDetails) or not phase.details.steps:
-        return None
-    steps = sorted(phase.details.steps, key=lambda s: s["rate"])
-    series = []
-    for stat in ("overhead_p50", "overhead_p99"):
-        points = [(s["rate"], s[stat] * 1e3) for s in steps if s.get(stat) is not None]
-        labels = [
-            f"{x:g} req/s: {y:.2f} ms, {s['success']:.1%} ok"
-            for (x, y), s in zip(points, [s for s in steps if s.get(stat) is not None], strict=True)
-        ]
-        series.append(Series(stat.replace("overhead_", "overhead "), points, True, labels))
-    knee = phase.details.knee
-    title = "Capacity curve" + (f" (knee {knee:g} req/s)" if knee else " (no rate held the SLO)")
-    return line_plot(series, title=title, x_label="rate tried (req/s)",
-                     y_label="per-request overhead (ms)")  # fmt: skip
 
 
 def latency_plot(phases: list[PhaseReport]) -> str | None:
@@ -212,29 +179,6 @@ def comparison_plot(run: RunReport) -> str | None:
     level = f"{c.confidence * 100:g}%"
     return interval_plot(rows, title=f"Compared with baseline {c.baseline_run_id} ({level}"
                          " intervals; shaded: tolerance)")  # fmt: skip
-
-
-def breaker_plot(phase: PhaseReport) -> str | None:
-    """State bands per provider and source, from the breaker phase's details."""
-    details = phase.details
-    if not isinstance(details, BreakerDetails):
-        return None
-    observed, reported = details.observed, details.reported
-    rows: list[tuple[str, list[tuple[float, str]]]] = []
-    for provider in sorted(set(observed) | set(reported if isinstance(reported, dict) else ())):
-        for source, data in (("observed", observed), ("reported", reported)):
-            entry = data.get(provider) if isinstance(data, dict) else None
-            if isinstance(entry, dict):
-                timeline = [(float(t), str(s)) for t, s in entry.get("timeline") or []]
-                rows.append((f"{provider} {source}", timeline))
-    if not isinstance(reported, dict):
-        rows.append((f"reported: {reported or 'none'}", []))
-    start, end = details.fault_start, details.fault_end
-    window = (float(start), float(end)) if is_number(start) and is_number(end) else None
-    return state_timeline(rows, title=f"Circuit breaker timeline — {phase.name}",
-                          end=max(phase.duration_s, window[1] if window else 0.0),
-                          window=window, x_label="time (UTC)",
-                          t0=phase.started_at or None)  # fmt: skip
 
 
 def process_plots(run: RunReport) -> tuple[str | None, str | None]:

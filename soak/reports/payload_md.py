@@ -61,28 +61,3 @@ def payload_section(reports: Sequence[PhaseReport]) -> list[str]:
 def _breakdowns(steps: list[dict[str, Any]]) -> list[str]:
     top = max(steps, key=lambda s: s["prompt_bytes"])
     return breakdown_tables(top.get("breakdown") or {}, f"at {_size(top['prompt_bytes'])}")
-
-
-def payload_plot(phase: PhaseReport) -> str | None:
-    """report.html: overhead p50 / p99 through the gateway and the floor's p50 (ms) against the
-    prompt size (KB), over the prompt steps; nginx-like gateways give lines parallel to the
-    floor."""
-    from soak.reports.svgplot import Series, line_plot
-
-    if not isinstance(phase.details, PayloadDetails) or not phase.details.steps:
-        return None
-    steps = phase.details.steps
-    first = steps[0]["answer_tokens"]
-    rows = [s for s in steps if s["answer_tokens"] == first]
-    rows.sort(key=lambda s: s["prompt_bytes"])
-    series = []
-    for key, name in (("p50", "gateway p50"), ("p99", "gateway p99"), ("floor_p50", "floor p50")):
-        points = [(s["prompt_bytes"] / 1024, s[key] * 1e3) for s in rows if s.get(key) is not None]
-        labels = [f"{x:g} KB: {y:.2f} ms" for x, y in points]
-        if points:
-            series.append(Series(name, points, True, labels))
-    slope = phase.details.slope_s_per_100kb
-    title = "Overhead against prompt size" + (
-        f" (slope {slope * 1e3:.2f} ms per 100 KB)" if slope is not None else "")
-    return line_plot(series, title=title, x_label="prompt (KB)",
-                     y_label="per-request overhead (ms)") if series else None  # fmt: skip
