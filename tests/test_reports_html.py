@@ -251,3 +251,15 @@ def test_process_series_is_thinned_and_relative() -> None:
     assert rows[0] == [0.0, 100 * MB, None] and rows[1] == [3.0, 103 * MB, 12.3]
     assert process_series(samples[:5]) == [[float(i), (100 + i) * MB, None if i == 0 else 12.3]
                                            for i in range(5)]  # fmt: skip
+
+
+def test_ticks_stay_few_on_any_range() -> None:
+    """A report edited by hand (a time of 1e308 s) must not make the page loop for ever."""
+    from soak.reports.svgplot import nice_ticks, time_ticks
+
+    assert len(time_ticks(T0, 0.0, 1e308)) <= 12
+    assert len(time_ticks(T0, 0.0, 90 * 86400.0)) <= 12  # 90 days: no tick every day
+    assert len(nice_ticks(-1e308, 1e308)) <= 12
+    short = time_ticks(T0, 0.0, 60.0)  # a minute: still on round clock times, 10 s apart
+    assert {round(b - a, 6) for a, b in zip(short, short[1:], strict=False)} == {10.0}
+    assert all((T0 + t) % 10 == 0 for t in short)

@@ -35,7 +35,8 @@ class Series:
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     """About `count` round tick values covering [lo, hi]."""
-    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+    if not (math.isfinite(lo) and math.isfinite(hi)) or not math.isfinite(hi - lo) or hi <= lo:
+        lo = lo if math.isfinite(lo) and abs(lo) < 1e300 else 0.0
         hi = lo + 1.0
     raw = (hi - lo) / count
     mag = 10 ** math.floor(math.log10(raw))
@@ -65,6 +66,8 @@ def time_ticks(t0: float, lo: float, hi: float, count: int = 6) -> list[float]:
     every 10 s, 1 min, 15 min... whichever gives about `count` ticks."""
     span = max(hi - lo, 1e-9)
     step = next((s for s in TIME_STEPS if span / s <= count), TIME_STEPS[-1])
+    if span / step > 4 * count or not math.isfinite(t0 + hi):  # weeks: plain round numbers
+        return [t for t in nice_ticks(lo, hi, count) if lo <= t <= hi]
     first = math.ceil((t0 + lo) / step) * step
     ticks, t = [], first
     while t <= t0 + hi + 1e-9:
