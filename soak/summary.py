@@ -112,8 +112,52 @@ class PhaseDetails:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """Raises ValueError naming a field whose JSON value is not of its declared type (a
+        report edited by hand or by another tool), so a reader never meets it later."""
+        values = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            if f.name in data:
+                value = data[f.name]
+                if not _json_fits(value, str(f.type)):
+                    raise ValueError(f"details.{f.name}: {type(value).__name__} is not {f.type}")
+                values[f.name] = value
+        return cls(**values)
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "None": (type(None),),
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+    "list": (list,),
+    "dict": (dict,),
+    "Any": (object,),
+}
+
+
+def _json_fits(value: Any, annotation: str) -> bool:
+    """Does a JSON value fit a field annotation such as `dict[str, Any] | str | None`? Only the
+    outer type is checked (a list is a list); bool is not a number."""
+    depth, part, options = 0, "", []
+    for ch in annotation:
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "|" and depth == 0:
+            options.append(part.strip())
+            part = ""
+        else:
+            part += ch
+    options.append(part.strip())
+    for option in options:
+        kinds = _JSON_TYPES.get(option.split("[")[0])
+        if kinds is None:
+            return True  # a type this check does not know: left to the record
+        if isinstance(value, bool) and bool not in kinds and object not in kinds:
+            continue
+        if isinstance(value, kinds):
+            return True
+    return False
 
 
 @dataclass(slots=True)

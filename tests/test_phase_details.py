@@ -6,13 +6,14 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from soak import phases
 from soak.reports import parse_json, render_json
-from soak.reports.jsonfile import details_fields
+from soak.reports.jsonfile import ReportFormatError, details_fields
 from soak.summary import (
     SHARED_DETAILS,
     NegativeOverhead,
@@ -119,3 +120,29 @@ def test_a_report_without_a_record_reads_an_empty_one() -> None:
                         details=PlainDetails({"fault_start": 1.5}))  # fmt: skip
     assert report.record(breaker).fault_start is None  # type: ignore[attr-defined]
     assert plain.record(breaker).fault_start == 1.5  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("kind", "data", "message"),
+    [
+        ("breaker", {"observed": 1}, "details.observed: int is not dict[str, dict[str, Any]]"),
+        ("breaker", {"fault_start": "3s"}, "details.fault_start: str is not float | None"),
+        ("failover", {"requests": True}, "details.requests: bool is not int | None"),
+        ("capacity", {"steps": {"rate": 1}}, "details.steps: dict is not list[dict[str, Any]]"),
+        ("readiness", {"verdict": ["READY"]}, "details.verdict: list is not str | None"),
+    ],
+)
+def test_a_record_of_the_wrong_type_is_a_one_line_format_error(
+    kind: str, data: dict[str, object], message: str
+) -> None:
+    report = PhaseReport(kind, kind, Status.PASSED)
+    run = RunReport("r", 0.0, 1.0, "gw", "openai", "quick", [report])
+    doc = json.loads(render_json(run))
+    doc["phases"][0]["details"] = data
+    expected = re.escape(f"report does not match llm-soak/run/v2: {message}")
+    with pytest.raises(ReportFormatError, match=f"^{expected}$"):
+        parse_json(json.dumps(doc))
+    fine = {"breaker": {"reported": "not reported", "fault_start": 3}}.get(kind)
+    if fine is not None:  # a union takes any of its types; an int is a float
+        doc["phases"][0]["details"] = fine
+        assert parse_json(json.dumps(doc)).phases[0].details.fault_start == 3  # type: ignore[union-attr]
