@@ -6,6 +6,7 @@ Runs are built by hand so every figure in the assertions is known exactly.
 
 from __future__ import annotations
 
+import itertools
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -261,5 +262,5 @@ def test_ticks_stay_few_on_any_range() -> None:
     assert len(time_ticks(T0, 0.0, 90 * 86400.0)) <= 12  # 90 days: no tick every day
     assert len(nice_ticks(-1e308, 1e308)) <= 12
     short = time_ticks(T0, 0.0, 60.0)  # a minute: still on round clock times, 10 s apart
-    assert {round(b - a, 6) for a, b in zip(short, short[1:], strict=False)} == {10.0}
+    assert {round(b - a, 6) for a, b in itertools.pairwise(short)} == {10.0}
     assert all((T0 + t) % 10 == 0 for t in short)
