@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -67,17 +67,12 @@ from soak.metric_catalogue import (
     check_thresholds_are_buckets,
     slo_thresholds,
 )
-from soak.metric_catalogue import (
-    exposed_names as _exposed_names,
-)
+from soak.metric_catalogue import exposed_names as _exposed_names
 from soak.metric_catalogue import label_value as _label
 from soak.metrics_daemon import DaemonSeries
 from soak.metrics_phases import BREAKER_SOURCES, PhaseSeries, children
 from soak.results import Outcome, Result
 from soak.summary import LatencySummary, PhaseReport, Status
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "BASE_BUCKETS",

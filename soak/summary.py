@@ -7,9 +7,10 @@ durations are seconds, ratios are 0..1, rates are requests per second.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
-from typing import Any, Self, TypeVar
+from types import UnionType
+from typing import Any, Self, TypeVar, Union, get_args, get_origin, get_type_hints
 
 
 class Status(StrEnum):
@@ -82,17 +83,6 @@ class GeneratorHealth:
     reasons: tuple[str, ...] = ()
 
 
-def _plain_data(value: Any) -> Any:
-    """Dataclasses (records and summaries) to dicts, all the way down."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return asdict(value)
-    if isinstance(value, dict):
-        return {k: _plain_data(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain_data(v) for v in value]
-    return value
-
-
 class PhaseDetails:
     """Base of a phase's typed results record (a dataclass declared by the phase's module and
     named in its `PhaseSpec.details`): what its report sections, metrics and the daemon read by
@@ -114,48 +104,28 @@ class PhaseDetails:
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """Raises ValueError naming a field whose JSON value is not of its declared type (a
         report edited by hand or by another tool), so a reader never meets it later."""
+        hints = get_type_hints(cls)
         values = {}
         for f in fields(cls):  # type: ignore[arg-type]
             if f.name in data:
                 value = data[f.name]
-                if not _json_fits(value, str(f.type)):
+                if not _json_fits(value, hints[f.name]):
                     raise ValueError(f"details.{f.name}: {type(value).__name__} is not {f.type}")
                 values[f.name] = value
         return cls(**values)
 
 
-_JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "None": (type(None),),
-    "int": (int,),
-    "float": (int, float),
-    "str": (str,),
-    "bool": (bool,),
-    "list": (list,),
-    "dict": (dict,),
-    "Any": (object,),
-}
-
-
-def _json_fits(value: Any, annotation: str) -> bool:
-    """Does a JSON value fit a field annotation such as `dict[str, Any] | str | None`? Only the
-    outer type is checked (a list is a list); bool is not a number."""
-    depth, part, options = 0, "", []
-    for ch in annotation:
-        depth += ch == "["
-        depth -= ch == "]"
-        if ch == "|" and depth == 0:
-            options.append(part.strip())
-            part = ""
-        else:
-            part += ch
-    options.append(part.strip())
+def _json_fits(value: Any, hint: Any) -> bool:
+    """Does a JSON value fit a field's type such as `dict[str, Any] | str | None`? Only the
+    outer type is checked (a list is a list); an int is a float, a bool is not a number."""
+    options = get_args(hint) if get_origin(hint) in (Union, UnionType) else (hint,)
     for option in options:
-        kinds = _JSON_TYPES.get(option.split("[")[0])
-        if kinds is None:
-            return True  # a type this check does not know: left to the record
-        if isinstance(value, bool) and bool not in kinds and object not in kinds:
+        kind = get_origin(option) or option
+        if kind is Any:
+            return True
+        if isinstance(value, bool) and kind is not bool:
             continue
-        if isinstance(value, kinds):
+        if isinstance(value, (int, float) if kind is float else kind):
             return True
     return False
 
@@ -247,16 +217,10 @@ class PhaseReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data; `details` holds the shared fields that are set, then the phase's record."""
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "details"}
-        details: dict[str, Any] = {}
-        for name in SHARED_DETAILS:
-            value = data.pop(name)
-            if value is not None:
-                details[name] = value
-        if self.details is not None:
-            details.update(self.details.to_dict())
-        data["details"] = details
-        return _plain_data(data)
+        data = asdict(replace(self, details=None))
+        details = {n: v for n in SHARED_DETAILS if (v := data.pop(n)) is not None}
+        data["details"] = {**details, **(self.details.to_dict() if self.details else {})}
+        return data
 
     def record(self, kind: type[D]) -> D:
         """Its details as `kind` (its phase's record type): an empty record when it has none
@@ -299,7 +263,7 @@ class RunReport:
         return all(p.status in settled for p in self.phases)
 
     def to_dict(self) -> dict[str, Any]:
-        data = {f.name: _plain_data(getattr(self, f.name)) for f in fields(self)}
+        data = asdict(replace(self, phases=[]))
         data["phases"] = [p.to_dict() for p in self.phases]
         data["passed"] = self.passed
         return data

@@ -33,7 +33,7 @@ from soak.breaker import (
 )
 from soak.config.fields import Section
 from soak.phases.base import PhaseContext, measure, rate_shape, set_mock_latency
-from soak.phases.spec import PhaseSpec, report_section
+from soak.phases.spec import PhaseSpec, report_hook
 from soak.phases.trails import client_trails, faulted
 from soak.results import Result
 from soak.summary import PhaseDetails, PhaseReport
@@ -284,7 +284,7 @@ PHASE = PhaseSpec(
     slo=parse_breaker_slo,
     in_error_budget=False,  # it faults the primary on purpose
     record=record_breaker,
-    markdown=report_section("soak.reports.resilience_md", "breaker_section"),
+    markdown=report_hook("soak.reports.resilience_md", "breaker_section"),
     details=BreakerDetails,
-    figure=report_section("soak.reports.phase_plots", "breaker_figure"),
+    figure=report_hook("soak.reports.phase_plots", "breaker_figure"),
 )

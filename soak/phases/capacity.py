@@ -41,7 +41,7 @@ from soak.config.fields import MAX_RATE as RATE_LIMIT
 from soak.config.fields import RATE_HINT, Section
 from soak.metric_catalogue import OVERHEAD, MetricSpec, Threshold
 from soak.phases.base import PhaseContext, measure, set_mock_latency
-from soak.phases.spec import PhaseSpec, report_section
+from soak.phases.spec import PhaseSpec, report_hook
 from soak.summary import PhaseDetails, PhaseReport, Status
 from soak.verdicts import at_least, settle
 
@@ -261,8 +261,8 @@ PHASE = PhaseSpec(
     in_error_budget=False,  # it pushes the gateway past what it carries on purpose
     thresholds=capacity_thresholds,
     record=record_capacity,
-    markdown=report_section("soak.reports.capacity_md", "capacity_section"),
+    markdown=report_hook("soak.reports.capacity_md", "capacity_section"),
     details=CapacityDetails,
     metrics=(CAPACITY_KNEE,),
-    figure=report_section("soak.reports.phase_plots", "capacity_figure"),
+    figure=report_hook("soak.reports.phase_plots", "capacity_figure"),
 )

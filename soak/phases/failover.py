@@ -18,7 +18,7 @@ from soak.config.fields import MAX_RATE, MAX_REQUESTS, RATE_HINT, Section
 from soak.failover import failover_stats
 from soak.metric_catalogue import FAILOVER, Threshold
 from soak.phases.base import PhaseContext, measure, set_mock_latency
-from soak.phases.spec import PhaseSpec, report_section
+from soak.phases.spec import PhaseSpec, report_hook
 from soak.phases.trails import client_trails, faulted
 from soak.promql import agg, count_above, gated, num, ratio
 from soak.stats import summarize
@@ -186,6 +186,6 @@ PHASE = PhaseSpec(
     histograms=(FAILOVER.name,),
     record=record_failover,
     alerts=failover_alerts,
-    markdown=report_section("soak.reports.resilience_md", "failover_section"),
+    markdown=report_hook("soak.reports.resilience_md", "failover_section"),
     details=FailoverDetails,
 )

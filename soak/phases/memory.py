@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from soak.alerting import TARGET, RuleWriter
 from soak.config.fields import MAX_CONCURRENCY, MAX_REQUESTS, Section, span
 from soak.phases.base import PhaseContext, measure, set_mock_latency
-from soak.phases.spec import PhaseSpec, report_section
+from soak.phases.spec import PhaseSpec, report_hook
 from soak.procwatch import ProcessWatch, Sample, rss_slope
 from soak.promql import num
 from soak.summary import PhaseDetails, PhaseReport, Status
@@ -267,6 +267,6 @@ PHASE = PhaseSpec(
     run=run_memory,
     settings=parse_memory,
     slo=parse_memory_slo,
-    markdown=report_section("soak.reports.resilience_md", "memory_section"),
+    markdown=report_hook("soak.reports.resilience_md", "memory_section"),
     details=MemoryDetails,
 )

@@ -21,7 +21,7 @@ from soak.config.fields import MAX_RATE, RATE_HINT, Section
 from soak.config.workload import MAX_ANSWER_TOKENS, MAX_PROMPT_BYTES, Distribution
 from soak.metric_catalogue import MetricSpec, model_label
 from soak.phases.base import PhaseContext, measure, request_plan, set_mock_latency, warm_up
-from soak.phases.spec import PhaseSpec, report_section
+from soak.phases.spec import PhaseSpec, report_hook
 from soak.results import Result
 from soak.summary import PhaseDetails, PhaseReport, Status
 from soak.usage import SAMPLE, compare_usage
@@ -266,8 +266,8 @@ PHASE = PhaseSpec(
     on_demand=True,  # minutes of large bodies: run when named
     in_error_budget=False,  # its sizes are chosen to find limits, not the daily traffic's
     record=record_payload,
-    markdown=report_section("soak.reports.payload_md", "payload_section"),
+    markdown=report_hook("soak.reports.payload_md", "payload_section"),
     details=PayloadDetails,
     metrics=(PAYLOAD_OVERHEAD, PAYLOAD_CPU, PAYLOAD_SLOPE, MODEL_OVERHEAD),
-    figure=report_section("soak.reports.phase_plots", "payload_figure"),
+    figure=report_hook("soak.reports.phase_plots", "payload_figure"),
 )

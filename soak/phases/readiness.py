@@ -13,7 +13,7 @@ from soak.alerting import judged_alerts
 from soak.config.fields import Section
 from soak.metric_catalogue import REQUEST_DURATION, Threshold
 from soak.phases.base import PhaseContext, fixed_rate, rate_shape
-from soak.phases.spec import PhaseSpec, report_section
+from soak.phases.spec import PhaseSpec, report_hook
 from soak.summary import PhaseDetails, PhaseReport, Status
 from soak.verdicts import at_least, below, settle, tier_of, tiered
 
@@ -112,6 +112,6 @@ PHASE = PhaseSpec(
     slo=parse_readiness_slo,
     alerts=judged_alerts,  # normal traffic: held to the success and latency tiers
     thresholds=readiness_thresholds,
-    markdown=report_section("soak.reports.resilience_md", "readiness_section"),
+    markdown=report_hook("soak.reports.resilience_md", "readiness_section"),
     details=ReadinessDetails,
 )

@@ -78,7 +78,7 @@ class PhaseSpec:
 
 
 
-def report_section(module: str, name: str) -> Callable[[Any], Any]:
+def report_hook(module: str, name: str) -> Callable[[Any], Any]:
     """A report hook (`markdown`, `figure`) that renders with `module.name`, imported when a
     report is written: a phase declares its section or plot without loading the report code
     at start (and without an import of the reports, which import the phases' records)."""

@@ -21,7 +21,7 @@ from soak.client import make_session
 from soak.config.fields import MAX_CONCURRENCY, Section
 from soak.metric_catalogue import TPOT, TTFT, MetricSpec, Threshold
 from soak.phases.base import PhaseContext, chat_client, measure
-from soak.phases.spec import PhaseSpec, report_section
+from soak.phases.spec import PhaseSpec, report_hook
 from soak.procwatch import ProcessWatch, Sample
 from soak.promql import count_above, gated, num, ratio
 from soak.streaming import Bounds, StreamStats, analyze, sent_of
@@ -365,7 +365,7 @@ PHASE = PhaseSpec(
     record=record_streaming,
     thresholds=streaming_thresholds,
     alerts=streaming_alerts,
-    markdown=report_section("soak.reports.streaming_md", "streaming_section"),
+    markdown=report_hook("soak.reports.streaming_md", "streaming_section"),
     details=StreamingDetails,
     metrics=(STREAM_INTEGRITY,),
 )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from soak.alerting import BURN_ALERTS, TARGET, RuleWriter, pct, unless_fired
 from soak.config.fields import Section
 from soak.phases.base import PhaseContext, measure, rate_shape, set_mock_latency
-from soak.phases.spec import PhaseSpec, report_section, round_name
+from soak.phases.spec import PhaseSpec, report_hook, round_name
 from soak.promql import agg, gated, num, ratio
 from soak.summary import PhaseReport, Status
 from soak.verdicts import at_least, settle
@@ -123,5 +123,5 @@ PHASE = PhaseSpec(
     slo=parse_stress_slo,
     in_error_budget=False,  # it provokes errors on purpose
     alerts=stress_alerts,
-    markdown=report_section("soak.reports.markdown", "stress_section"),
+    markdown=report_hook("soak.reports.markdown", "stress_section"),
 )

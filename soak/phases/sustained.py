@@ -13,7 +13,7 @@ from soak.alerting import judged_alerts
 from soak.config.fields import Section
 from soak.metric_catalogue import REQUEST_DURATION, Threshold
 from soak.phases.base import PhaseContext, fixed_rate, rate_shape
-from soak.phases.spec import PhaseSpec, report_section
+from soak.phases.spec import PhaseSpec, report_hook
 from soak.summary import PhaseReport
 from soak.verdicts import at_least, below, settle, tiered
 
@@ -83,5 +83,5 @@ PHASE = PhaseSpec(
     slo=parse_sustained_slo,
     alerts=judged_alerts,  # normal traffic: held to the success and latency tiers
     thresholds=lambda slo: [Threshold(REQUEST_DURATION.name, "slo.sustained.p95", slo.p95)],
-    markdown=report_section("soak.reports.resilience_md", "sustained_section"),
+    markdown=report_hook("soak.reports.resilience_md", "sustained_section"),
 )

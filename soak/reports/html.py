@@ -93,8 +93,8 @@ def plots(run: RunReport) -> list[str]:
                        " the seed's percentile diff.")
             out.append(_figure(f"overhead-{phase.name}", svg, caption))
     for spec in phases.registry():  # each phase's own plot (`PhaseSpec.figure`), plan order
-        for phase in (p for p in run.phases if spec.figure is not None and p.kind == spec.name):
-            figure = spec.figure(phase)  # type: ignore[misc]
+        draw = spec.figure
+        for figure in (draw(p) for p in run.phases if draw and p.kind == spec.name):
             if figure is not None:
                 out.append(_figure(*figure))
     rss, cpu = process_plots(run)
