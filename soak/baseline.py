@@ -1,24 +1,32 @@
 """A run compared with a baseline run: per phase and statistic, did per-request overhead change?
 
-`compare_runs` matches the phases of two `RunReport`s by name (and round), bootstraps the
-difference of each statistic from the compact histograms both reports hold (soak.compare),
-and judges it against `slo.regression`: *regressed* when the whole confidence interval lies
+`compare_runs` matches the phases of two `RunReport`s by name, bootstraps the difference of
+each statistic from the compact histograms both reports hold (soak.compare), and judges it
+against `slo.regression`: *regressed* when the whole confidence interval lies
 above the statistic's tolerance, *improved* when it lies below minus the tolerance, otherwise
 *no significant change*. The run fails only on a statistic in `fail_on` of a phase in `phases`.
 What cannot be compared (a phase missing from one report, a report written before histograms,
 different phase settings) is said in notes, never silently skipped; a phase whose load
 generator was not trusted in either run is *inconclusive*: shown, not judged, never failing.
+
+A phase run several times (`soak once --repeat N`: `overhead`, `overhead#2`, ...) offers each
+side N runs. Per statistic, each side is represented by its run with the least value of it:
+on a shared machine other work (a neighbour, the hypervisor taking the CPU) only ever adds
+latency, and it came in bursts that shifted whole 10-second runs by 1–2.6 ms while each run's
+own interval stayed a few tenths wide (docs/BENCHMARKS.md). A burst then slows some runs of a
+side; a real regression slows all of them. Runs whose load generator was not trusted are left
+out while a trusted one remains.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from soak.compare import IMPROVED, REGRESSED, STATS, UNCHANGED, Histogram, diff_interval, verdict
-from soak.summary import PhaseReport, RunReport
+from soak.summary import PhaseReport, RunReport, split_repeat
 
 DISTRIBUTION = "overhead_per_request"
 NOT_COMPARED = "not compared"
@@ -59,6 +67,10 @@ class StatComparison:
     verdict: str
     gated: bool
     """A regression of this statistic fails the run."""
+    baseline_run: int = 1
+    current_run: int = 1
+    """Which run of each side was judged (1 of 1 unless the phase was repeated): the one with
+    the least value of this statistic."""
 
     @property
     def relative(self) -> float | None:
@@ -77,7 +89,11 @@ class PhaseComparison:
     phase: str
     baseline_count: int = 0
     current_count: int = 0
+    """Requests in the runs each side judged from."""
     gated: bool = False
+    baseline_runs: int = 1
+    current_runs: int = 1
+    """Runs of the phase each side offered (`soak once --repeat`), untrusted ones included."""
     stats: list[StatComparison] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -150,12 +166,13 @@ def _untrusted(*phases: PhaseReport) -> bool:
     return any(p.generator is not None and not p.generator.trusted for p in phases)
 
 
-def _keyed(run: RunReport) -> Iterator[tuple[str, PhaseReport]]:
-    """Phases by a stable key: the name, with `#2`, `#3` for a phase's later rounds."""
-    seen: dict[str, int] = {}
+def _grouped(run: RunReport) -> dict[str, list[PhaseReport]]:
+    """Each phase's runs by name, in run order: `overhead`, `overhead#2`, ... (a repeated phase,
+    or a name that occurs twice) are the runs of `overhead`."""
+    groups: dict[str, list[PhaseReport]] = {}
     for p in run.phases:
-        seen[p.name] = seen.get(p.name, 0) + 1
-        yield (p.name if seen[p.name] == 1 else f"{p.name}#{seen[p.name]}"), p
+        groups.setdefault(split_repeat(p.name)[0], []).append(p)
+    return groups
 
 
 def _histogram(phase: PhaseReport) -> Histogram | None:
@@ -172,31 +189,62 @@ def _setting_notes(base: PhaseReport, cur: PhaseReport) -> list[str]:
         a, b = base.params.get(key), cur.params.get(key)
         if a is not None and b is not None and a != b:
             notes.append(f"{key} differs: {a} vs {b}")
-    for label, p in (("baseline", base), ("current", cur)):
-        if _untrusted(p):
-            notes.append(f"inconclusive: the {label} run's load generator was not trusted"
-                         " (its machine was busy: see that report); shown, not judged")  # fmt: skip
     return notes
 
 
+def _runs(
+    label: str, reports: list[PhaseReport], notes: list[str]
+) -> list[tuple[int, Histogram]]:
+    """(run number, histogram) of a side's runs with one; untrusted runs left out while a
+    trusted one remains (then said in `notes`). ValueError from a malformed histogram."""
+    found = [(i, h, p) for i, p in enumerate(reports, 1) if (h := _histogram(p)) is not None]
+    trusted = [(i, h) for i, h, p in found if not _untrusted(p)]
+    if trusted and len(trusted) < len(found):
+        left = ", ".join(str(i) for i, _h, p in found if _untrusted(p))
+        notes.append(f"{label} run {left} of {len(reports)} left out: its load generator was not"
+                     " trusted")  # fmt: skip
+        return trusted
+    return [(i, h) for i, h, _p in found]
+
+
+def _least(runs: list[tuple[int, Histogram]], stat: str) -> tuple[int, Histogram]:
+    """The run with the least value of `stat` (the first of equals)."""
+    return min(runs, key=lambda run: run[1].stat(stat))
+
+
 def compare_phase(
-    key: str, base: PhaseReport, cur: PhaseReport, rules: RegressionRules
+    key: str, base: list[PhaseReport], cur: list[PhaseReport], rules: RegressionRules
 ) -> PhaseComparison:
-    """Every statistic of `key` in both runs, judged by `rules`."""
-    gated = key.split("#")[0] in rules.phases
-    out = PhaseComparison(phase=key, gated=gated, notes=_setting_notes(base, cur))
+    """Every statistic of phase `key`, from each side's runs of it, judged by `rules`."""
+    gated = key in rules.phases
+    out = PhaseComparison(phase=key, gated=gated, notes=_setting_notes(base[0], cur[0]),
+                          baseline_runs=len(base), current_runs=len(cur))  # fmt: skip
+    if len(base) != len(cur):
+        out.notes.append(f"runs differ: {len(base)} in the baseline, {len(cur)} in this run; the"
+                         " least-disturbed of more runs is judged against fewer (run both with"
+                         " the same --repeat)")  # fmt: skip
     try:
-        a, b = _histogram(base), _histogram(cur)
+        a_runs = _runs("baseline", base, out.notes)
+        b_runs = _runs("current", cur, out.notes)
     except ValueError as exc:
         out.notes.append(f"not compared: {exc}")
         return out
-    if a is None or b is None:
-        which = "baseline" if a is None else "current"
+    if not a_runs or not b_runs:
+        which = "baseline" if not a_runs else "current"
         out.notes.append(f"not compared: no per-request overhead histogram in the {which} run")
         return out
-    out.baseline_count, out.current_count = a.total, b.total
-    untrusted = _untrusted(base, cur)
+    out.baseline_count = sum(h.total for _i, h in a_runs)
+    out.current_count = sum(h.total for _i, h in b_runs)
+    untrusted = False
+    for label, runs, reports in (("baseline", a_runs, base), ("current", b_runs, cur)):
+        if any(_untrusted(reports[i - 1]) for i, _h in runs):
+            untrusted = True
+            out.notes.append(
+                f"inconclusive: the {label} run's load generator was not trusted"
+                " (its machine was busy: see that report); shown, not judged"
+            )
     for stat in STATS:
+        (ia, a), (ib, b) = _least(a_runs, stat), _least(b_runs, stat)
         rng = random.Random(f"{rules.seed}:{key}:{stat}")
         iv = diff_interval(a, b, stat, confidence=rules.confidence, resamples=rules.resamples,
                            rng=rng)  # fmt: skip
@@ -206,7 +254,7 @@ def compare_phase(
                 stat=stat, baseline=iv.baseline, current=iv.current, diff=iv.diff, low=iv.low,
                 high=iv.high, tolerance=tolerance,
                 verdict=INCONCLUSIVE if untrusted else verdict(iv, tolerance),
-                gated=gated and stat in rules.fail_on,
+                gated=gated and stat in rules.fail_on, baseline_run=ia, current_run=ib,
             )
         )  # fmt: skip
     return out
@@ -232,11 +280,10 @@ def compare_runs(
         )
     if baseline.profile != current.profile:
         result.notes.append(f"different profiles: {baseline.profile} vs {current.profile}")
-    base = dict(_keyed(baseline))
-    cur = dict(_keyed(current))
-    for key, phase in cur.items():
+    base, cur = _grouped(baseline), _grouped(current)
+    for key, runs in cur.items():
         if key in base:
-            result.phases.append(compare_phase(key, base[key], phase, rules))
+            result.phases.append(compare_phase(key, base[key], runs, rules))
     for name in rules.phases:
         if name in cur and name not in base:
             result.notes.append(f"{name}: not in the baseline report: not compared")

@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
         " regression beyond slo.regression",
     )  # fmt: skip
     once.add_argument(
+        "--repeat", type=_repeat, metavar="N",
+        help="run each phase slo.regression gates N times (default: slo.regression.runs); a"
+        " comparison judges each side's least-disturbed run: use the same N for the baseline",
+    )  # fmt: skip
+    once.add_argument(
         "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
     )
 
@@ -129,6 +134,17 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _repeat(text: str) -> int:
+    """`--repeat N`: 1 to the most `slo.regression.runs` allows."""
+    from soak.config.regression import MAX_RUNS
+
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_RUNS:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from 1 to {MAX_RUNS}, got {text!r}"
+        )
+    return int(text)
+
+
 def _once(args: argparse.Namespace) -> int:
     from soak.config import ConfigError
     from soak.once import OnceError, run_once
@@ -150,9 +166,9 @@ def _once(args: argparse.Namespace) -> int:
             print(f"soak: --baseline: {exc}", file=sys.stderr)
             return EXIT_USAGE
     try:
-        run, paths = asyncio.run(
-            run_once(config, out_dir=args.out, only=phases, baseline=baseline)
-        )
+        job = run_once(config, out_dir=args.out, only=phases, baseline=baseline,
+                       repeat=args.repeat)  # fmt: skip
+        run, paths = asyncio.run(job)
     except OnceError as exc:
         print(f"soak: {exc}", file=sys.stderr)
         return exc.exit_code

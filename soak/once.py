@@ -68,11 +68,14 @@ async def run_once(
     only: Sequence[str] | None = None,
     progress: Progress | None = None,
     baseline: tuple[RunReport, str] | None = None,
+    repeat: int | None = None,
 ) -> tuple[RunReport, dict[str, Path]]:
     """Run the selected phases once; return the run and the report files written.
 
     `baseline` (a previous run's report and where it came from): the finished run is compared
-    with it under `slo.regression`, and a regression beyond tolerance fails the run."""
+    with it under `slo.regression`, and a regression beyond tolerance fails the run. The phases
+    `slo.regression` gates run `repeat` times (default: its `runs`), here and in the baseline's
+    run alike, so each side of a comparison has runs to judge the least disturbed of."""
     if only is not None and not all(name.strip() for name in only):
         raise OnceError(f"--phases: an empty phase name in {','.join(only)!r} (e.g. --phases "
                         "calibration,overhead; leave --phases out to run them all)")  # fmt: skip
@@ -94,8 +97,12 @@ async def run_once(
         except (ReportWriteError, OSError) as exc:  # the run goes on; the final write says it
             log.warning("partial reports not written: %s", exc)
 
+    rules = config.slo.regression
+    times = rules.runs if repeat is None else repeat
+    repeats = {name: times for name in rules.phases}
     with _signals(stop):
-        await run_plan(config, run, names, progress=progress, stop=stop, on_phase=partial)
+        await run_plan(config, run, names, progress=progress, stop=stop, on_phase=partial,
+                       repeats=repeats)  # fmt: skip
     run.finished_at = time.time()
     if baseline is not None:
         run.comparison = compare_runs(baseline[0], run, config.slo.regression, source=baseline[1])

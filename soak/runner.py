@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +25,7 @@ from soak.procwatch import Sample
 from soak.reports.progress import Progress
 from soak.results import Result
 from soak.stack import Stack, StackError, start_stack
-from soak.summary import PhaseReport, RunReport, Status
+from soak.summary import PhaseReport, RunReport, Status, repeat_name
 
 if TYPE_CHECKING:
     from soak.config.daemon import BackgroundConfig
@@ -44,15 +44,20 @@ async def run_plan(
     on_process_sample: Callable[[Sample], object] | None = None,
     supervisor: StackSupervisor | None = None,
     background: BackgroundConfig | None = None,
+    repeats: Mapping[str, int] | None = None,
 ) -> RunReport:
     """Run `names` into `run` (phases appended as they finish); errors land in `run.error`.
+
+    `repeats` (phase → times): such a phase runs that often back to back, its later reports
+    named `overhead#2`, `overhead#3` (`soak once --repeat`, for a comparison with a baseline).
 
     With a `supervisor` (the daemon) the run uses its long-lived stack, which outlives the run,
     and its `background` load (paused for the whole run); else the run starts its own."""
     if supervisor is None:
         return await _run_plan(config, run, names, progress=progress, stop=stop,
                                on_phase=on_phase, observe=observe,
-                               on_process_sample=on_process_sample)  # fmt: skip
+                               on_process_sample=on_process_sample,
+                               repeats=repeats or {})  # fmt: skip
     async with supervisor.background.paused():
         try:
             stack = await supervisor.acquire(config)
@@ -63,7 +68,7 @@ async def run_plan(
             run.notes.extend(supervisor.take_notes())
         await _run_plan(config, run, names, progress=progress, stop=stop, on_phase=on_phase,
                         observe=observe, on_process_sample=on_process_sample,
-                        stack=stack, supervisor=supervisor)  # fmt: skip
+                        stack=stack, supervisor=supervisor, repeats=repeats or {})  # fmt: skip
         supervisor.background.configure(
             config,
             background,
@@ -86,6 +91,7 @@ async def _run_plan(
     on_process_sample: Callable[[Sample], object] | None,
     stack: Stack | None = None,
     supervisor: StackSupervisor | None = None,
+    repeats: Mapping[str, int],
 ) -> RunReport:
     async with AsyncExitStack() as exits:
         if stack is None:
@@ -119,11 +125,12 @@ async def _run_plan(
                 scrape_session, stack.gateway_url, stack.api_key
             ),
         )
-        for name in names:
+        for name, number in _steps(names, repeats):
             if stop.is_set():
                 run.aborted = True
                 break
             for report in await _run_one(ctx, name, stack, supervisor):
+                report.name = repeat_name(report.name, number)
                 await said.attach(report, ctx.self_report)  # next to what the mock saw
                 run.phases.append(report)
                 progress.phase_finished(report)
@@ -133,6 +140,13 @@ async def _run_plan(
     if supervisor is not None and (note := supervisor.long_slope_note(config)) is not None:
         run.notes.append(note)  # what SoakGatewayMemoryLongSlope reads, where the run is read
     return run
+
+
+def _steps(names: Sequence[str], repeats: Mapping[str, int]) -> Iterator[tuple[str, int]]:
+    """Each phase of the plan with its repeat number, a repeated phase's runs back to back."""
+    for name in names:
+        for number in range(1, max(1, repeats.get(name, 1)) + 1):
+            yield name, number
 
 
 async def _run_one(

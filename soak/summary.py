@@ -169,6 +169,21 @@ SHARED_DETAILS = (
 beside the phase's own record (one flat object, as schema v1/v2 have it)."""
 
 
+def repeat_name(phase: str, number: int) -> str:
+    """The report name of repeat `number` of a phase run several times in one run, so that a
+    comparison can judge its least-disturbed run: `overhead`, `overhead#2`, ..."""
+    return phase if number == 1 else f"{phase}#{number}"
+
+
+def split_repeat(name: str) -> tuple[str, int]:
+    """(phase, repeat) of a report name: `overhead#2` → ("overhead", 2); `stress-1` →
+    ("stress-1", 1)."""
+    phase, hash_, number = name.rpartition("#")
+    if hash_ and phase and number.isascii() and number.isdigit() and int(number) > 0:
+        return phase, int(number)
+    return name, 1
+
+
 @dataclass(slots=True)
 class PhaseReport:
     """One phase of a run."""

@@ -6,8 +6,10 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
+import yaml
 
 from soak.baseline import NOT_COMPARED, Comparison, compare_runs
 from soak.compare import (
@@ -22,7 +24,7 @@ from soak.compare import (
     verdict,
 )
 from soak.config.regression import DEFAULT_REGRESSION
-from soak.summary import PhaseReport, RunReport, Status
+from soak.summary import PhaseReport, RunReport, Status, repeat_name, split_repeat
 
 
 def hist(seed: int, n: int, shift: float = 0.0, median: float = 0.0012) -> Histogram:
@@ -171,3 +173,93 @@ def test_an_untrusted_generator_makes_a_phase_inconclusive_never_failing() -> No
     assert phase.stats and {s.verdict for s in phase.stats} == {INCONCLUSIVE}
     assert phase.verdict == result.verdict == INCONCLUSIVE and not result.failed
     assert any("current run's load generator was not trusted" in n for n in phase.notes)
+
+
+def repeated(name: str, *hists: Histogram, run_id: str = "r") -> RunReport:
+    """A run whose phase `name` ran once per histogram (`soak once --repeat`)."""
+    run = run_with(*((name, h) for h in hists), run_id=run_id)
+    for number, phase in enumerate(run.phases, 1):
+        phase.name = repeat_name(name, number)
+    return run
+
+
+def test_a_burst_that_slows_one_run_of_three_is_not_a_regression() -> None:
+    base = repeated("overhead", hist(1, 200), hist(2, 200), hist(3, 200), run_id="main")
+    # the second current run came out 2.5 ms slower: the machine, not the gateway
+    cur = repeated("overhead", hist(4, 200), hist(5, 200, shift=0.0025), hist(6, 200))
+    single = compare_runs(repeated("overhead", hist(1, 200)),
+                          repeated("overhead", hist(5, 200, shift=0.0025)), DEFAULT_REGRESSION)
+    assert single.failed  # one run each: the burst decides
+    result = compare_runs(base, cur, DEFAULT_REGRESSION)
+    (phase,) = result.phases
+    assert (phase.baseline_runs, phase.current_runs) == (3, 3) and phase.current_count == 600
+    assert not result.failed and phase.verdict == UNCHANGED and not phase.notes
+    assert all(s.current_run != 2 for s in phase.stats)  # the slowed run is never the one judged
+
+
+def test_a_slowdown_in_every_run_fails_the_gate_and_names_the_runs_judged() -> None:
+    base = repeated("overhead", hist(1, 200), hist(2, 200), hist(3, 200), run_id="main")
+    cur = repeated("overhead", *(hist(s, 200, shift=0.002) for s in (4, 5, 6)))
+    result = compare_runs(base, cur, DEFAULT_REGRESSION)
+    (p50,) = [s for s in result.phases[0].stats if s.stat == "p50"]
+    assert result.failed and p50.verdict == REGRESSED and p50.low > 0.001
+    values = {n: h.stat("p50") for n, h in enumerate((hist(4, 200, shift=0.002),
+              hist(5, 200, shift=0.002), hist(6, 200, shift=0.002)), 1)}  # fmt: skip
+    assert p50.current == min(values.values()) and values[p50.current_run] == p50.current
+    assert Comparison.from_dict(result.to_dict()) == result
+
+
+def test_an_untrusted_run_is_left_out_while_a_trusted_one_remains() -> None:
+    from soak.summary import GeneratorHealth
+
+    base = repeated("overhead", hist(1, 200), hist(2, 200), run_id="main")
+    cur = repeated("overhead", hist(3, 200, shift=-0.0005), hist(4, 200))
+    cur.phases[0].generator = GeneratorHealth(0.13, 0.18, 0.02, 0, False, ("loop lag",))
+    (phase,) = compare_runs(base, cur, DEFAULT_REGRESSION).phases
+    assert "current run 1 of 2 left out: its load generator was not trusted" in phase.notes
+    assert {s.current_run for s in phase.stats} == {2} and phase.current_count == 200
+    assert phase.verdict == UNCHANGED  # judged on the trusted run, not inconclusive
+
+
+def test_sides_with_different_run_counts_are_compared_with_a_note() -> None:
+    base = repeated("overhead", hist(1, 200), run_id="main")
+    cur = repeated("overhead", hist(2, 200), hist(3, 200), hist(4, 200))
+    (phase,) = compare_runs(base, cur, DEFAULT_REGRESSION).phases
+    assert phase.stats and any(n.startswith("runs differ: 1 in the baseline, 3 in this run")
+                               for n in phase.notes)  # fmt: skip
+    old = Comparison.from_dict({k: v for k, v in compare_runs(base, base, DEFAULT_REGRESSION)
+                                .to_dict().items()})  # fmt: skip
+    assert old.phases[0].baseline_runs == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "split"),
+    [("overhead#2", ("overhead", 2)), ("overhead", ("overhead", 1)),
+     ("stress-1#3", ("stress-1", 3)), ("a#0", ("a#0", 1)), ("a#", ("a#", 1)),
+     ("#2", ("#2", 1)), ("a#²", ("a#²", 1)), ("a#-1", ("a#-1", 1))],
+)  # fmt: skip
+def test_repeat_names_split_back(name: str, split: tuple[str, int]) -> None:
+    assert split_repeat(name) == split
+    if split[1] > 1:
+        assert repeat_name(*split) == name
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [(0, "must be at least 1"), (21, "at most 20"), ("3", "integer"), (True, "integer"),
+     (2.5, "integer")],
+)  # fmt: skip
+def test_regression_runs_is_checked(tmp_path: Path, value: object, problem: str) -> None:
+    from soak.config import ConfigError
+    from soak.phases import load_config
+
+    path = tmp_path / "soak.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "gateway": {"url": "http://127.0.0.1:9"},
+                                    "slo": {"regression": {"runs": value}}}))  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "slo.regression.runs" in message and problem in message and "\n" not in message
+    path.write_text(yaml.safe_dump({"version": 1, "gateway": {"url": "http://127.0.0.1:9"},
+                                    "slo": {"regression": {"runs": 3}}}))  # fmt: skip
+    assert load_config(path).slo.regression.runs == 3

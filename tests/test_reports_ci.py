@@ -17,7 +17,7 @@ from soak.baseline import compare_runs
 from soak.compare import Histogram
 from soak.config.regression import DEFAULT_REGRESSION
 from soak.reports import StepSummary, parse_json, render_json, write_reports
-from soak.summary import PhaseReport, RunReport, Status
+from soak.summary import PhaseReport, RunReport, Status, repeat_name
 
 T0 = 1_800_000_000.0
 
@@ -130,3 +130,26 @@ def test_a_v1_report_still_reads(tmp_path: Path) -> None:
         "not compared: no per-request overhead histogram in the baseline run"]
     with pytest.raises(ValueError, match="schema: expected 'llm-soak/run/v2', got 'llm-soak/x'"):
         parse_json(json.dumps({**data, "schema": "llm-soak/x"}))
+
+
+def test_a_repeated_phase_names_the_runs_judged_in_every_report(tmp_path: Path) -> None:
+    """Three runs a side (`--repeat 3`), the current side's second one slowed by a burst: every
+    report says which run each value comes from, and the burst decides nothing."""
+    base = run_of(overhead(), overhead(0.0001), overhead(0.0002), run_id="main-7")
+    run = run_of(overhead(0.0003), overhead(0.003), overhead(0.0001))
+    for side in (base, run):
+        for number, phase in enumerate(side.phases, 1):
+            phase.name = repeat_name("overhead", number)
+    run.comparison = compare_runs(base, run, DEFAULT_REGRESSION, source="main/report.json")
+    assert run.passed and run.comparison.verdict == "no significant change"
+    paths = write_reports(run, tmp_path / "out", env={})
+    md = paths["markdown"].read_text(encoding="utf-8")
+    assert "|  | p50 (gate) | 1.18 (run 1) | 1.28 (run 3) | +0.10 ms [" in md
+    assert "Samples: overhead: 1200 vs 1200 requests in 3 vs 3 runs." in md
+    html = paths["html"].read_text(encoding="utf-8")
+    assert "1.18 (run 1 of 3)" in html and "1.28 (run 3 of 3)" in html
+    names = [c.get("name") for c in ET.parse(paths["junit"]).getroot().iter("testcase")]
+    assert names[:3] == ["overhead", "overhead#2", "overhead#3"]
+    back = parse_json(paths["json"].read_text(encoding="utf-8"))
+    assert back.comparison == run.comparison
+    assert [p.name for p in back.phases] == ["overhead", "overhead#2", "overhead#3"]

@@ -18,7 +18,9 @@ from soak.config.fields import Section
 STATS = ("mean", "p50", "p90", "p95", "p99")
 MAX_RESAMPLES = 1_000_000
 """Each draw costs microseconds: a million per statistic is already seconds of work."""
-KEYS = ("phases", "confidence", "tolerance", "fail_on", "resamples", "seed")
+MAX_RUNS = 20
+"""Each run is a whole phase: 20 of them already make a CI job minutes longer."""
+KEYS = ("phases", "confidence", "tolerance", "fail_on", "resamples", "seed", "runs")
 
 
 def _tolerances() -> Mapping[str, float]:
@@ -42,6 +44,11 @@ class RegressionSlo:
     """Bootstrap draws per statistic and run."""
     seed: int = 1
     """Seed of the bootstrap's RNG: the same two reports always give the same intervals."""
+    runs: int = 1
+    """Times `soak once` runs each phase in `phases` (`--repeat` overrides). Of several runs a
+    comparison judges each side's least-disturbed one per statistic: on a shared machine other
+    work only ever adds latency, so a neighbour's burst slows some runs and a real regression
+    slows them all."""
 
 
 DEFAULT_REGRESSION = RegressionSlo()
@@ -70,6 +77,7 @@ def parse_regression(s: Section, phase_names: Sequence[str]) -> RegressionSlo:
         fail_on=fail_on,
         resamples=_resamples(s, d.resamples),
         seed=s.integer("seed", d.seed, minimum=0),
+        runs=s.integer("runs", d.runs, minimum=1, maximum=MAX_RUNS),
     )
 
 
@@ -95,3 +103,4 @@ def _names(
     if len(set(value)) != len(value):
         s.fail(key, "lists a name twice")
     return tuple(value)
+

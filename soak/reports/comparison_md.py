@@ -45,10 +45,18 @@ def _rows(p: PhaseComparison) -> list[list[str]]:
         rel = f"{s.relative * 100:+.0f}%".replace("-", "−") if s.relative is not None else "—"
         rows.append([
             p.phase if s is p.stats[0] else "", f"{s.stat}{' (gate)' if s.gated else ''}",
-            _ms(s.baseline), _ms(s.current), change_text(s), rel, f"±{_ms(s.tolerance)}",
+            _ms(s.baseline) + (f" (run {s.baseline_run})" if p.baseline_runs > 1 else ""),
+            _ms(s.current) + (f" (run {s.current_run})" if p.current_runs > 1 else ""),
+            change_text(s), rel, f"±{_ms(s.tolerance)}",
             verdict_text(s),
         ])  # fmt: skip
     return rows
+
+
+def _runs(p: PhaseComparison) -> str:
+    if p.baseline_runs == p.current_runs == 1:
+        return ""
+    return f" in {p.baseline_runs} vs {p.current_runs} runs"
 
 
 def comparison_section(c: Comparison | None, *, heading: str = "##") -> list[str]:
@@ -70,10 +78,17 @@ def comparison_section(c: Comparison | None, *, heading: str = "##") -> list[str
         heads = ("Phase", "Statistic", "Baseline (ms)", "This run (ms)", "Change (ms) [interval]",
                  "Relative", "Tolerance (ms)", "Verdict")  # fmt: skip
         lines += [md_table(heads, rows), ""]
-    counts = [f"{p.phase}: {p.baseline_count} vs {p.current_count} requests" for p in c.phases
-              if p.stats]  # fmt: skip
+    counts = [f"{p.phase}: {p.baseline_count} vs {p.current_count} requests{_runs(p)}"
+              for p in c.phases if p.stats]  # fmt: skip
     if counts:
         lines += [f"Samples: {'; '.join(counts)}.", ""]
+    if any(p.baseline_runs > 1 or p.current_runs > 1 for p in c.phases):
+        lines += [
+            "A repeated phase (`--repeat`) is judged, per statistic, by each side's run with the"
+            " least value of it (`(run N)`): other work on a shared machine only adds latency,"
+            " so a burst slows some runs and a regression all.",
+            "",
+        ]
     notes = [*c.notes, *(f"{p.phase}: {n}" for p in c.phases for n in p.notes)]
     if notes:
         lines += [f"- {one_line(n)}" for n in notes]

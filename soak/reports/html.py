@@ -217,8 +217,10 @@ def _comparison(run: RunReport) -> list[str]:
         out.append(_figure("comparison", svg, "Per-request overhead, this run − baseline: the dot"
                            " is the change, the bar its bootstrap interval, the shaded band the"
                            " tolerance; a verdict needs the whole interval outside the band."))
-    rows = [[p.phase, s.stat + (" (gate)" if s.gated else ""), millis(s.baseline * 1e3),
-             millis(s.current * 1e3), change_text(s), (_word(s), "FAIL" if s.failed
+    rows = [[p.phase, s.stat + (" (gate)" if s.gated else ""),
+             millis(s.baseline * 1e3) + _run(s.baseline_run, p.baseline_runs),
+             millis(s.current * 1e3) + _run(s.current_run, p.current_runs),
+             change_text(s), (_word(s), "FAIL" if s.failed
              else "PASS" if s.verdict != "regressed" else "REGR")]
             for p in c.phases for s in p.stats]  # fmt: skip
     if rows:
@@ -228,6 +230,11 @@ def _comparison(run: RunReport) -> list[str]:
     if notes:
         out.append("<ul>" + "".join(f"<li>{escape(one_line(n))}</li>" for n in notes) + "</ul>")
     return out
+
+
+def _run(number: int, runs: int) -> str:
+    """Which of a repeated phase's runs a value comes from (nothing for a single run)."""
+    return f" (run {number} of {runs})" if runs > 1 else ""
 
 
 def _word(s: StatComparison) -> str:

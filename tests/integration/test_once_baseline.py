@@ -19,6 +19,8 @@ import pytest
 import yaml
 from once_helpers import SOAK, proxy_gateway, run_once
 
+from soak.compare import Histogram
+
 pytestmark = pytest.mark.integration
 
 
@@ -33,11 +35,15 @@ def config(*proxy_args: str) -> dict:
 
 
 def test_a_slower_gateway_fails_against_its_baseline(tmp_path: Path) -> None:
-    base = run_once(tmp_path / "main", config(), "--phases", "overhead")
+    # main's job and this one run the gated phase twice each (--repeat), as the example does
+    base = run_once(tmp_path / "main", config(), "--phases", "overhead", "--repeat", "2")
     assert base.code == 0, base.stderr
     baseline = base.out / "report.json"
-    hist = base.phase("overhead")["histograms"]["overhead_per_request"]
-    assert sum(hist["counts"]) == base.phase("overhead")["completed"] == 80
+    assert [p["name"] for p in base.report["phases"]] == ["overhead", "overhead#2"]
+    for phase in base.report["phases"]:
+        hist = phase["histograms"]["overhead_per_request"]
+        assert sum(hist["counts"]) == phase["completed"] == 80
+        assert phase["details"]["verification"]["checked"] == 80
 
     summary = tmp_path / "step.md"
     summary.write_text("earlier command\n")
@@ -47,7 +53,7 @@ def test_a_slower_gateway_fails_against_its_baseline(tmp_path: Path) -> None:
     out = tmp_path / "slow"
     done = subprocess.run(
         [*SOAK, "once", "--config", str(path), "--out", str(out), "--phases", "overhead",
-         "--baseline", str(baseline)],
+         "--baseline", str(baseline), "--repeat", "2"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
@@ -55,9 +61,17 @@ def test_a_slower_gateway_fails_against_its_baseline(tmp_path: Path) -> None:
         " tolerance: overhead p50 +" in done.stdout  # fmt: skip
     report = json.loads((out / "report.json").read_text())
     assert report["schema"] == "llm-soak/run/v2" and report["passed"] is False
-    (p50,) = [s for s in report["comparison"]["phases"][0]["stats"] if s["stat"] == "p50"]
+    (compared,) = report["comparison"]["phases"]
+    assert (compared["baseline_runs"], compared["current_runs"]) == (2, 2)
+    assert compared["baseline_count"] == compared["current_count"] == 160
+    (p50,) = [s for s in compared["stats"] if s["stat"] == "p50"]
     assert p50["verdict"] == "regressed" and p50["low"] > 0.001 and p50["gated"]
-    assert report["phases"][0]["status"] == "passed"  # absolute SLO still met: only the gate
+    current = [p for p in report["phases"] if p["name"] in ("overhead", "overhead#2")]
+    p50s = [Histogram.from_json(p["histograms"]["overhead_per_request"]).stat("p50")
+            for p in current]  # fmt: skip
+    assert p50["current"] == p50s[p50["current_run"] - 1] == min(p50s)  # the least disturbed
+    assert all(p["status"] == "passed" for p in current)  # absolute SLO still met: only the gate
+    assert "overhead: 160 vs 160 requests in 2 vs 2 runs" in (out / "report.md").read_text()
     step = summary.read_text()
     assert step.startswith("earlier command\n### ❌ llm-soak FAIL: proxy")
     assert step.count("llm-soak") == 1 and "INCOMPLETE" not in step
