@@ -14,8 +14,10 @@ side N runs. Per statistic, each side is represented by its run with the least v
 on a shared machine other work (a neighbour, the hypervisor taking the CPU) only ever adds
 latency, and it came in bursts that shifted whole 10-second runs by 1–2.6 ms while each run's
 own interval stayed a few tenths wide (docs/BENCHMARKS.md). A burst then slows some runs of a
-side; a real regression slows all of them. Runs whose load generator was not trusted are left
-out while a trusted one remains.
+side; a real regression slows all of them. Runs whose load generator was not trusted, then runs
+during which the hypervisor took more than `max_steal` of the machine's CPU (every wrong verdict
+of the bench fell in such runs), are left out while a run of their side stayed clear; a side with
+none is *inconclusive*: shown, not judged.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from soak.summary import PhaseReport, RunReport, split_repeat
 DISTRIBUTION = "overhead_per_request"
 NOT_COMPARED = "not compared"
 INCONCLUSIVE = "inconclusive"
-"""A statistic of a phase whose load generator was not trusted in either run: shown, never
-judged (those numbers describe the tester's machine, not the gateway)."""
+"""A statistic of a phase whose load generator was not trusted, or whose every run of a side
+lost CPU to the hypervisor: shown, never judged (those numbers describe the machine, not the
+gateway)."""
 _SETTINGS = ("rate", "duration", "latency", "requests", "concurrency")
 
 
@@ -51,6 +54,8 @@ class RegressionRules(Protocol):
     def resamples(self) -> int: ...
     @property
     def seed(self) -> int: ...
+    @property
+    def max_steal(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,19 +197,36 @@ def _setting_notes(base: PhaseReport, cur: PhaseReport) -> list[str]:
     return notes
 
 
+def _stolen(p: PhaseReport, limit: float) -> float | None:
+    """The host steal of a run when above `limit`, else None."""
+    steal = p.generator.host_steal if p.generator is not None else None
+    return steal if steal is not None and steal > limit else None
+
+
 def _runs(
-    label: str, reports: list[PhaseReport], notes: list[str]
-) -> list[tuple[int, Histogram]]:
-    """(run number, histogram) of a side's runs with one; untrusted runs left out while a
-    trusted one remains (then said in `notes`). ValueError from a malformed histogram."""
+    label: str, reports: list[PhaseReport], limit: float, notes: list[str]
+) -> tuple[list[tuple[int, Histogram]], bool]:
+    """(run number, histogram) of a side's runs with one, and whether every one of them was
+    disturbed. Runs whose load generator was not trusted, then runs with host steal above
+    `limit`, are left out while a run without remains (then said in `notes`). ValueError from
+    a malformed histogram."""
     found = [(i, h, p) for i, p in enumerate(reports, 1) if (h := _histogram(p)) is not None]
-    trusted = [(i, h) for i, h, p in found if not _untrusted(p)]
-    if trusted and len(trusted) < len(found):
-        left = ", ".join(str(i) for i, _h, p in found if _untrusted(p))
-        notes.append(f"{label} run {left} of {len(reports)} left out: its load generator was not"
-                     " trusted")  # fmt: skip
-        return trusted
-    return [(i, h) for i, h, _p in found]
+    for why, bad in (("its load generator was not trusted", lambda p: _untrusted(p)),
+                     (f"the hypervisor took more than {limit:.0%} of the machine's CPU",
+                      lambda p: _stolen(p, limit) is not None)):  # fmt: skip
+        kept = [(i, h, p) for i, h, p in found if not bad(p)]
+        if kept and len(kept) < len(found):
+            left = ", ".join(str(i) for i, _h, p in found if bad(p))
+            notes.append(f"{label} run {left} of {len(reports)} left out: {why}")
+            found = kept
+    stolen = [s for _i, _h, p in found if (s := _stolen(p, limit)) is not None]
+    if found and len(stolen) == len(found):
+        notes.append(
+            f"inconclusive: the hypervisor took {min(stolen):.1%} or more of this machine's CPU"
+            f" during every {label} run (max_steal {limit:.0%}): on a shared machine that"
+            " shifts whole runs by milliseconds; shown, not judged"
+        )
+    return [(i, h) for i, h, _p in found], bool(found) and len(stolen) == len(found)
 
 
 def _least(runs: list[tuple[int, Histogram]], stat: str) -> tuple[int, Histogram]:
@@ -224,8 +246,8 @@ def compare_phase(
                          " least-disturbed of more runs is judged against fewer (run both with"
                          " the same --repeat)")  # fmt: skip
     try:
-        a_runs = _runs("baseline", base, out.notes)
-        b_runs = _runs("current", cur, out.notes)
+        a_runs, a_stolen = _runs("baseline", base, rules.max_steal, out.notes)
+        b_runs, b_stolen = _runs("current", cur, rules.max_steal, out.notes)
     except ValueError as exc:
         out.notes.append(f"not compared: {exc}")
         return out
@@ -235,10 +257,10 @@ def compare_phase(
         return out
     out.baseline_count = sum(h.total for _i, h in a_runs)
     out.current_count = sum(h.total for _i, h in b_runs)
-    untrusted = False
+    unjudged = a_stolen or b_stolen
     for label, runs, reports in (("baseline", a_runs, base), ("current", b_runs, cur)):
         if any(_untrusted(reports[i - 1]) for i, _h in runs):
-            untrusted = True
+            unjudged = True
             out.notes.append(
                 f"inconclusive: the {label} run's load generator was not trusted"
                 " (its machine was busy: see that report); shown, not judged"
@@ -253,7 +275,7 @@ def compare_phase(
             StatComparison(
                 stat=stat, baseline=iv.baseline, current=iv.current, diff=iv.diff, low=iv.low,
                 high=iv.high, tolerance=tolerance,
-                verdict=INCONCLUSIVE if untrusted else verdict(iv, tolerance),
+                verdict=INCONCLUSIVE if unjudged else verdict(iv, tolerance),
                 gated=gated and stat in rules.fail_on, baseline_run=ia, current_run=ib,
             )
         )  # fmt: skip

@@ -7,6 +7,11 @@ gateway, and the report must say so. A generator can also be starved: other proc
 core keep it waiting for a CPU (Linux schedstat run-queue wait), and its sends go out late
 whatever its own load. No psutil here: `time.process_time()` and `/proc/thread-self/schedstat`
 are enough, and keep that dependency with the gateway observer.
+
+The watch also reads the machine's *steal* time (/proc/stat): CPU time the hypervisor gave this
+virtual machine's CPUs to other guests. No process here can see it as load, yet it slowed whole
+runs by milliseconds on a shared VM (docs/BENCHMARKS.md); it is reported, and a comparison with
+a baseline leaves such runs out (soak.baseline), but it does not make the generator untrusted.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ class WatchReading:
     samples: int
     cpu_wait: float | None = None
     """Seconds runnable but not running (None where the OS does not tell)."""
+    host_steal: float | None = None
+    """Share of the machine's CPU ticks stolen by the hypervisor (None where not told)."""
 
     @property
     def cpu_ratio(self) -> float:
@@ -71,6 +78,25 @@ def thread_cpu_wait() -> float | None:
         return None
 
 
+def host_cpu_ticks() -> tuple[int, int] | None:
+    """(steal, total) CPU ticks of the whole machine so far (Linux /proc/stat), else None."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    if len(ticks) < 8:
+        return None
+    return ticks[7], sum(ticks)
+
+
+def steal_share(start: tuple[int, int] | None, end: tuple[int, int] | None) -> float | None:
+    """Stolen share of the ticks between two `host_cpu_ticks` readings (None: unknown)."""
+    if start is None or end is None or end[1] <= start[1]:
+        return None
+    return min(1.0, max(0.0, (end[0] - start[0]) / (end[1] - start[1])))
+
+
 class SelfWatch:
     """Probe the running event loop's lag and the process's CPU share while a load runs.
 
@@ -86,6 +112,7 @@ class SelfWatch:
         cpu_clock: Callable[[], float] = time.process_time,
         sleep: Callable[[float], object] = asyncio.sleep,
         wait_clock: Callable[[], float | None] = thread_cpu_wait,
+        steal_clock: Callable[[], tuple[int, int] | None] = host_cpu_ticks,
     ) -> None:
         if not interval > 0:
             raise ValueError(f"self-watch interval {interval!r} must be > 0 seconds")
@@ -94,6 +121,8 @@ class SelfWatch:
         self._cpu_clock = cpu_clock
         self._sleep = sleep
         self._wait_clock = wait_clock
+        self._steal_clock = steal_clock
+        self._steal0: tuple[int, int] | None = None
         self._wait0: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._wall0 = 0.0
@@ -109,6 +138,7 @@ class SelfWatch:
         self._wall0 = self._clock()
         self._cpu0 = self._cpu_clock()
         self._wait0 = self._wait_clock()
+        self._steal0 = self._steal_clock()
         self._task = asyncio.get_running_loop().create_task(self._probe())
 
     async def _probe(self) -> None:
@@ -132,6 +162,7 @@ class SelfWatch:
             loop_lag_mean=self._lag_sum / self._samples if self._samples else 0.0,
             samples=self._samples,
             cpu_wait=None if wait is None or self._wait0 is None else max(0.0, wait - self._wait0),
+            host_steal=steal_share(self._steal0, self._steal_clock()),
         )
 
     async def stop(self) -> WatchReading:
@@ -197,6 +228,7 @@ def assess(
         drops=drops,
         trusted=not reasons,
         reasons=tuple(reasons),
+        host_steal=reading.host_steal,
     )
 
 
@@ -211,4 +243,5 @@ def merge_health(healths: Sequence[GeneratorHealth], *, send_lag_p99: float) -> 
         drops=sum(h.drops for h in healths),
         trusted=all(h.trusted for h in healths),
         reasons=tuple(f"worker {k}: {r}" for k, h in enumerate(healths) for r in h.reasons),
+        host_steal=max((h.host_steal for h in healths if h.host_steal is not None), default=None),
     )

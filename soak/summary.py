@@ -81,6 +81,10 @@ class GeneratorHealth:
     drops: int
     trusted: bool
     reasons: tuple[str, ...] = ()
+    host_steal: float | None = None
+    """Share of the machine's CPU time the hypervisor gave to other guests while the phase ran
+    (Linux /proc/stat `steal`; None where not told). Not a reason to distrust the generator,
+    which cannot see it: a comparison with a baseline leaves such runs out."""
 
 
 class PhaseDetails:

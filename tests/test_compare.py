@@ -227,9 +227,13 @@ def test_sides_with_different_run_counts_are_compared_with_a_note() -> None:
     (phase,) = compare_runs(base, cur, DEFAULT_REGRESSION).phases
     assert phase.stats and any(n.startswith("runs differ: 1 in the baseline, 3 in this run")
                                for n in phase.notes)  # fmt: skip
-    old = Comparison.from_dict({k: v for k, v in compare_runs(base, base, DEFAULT_REGRESSION)
-                                .to_dict().items()})  # fmt: skip
-    assert old.phases[0].baseline_runs == 1
+    written = compare_runs(cur, cur, DEFAULT_REGRESSION).to_dict()
+    for phase in written["phases"]:  # as a report written before repeats has it
+        del phase["baseline_runs"], phase["current_runs"]
+        for stat in phase["stats"]:
+            del stat["baseline_run"], stat["current_run"]
+    old = Comparison.from_dict(written)
+    assert (old.phases[0].baseline_runs, old.phases[0].stats[0].current_run) == (1, 1)
 
 
 @pytest.mark.parametrize(
@@ -263,3 +267,56 @@ def test_regression_runs_is_checked(tmp_path: Path, value: object, problem: str)
     path.write_text(yaml.safe_dump({"version": 1, "gateway": {"url": "http://127.0.0.1:9"},
                                     "slo": {"regression": {"runs": 3}}}))  # fmt: skip
     assert load_config(path).slo.regression.runs == 3
+
+
+def stolen(run: RunReport, number: int, share: float) -> None:
+    """Run `number` of `run`'s phase lost `share` of the machine's CPU to the hypervisor."""
+    from soak.summary import GeneratorHealth
+
+    run.phases[number - 1].generator = GeneratorHealth(0.002, 0.001, 0.1, 0, True, (), share)
+
+
+def test_a_run_that_lost_cpu_to_the_hypervisor_is_left_out() -> None:
+    base = repeated("overhead", hist(1, 200, shift=0.0015), hist(2, 200, shift=0.0015),
+                    run_id="main")  # fmt: skip
+    # the first current run is the least by p50 but ran while the host stole 4.5 %
+    cur = repeated("overhead", hist(3, 200), hist(4, 200, shift=0.004))
+    stolen(cur, 1, 0.045)
+    stolen(cur, 2, 0.004)
+    (phase,) = compare_runs(base, cur, DEFAULT_REGRESSION).phases
+    assert ("current run 1 of 2 left out: the hypervisor took more than 2% of the machine's CPU"
+            in phase.notes)  # fmt: skip
+    assert {s.current_run for s in phase.stats} == {2} and phase.verdict == REGRESSED
+    judged_all = compare_runs(base, cur, replace(DEFAULT_REGRESSION, max_steal=1.0))
+    assert judged_all.phases[0].verdict == IMPROVED  # without the rule run 1 decides
+
+
+def test_a_side_whose_every_run_lost_cpu_is_inconclusive_never_failing() -> None:
+    from soak.baseline import INCONCLUSIVE
+
+    base = repeated("overhead", hist(1, 200), hist(2, 200), run_id="main")
+    cur = repeated("overhead", *(hist(s, 200, shift=0.0025) for s in (3, 4)))
+    stolen(cur, 1, 0.03)
+    stolen(cur, 2, 0.07)
+    result = compare_runs(base, cur, DEFAULT_REGRESSION)
+    (phase,) = result.phases
+    assert phase.verdict == result.verdict == INCONCLUSIVE and not result.failed
+    assert any(n.startswith("inconclusive: the hypervisor took 3.0% or more of this machine's"
+                            " CPU during every current run") for n in phase.notes)  # fmt: skip
+    assert len(phase.stats) == 5  # still shown, with intervals
+    assert compare_runs(base, cur, replace(DEFAULT_REGRESSION, max_steal=0.1)).failed
+
+
+def test_regression_max_steal_is_a_share() -> None:
+    from soak.config import ConfigError
+    from soak.config.fields import Section
+    from soak.config.regression import parse_regression
+
+    for value, ok in ((0.0, True), (1.0, True), (0.05, True), (1.5, False), (-0.1, False),
+                      ("1%", False)):  # fmt: skip
+        section = Section({"max_steal": value}, ("slo", "regression"), lambda _p: "soak.yaml")
+        if ok:
+            assert parse_regression(section, ["overhead"]).max_steal == value
+        else:
+            with pytest.raises(ConfigError, match=r"slo\.regression\.max_steal: (must|expected)"):
+                parse_regression(section, ["overhead"])

@@ -205,7 +205,7 @@ def test_soak_schema_prints_the_schema(tmp_path: Path, schema: dict[str, Any]) -
     assert slo is not None
     regression = _object(slo["properties"]["regression"])
     assert regression is not None and set(regression["properties"]) == {
-        "phases", "confidence", "tolerance", "fail_on", "resamples", "seed", "runs"}
+        "phases", "confidence", "tolerance", "fail_on", "resamples", "seed", "runs", "max_steal"}
     runs = regression["properties"]["runs"]
     assert (runs.get("minimum"), runs.get("maximum")) == (1, 20), runs
 

@@ -13,7 +13,10 @@ from soak.selfwatch import (
     SelfWatch,
     WatchReading,
     assess,
+    host_cpu_ticks,
+    merge_health,
     send_lag_p99,
+    steal_share,
     thread_cpu_wait,
 )
 
@@ -156,3 +159,31 @@ def test_linux_reports_the_thread_run_queue_wait() -> None:
     wait = thread_cpu_wait()
     assert wait is not None  # CI and production run on Linux
     assert wait >= 0.0
+
+
+async def test_host_steal_is_read_between_start_and_reading_and_never_distrusts() -> None:
+    ticks = [(100, 10_000)]  # (steal, total) of /proc/stat's first line
+    watch = SelfWatch(0.01, steal_clock=lambda: ticks[0])
+    watch.start()
+    ticks[0] = (145, 11_000)  # 45 of 1,000 ticks stolen while the phase ran
+    reading_ = await watch.stop()
+    assert reading_.host_steal == pytest.approx(0.045)
+    health = assess(reading_, send_lag_p99=0.002, drops=0)
+    assert health.trusted and health.host_steal == pytest.approx(0.045) and not health.reasons
+    merged = merge_health([health, assess(reading(), send_lag_p99=0.0, drops=0)],
+                          send_lag_p99=0.002)  # fmt: skip
+    assert merged.host_steal == pytest.approx(0.045)  # the same machine: the worst worker
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "share"),
+    [((0, 100), (5, 200), 0.05), (None, (5, 200), None), ((0, 100), None, None),
+     ((0, 100), (0, 100), None), ((9, 100), (5, 200), 0.0), ((0, 100), (500, 200), 1.0)],
+)  # fmt: skip
+def test_steal_share_of_two_readings(start, end, share) -> None:  # type: ignore[no-untyped-def]
+    assert steal_share(start, end) == (None if share is None else pytest.approx(share))
+
+
+def test_linux_reports_the_machines_steal_ticks() -> None:
+    ticks = host_cpu_ticks()
+    assert ticks is not None and 0 <= ticks[0] <= ticks[1] and ticks[1] > 0

@@ -20,7 +20,7 @@ MAX_RESAMPLES = 1_000_000
 """Each draw costs microseconds: a million per statistic is already seconds of work."""
 MAX_RUNS = 20
 """Each run is a whole phase: 20 of them already make a CI job minutes longer."""
-KEYS = ("phases", "confidence", "tolerance", "fail_on", "resamples", "seed", "runs")
+KEYS = ("phases", "confidence", "tolerance", "fail_on", "resamples", "seed", "runs", "max_steal")
 
 
 def _tolerances() -> Mapping[str, float]:
@@ -49,6 +49,10 @@ class RegressionSlo:
     comparison judges each side's least-disturbed one per statistic: on a shared machine other
     work only ever adds latency, so a neighbour's burst slows some runs and a real regression
     slows them all."""
+    max_steal: float = 0.02
+    """A run during which the hypervisor took more than this share of the machine's CPU time
+    (Linux steal) is left out while a run of its side stayed below it; a side with none is
+    *inconclusive*. 1 judges every run."""
 
 
 DEFAULT_REGRESSION = RegressionSlo()
@@ -78,6 +82,7 @@ def parse_regression(s: Section, phase_names: Sequence[str]) -> RegressionSlo:
         resamples=_resamples(s, d.resamples),
         seed=s.integer("seed", d.seed, minimum=0),
         runs=s.integer("runs", d.runs, minimum=1, maximum=MAX_RUNS),
+        max_steal=s.number("max_steal", d.max_steal, at_most=1.0, hint="share of CPU time"),
     )
 
 

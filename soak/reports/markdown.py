@@ -231,10 +231,12 @@ def _generator(run: RunReport) -> list[str]:
         lags = [fmt_time(g.send_lag_p99, "ms"), fmt_time(g.loop_lag_max, "ms")]
         trusted = "yes" if g.trusted else "**NO**"
         why = reasons_text(g) if g.reasons else NA
-        rows.append([p.name, trusted, *lags, fmt_pct(g.cpu_ratio, 1), g.drops, why])
+        steal = NA if g.host_steal is None else fmt_pct(g.host_steal, 1)
+        rows.append([p.name, trusted, *lags, fmt_pct(g.cpu_ratio, 1), g.drops, steal, why])
     if not rows:
         return []
-    heads = ("Phase", "Trusted", "Send lag p99", "Loop lag max", "Generator CPU", "Drops")
+    heads = ("Phase", "Trusted", "Send lag p99", "Loop lag max", "Generator CPU", "Drops",
+             "Host steal")  # fmt: skip
     return ["## Generator Health", "", md_table((*heads, "Reasons"), rows), ""]
 
 
