@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import socket
 import subprocess
 import sys
@@ -48,7 +47,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 RAW = ROOT / "bench" / "results" / "regression.json"
 HEADING = "## Regression against a baseline: false alarms and detection"
-BURST_HEADING = "## Regression against a baseline: injected bursts"
 PROXY = ROOT / "tests" / "proxy_gateway.py"
 UNCHANGED = "no significant change"
 INCONCLUSIVE = "inconclusive"
@@ -78,54 +76,13 @@ def host_cpu() -> tuple[int, int]:
     return (ticks[7] if len(ticks) > 7 else 0), sum(ticks[:8])
 
 
-HOG = """
-import os, sys, time
-os.sched_setaffinity(0, {int(sys.argv[1])})
-os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(20))
-on, off = float(sys.argv[2]) / 1e3, float(sys.argv[3]) / 1e3
-end = time.monotonic() + float(sys.argv[4])
-while time.monotonic() < end:
-    t = time.monotonic() + on
-    while time.monotonic() < t:
-        pass
-    time.sleep(off)
-"""
-"""A burst of stolen CPU, as the hypervisor takes it: on one core, at a real-time priority above
-the bench's, busy `on` ms then asleep `off` ms, for a given time; ends by itself."""
-
-
-def start_burst(seconds: float, duty: tuple[float, float]) -> list[subprocess.Popen]:
-    """The hog on every core this process may use, for `seconds`."""
-    cores = sorted(os.sched_getaffinity(0))
-    return [subprocess.Popen([sys.executable, "-c", HOG, str(core), str(duty[0]), str(duty[1]),
-                              str(seconds)]) for core in cores]  # fmt: skip
-
-
-def run_soak(cmd: list[str], burst: tuple[int, float, tuple[float, float]] | None
-             ) -> subprocess.CompletedProcess:  # fmt: skip
-    """`soak once`; with a `burst` (run number, seconds, duty), the hog starts as that run of
-    the phase starts (its `=== overhead` progress line) and lasts `seconds`."""
-    if burst is None:
-        return subprocess.run(cmd, check=False, capture_output=True, timeout=300, text=True)
-    first, seconds, duty = burst
-    hogs: list[subprocess.Popen] = []
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          bufsize=1) as proc:  # fmt: skip
-        seen, lines = 0, []
-        for line in proc.stdout:  # type: ignore[union-attr]
-            lines.append(line)
-            seen += line.count("=== overhead")
-            if seen == first and not hogs:
-                hogs = start_burst(seconds, duty)
-        code = proc.wait(300)
-    for hog in hogs:
-        hog.wait(seconds + 10)
-    return subprocess.CompletedProcess(cmd, code, "".join(lines), "".join(lines))
+def run_soak(cmd: list[str]) -> subprocess.CompletedProcess:
+    """`soak once`, its output captured."""
+    return subprocess.run(cmd, check=False, capture_output=True, timeout=300, text=True)
 
 
 def one_run(work: Path, name: str, args: argparse.Namespace, delay: float,
-            baseline: Path | None,
-            burst: tuple[int, float, tuple[float, float]] | None = None) -> dict:  # fmt: skip
+            baseline: Path | None) -> dict:  # fmt: skip
     """One `soak once` through a fresh proxy adding `delay` seconds; its report.json."""
     mock_port, proxy_port = free_port(), free_port()
     proxy = subprocess.Popen(
@@ -152,7 +109,7 @@ def one_run(work: Path, name: str, args: argparse.Namespace, delay: float,
         if baseline is not None:
             cmd += ["--baseline", str(baseline)]
         steal0, total0 = host_cpu()
-        done = run_soak(cmd, burst)
+        done = run_soak(cmd)
         steal1, total1 = host_cpu()
     finally:
         proxy.terminate()
@@ -251,12 +208,6 @@ def render(same: list[dict], slow: list[dict], args: argparse.Namespace, took: f
         f" {took / 60:.0f} min under {args.policy}; load average {load[0]:.1f} before,"
         f" {load[1]:.1f} after (2 shared cores).",
         "",
-        *([f"Injected bursts: in each round one side (A, B or S, seeded) had {args.burst_runs}"
-           f" consecutive of its {args.repeat} runs disturbed, from the start of the first: on"
-           " every core a process at real-time priority 20 (above the bench's 10) busy"
-           f" {args.burst_duty.split('/')[0]} ms, asleep {args.burst_duty.split('/')[1]} ms,"
-           " as a hypervisor takes a virtual CPU. That side's other runs saw no burst.", ""]
-          if args.burst else []),
         "The same runs judged four ways: the shipped method (each side's run with the least"
         " value of each statistic among its runs during which the hypervisor took at most 2 %"
         " of the machine's CPU, `slo.regression.max_steal`; a side with no such run is"
@@ -361,16 +312,10 @@ def main() -> None:
     p.add_argument("--duration", default="10s")
     p.add_argument("--latency", default="100ms")
     p.add_argument("--delay", default="2ms")
-    p.add_argument("--burst", action="store_true",
-                   help="inject, each round, a burst of stolen CPU into one side's runs")
-    p.add_argument("--burst-runs", type=int, default=2, help="consecutive runs a burst covers")
-    p.add_argument("--burst-duty", default="3/7", help="busy/asleep ms of the burst's hogs")
     p.add_argument("--no-write", action="store_true",
                    help="print only: neither BENCHMARKS.md nor the raw verdicts")  # fmt: skip
     args = p.parse_args()
     delay = float(args.delay.removesuffix("ms")) / 1e3
-    run_s = float(args.duration.removesuffix("s"))
-    duty = tuple(float(v) for v in args.burst_duty.split("/"))
     load0 = os.getloadavg()[0]
     started = time.monotonic()
     same, slow = [], []
@@ -378,40 +323,26 @@ def main() -> None:
         for i in range(args.rounds):
             work = Path(tmp) / f"r{i}"
             work.mkdir()
-            bursts: dict[str, tuple[int, float, tuple[float, float]]] = {}
-            if args.burst:  # one side, `burst_runs` of its runs from a seeded start
-                rng = random.Random(f"burst:{i}")
-                side = rng.choice("abs")
-                first = rng.randint(1, args.repeat - args.burst_runs + 1)
-                bursts[side] = (first, args.burst_runs * run_s - 0.5, duty)
-            a_run = one_run(work, "a", args, 0.0, None, bursts.get("a"))
+            a_run = one_run(work, "a", args, 0.0, None)
             base = work / "a" / "report.json"
-            same_run = one_run(work, "b", args, 0.0, base, bursts.get("b"))
+            same_run = one_run(work, "b", args, 0.0, base)
             same.append(verdicts(same_run, a_run["_steal"], base, work / "b" / "report.json"))
-            slow_run = one_run(work, "s", args, delay, base, bursts.get("s"))
+            slow_run = one_run(work, "s", args, delay, base)
             slow.append(verdicts(slow_run, a_run["_steal"], base, work / "s" / "report.json"))
-            for side, (first, _s, _d) in bursts.items():
-                for row in ((same[-1], slow[-1]) if side == "a" else
-                            (same[-1],) if side == "b" else (slow[-1],)):  # fmt: skip
-                    row["burst"] = f"{side} runs {first}-{first + args.burst_runs - 1}"
             print(f"round {i + 1}: same {same[-1]['verdict']} ({same[-1]['p50_diff'] * 1e3:+.2f}"
                   f" ms), slow gate_failed={slow[-1]['gate_failed']}"
-                  f" ({slow[-1]['p50_diff'] * 1e3:+.2f} ms) {bursts or ''}",
-                  flush=True)  # fmt: skip
+                  f" ({slow[-1]['p50_diff'] * 1e3:+.2f} ms)", flush=True)  # fmt: skip
     took = time.monotonic() - started
     args.policy = "SCHED_FIFO" if os.sched_getscheduler(0) == os.SCHED_FIFO else "SCHED_OTHER"
     text = render(same, slow, args, took, (load0, os.getloadavg()[0]))
     print(text)
     if not args.no_write:  # the raw verdicts only with the section that cites them
         meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "policy": args.policy,
-                "burst": args.burst and {"runs": args.burst_runs, "duty": args.burst_duty},
                 "rounds": args.rounds, "repeat": args.repeat, "rate": args.rate,
                 "duration": args.duration, "delay": args.delay}  # fmt: skip
-        raw = RAW.with_name("regression-burst.json") if args.burst else RAW
-        raw.parent.mkdir(parents=True, exist_ok=True)
-        raw.write_text(json.dumps({"run": meta, "same": same, "slow": slow}, indent=1) + "\n")
-        write_section(DOC, BURST_HEADING if args.burst else HEADING,
-                      text.replace(HEADING, BURST_HEADING) if args.burst else text)
+        RAW.parent.mkdir(parents=True, exist_ok=True)
+        RAW.write_text(json.dumps({"run": meta, "same": same, "slow": slow}, indent=1) + "\n")
+        write_section(DOC, HEADING, text)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ generator was not trusted in either run is *inconclusive*: shown, not judged, ne
 A phase run several times (`soak once --repeat N`: `overhead`, `overhead#2`, ...) offers each
 side N runs. Per statistic, each side is represented by its run with the least value of it:
 on a shared machine other work (a neighbour, the hypervisor taking the CPU) only ever adds
-latency, and it came in bursts that shifted whole 10-second runs by 1–2.6 ms while each run's
+latency, and it came in bursts that shifted whole 10-second runs by 1–3.5 ms while each run's
 own interval stayed a few tenths wide (docs/BENCHMARKS.md). A burst then slows some runs of a
 side; a real regression slows all of them. Runs whose load generator was not trusted, then runs
 during which the hypervisor took more than `max_steal` of the machine's CPU (every wrong verdict
@@ -212,7 +212,7 @@ def _runs(
     a malformed histogram."""
     found = [(i, h, p) for i, p in enumerate(reports, 1) if (h := _histogram(p)) is not None]
     for why, bad in (("its load generator was not trusted", lambda p: _untrusted(p)),
-                     (f"the hypervisor took more than {limit:.0%} of the machine's CPU",
+                     (f"the hypervisor took more than {limit * 100:g}% of the machine's CPU",
                       lambda p: _stolen(p, limit) is not None)):  # fmt: skip
         kept = [(i, h, p) for i, h, p in found if not bad(p)]
         if kept and len(kept) < len(found):
@@ -223,7 +223,7 @@ def _runs(
     if found and len(stolen) == len(found):
         notes.append(
             f"inconclusive: the hypervisor took {min(stolen):.1%} or more of this machine's CPU"
-            f" during every {label} run (max_steal {limit:.0%}): on a shared machine that"
+            f" during every {label} run (max_steal {limit * 100:g}%): on a shared machine that"
             " shifts whole runs by milliseconds; shown, not judged"
         )
     return [(i, h) for i, h, _p in found], bool(found) and len(stolen) == len(found)
