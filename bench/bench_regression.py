@@ -41,6 +41,7 @@ from soak.baseline import compare_phase
 from soak.compare import Histogram
 from soak.config.regression import DEFAULT_REGRESSION
 from soak.reports import parse_json
+from soak.selfwatch import host_cpu_ticks, steal_share
 from soak.summary import PhaseReport, split_repeat
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,14 +67,6 @@ def wait_port(port: int, timeout: float = 15.0) -> None:
                 return
         time.sleep(0.05)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
-
-
-def host_cpu() -> tuple[int, int]:
-    """The machine's steal and total CPU ticks so far (/proc/stat): steal is time the
-    hypervisor gave our virtual CPUs to other guests, which no process here can see."""
-    with open("/proc/stat") as f:
-        ticks = [int(v) for v in f.readline().split()[1:]]
-    return (ticks[7] if len(ticks) > 7 else 0), sum(ticks[:8])
 
 
 def run_soak(cmd: list[str]) -> subprocess.CompletedProcess:
@@ -108,9 +101,9 @@ def one_run(work: Path, name: str, args: argparse.Namespace, delay: float,
         cmd += ["--repeat", str(args.repeat)]
         if baseline is not None:
             cmd += ["--baseline", str(baseline)]
-        steal0, total0 = host_cpu()
+        ticks0 = host_cpu_ticks()
         done = run_soak(cmd)
-        steal1, total1 = host_cpu()
+        ticks1 = host_cpu_ticks()
     finally:
         proxy.terminate()
         proxy.wait(10)
@@ -119,7 +112,7 @@ def one_run(work: Path, name: str, args: argparse.Namespace, delay: float,
                            f" {done.stderr.strip()[-300:]}")
     report = json.loads((out / "report.json").read_text())
     report["_exit"] = done.returncode
-    report["_steal"] = (steal1 - steal0) / max(total1 - total0, 1)
+    report["_steal"] = steal_share(ticks0, ticks1) or 0.0
     return report
 
 

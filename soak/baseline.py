@@ -205,11 +205,11 @@ def _stolen(p: PhaseReport, limit: float) -> float | None:
 
 def _runs(
     label: str, reports: list[PhaseReport], limit: float, notes: list[str]
-) -> tuple[list[tuple[int, Histogram]], bool]:
-    """(run number, histogram) of a side's runs with one, and whether every one of them was
-    disturbed. Runs whose load generator was not trusted, then runs with host steal above
-    `limit`, are left out while a run without remains (then said in `notes`). ValueError from
-    a malformed histogram."""
+) -> tuple[list[tuple[int, Histogram]], str | None]:
+    """(run number, histogram) of a side's runs with one and, when every run left is disturbed,
+    why the side cannot be judged. Runs whose load generator was not trusted, then runs with
+    host steal above `limit`, are left out while a run without remains (said in `notes`).
+    ValueError from a malformed histogram."""
     found = [(i, h, p) for i, p in enumerate(reports, 1) if (h := _histogram(p)) is not None]
     for why, bad in (("its load generator was not trusted", lambda p: _untrusted(p)),
                      (f"the hypervisor took more than {limit * 100:g}% of the machine's CPU",
@@ -219,14 +219,17 @@ def _runs(
             left = ", ".join(str(i) for i, _h, p in found if bad(p))
             notes.append(f"{label} run {left} of {len(reports)} left out: {why}")
             found = kept
+    runs = [(i, h) for i, h, _p in found]
     stolen = [s for _i, _h, p in found if (s := _stolen(p, limit)) is not None]
+    if found and _untrusted(*(p for _i, _h, p in found)):
+        return runs, (f"inconclusive: the {label} run's load generator was not trusted"
+                      " (its machine was busy: see that report); shown, not judged")  # fmt: skip
     if found and len(stolen) == len(found):
-        notes.append(
-            f"inconclusive: the hypervisor took {min(stolen):.1%} or more of this machine's CPU"
-            f" during every {label} run (max_steal {limit * 100:g}%): on a shared machine that"
-            " shifts whole runs by milliseconds; shown, not judged"
-        )
-    return [(i, h) for i, h, _p in found], bool(found) and len(stolen) == len(found)
+        return runs, (f"inconclusive: the hypervisor took {min(stolen):.1%} or more of this"
+                      f" machine's CPU during every {label} run (max_steal {limit * 100:g}%):"
+                      " on a shared machine that shifts whole runs by milliseconds; shown, not"
+                      " judged")  # fmt: skip
+    return runs, None
 
 
 def _least(runs: list[tuple[int, Histogram]], stat: str) -> tuple[int, Histogram]:
@@ -246,8 +249,8 @@ def compare_phase(
                          " least-disturbed of more runs is judged against fewer (run both with"
                          " the same --repeat)")  # fmt: skip
     try:
-        a_runs, a_stolen = _runs("baseline", base, rules.max_steal, out.notes)
-        b_runs, b_stolen = _runs("current", cur, rules.max_steal, out.notes)
+        a_runs, a_unjudged = _runs("baseline", base, rules.max_steal, out.notes)
+        b_runs, b_unjudged = _runs("current", cur, rules.max_steal, out.notes)
     except ValueError as exc:
         out.notes.append(f"not compared: {exc}")
         return out
@@ -257,14 +260,8 @@ def compare_phase(
         return out
     out.baseline_count = sum(h.total for _i, h in a_runs)
     out.current_count = sum(h.total for _i, h in b_runs)
-    unjudged = a_stolen or b_stolen
-    for label, runs, reports in (("baseline", a_runs, base), ("current", b_runs, cur)):
-        if any(_untrusted(reports[i - 1]) for i, _h in runs):
-            unjudged = True
-            out.notes.append(
-                f"inconclusive: the {label} run's load generator was not trusted"
-                " (its machine was busy: see that report); shown, not judged"
-            )
+    unjudged = [why for why in (a_unjudged, b_unjudged) if why is not None]
+    out.notes.extend(unjudged)
     for stat in STATS:
         (ia, a), (ib, b) = _least(a_runs, stat), _least(b_runs, stat)
         rng = random.Random(f"{rules.seed}:{key}:{stat}")

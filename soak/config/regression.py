@@ -108,4 +108,3 @@ def _names(
     if len(set(value)) != len(value):
         s.fail(key, "lists a name twice")
     return tuple(value)
-
