@@ -12,8 +12,12 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from soak import __version__
+
+if TYPE_CHECKING:
+    from soak.eventloop import LoopFactory
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -145,6 +149,17 @@ def _repeat(text: str) -> int:
     return int(text)
 
 
+def _loop_factory(choice: str) -> LoopFactory | None:
+    """`engine.loop` as an `asyncio.Runner` loop factory; uvloop missing is a config error."""
+    from soak.config import ConfigError
+    from soak.eventloop import LoopUnavailable, loop_factory
+
+    try:
+        return loop_factory(choice)
+    except LoopUnavailable as exc:
+        raise ConfigError(f"engine.loop: {exc}") from None
+
+
 def _once(args: argparse.Namespace) -> int:
     from soak.config import ConfigError
     from soak.once import OnceError, run_once
@@ -154,6 +169,7 @@ def _once(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(args.config, profile=args.profile)
+        factory = _loop_factory(config.engine.loop)
     except ConfigError as exc:
         print(f"soak: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -168,7 +184,8 @@ def _once(args: argparse.Namespace) -> int:
     try:
         job = run_once(config, out_dir=args.out, only=phases, baseline=baseline,
                        repeat=args.repeat)  # fmt: skip
-        run, paths = asyncio.run(job)
+        with asyncio.Runner(loop_factory=factory) as runner:
+            run, paths = runner.run(job)
     except OnceError as exc:
         print(f"soak: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -199,6 +216,7 @@ def _run(args: argparse.Namespace) -> int:
     source = ConfigSource(args.config, args.profile)
     try:
         config = source.load()
+        factory = _loop_factory(config.engine.loop)  # read at start; a reload keeps the loop
         if args.listen is not None:
             split_listen(args.listen)
     except (ConfigError, ValueError) as exc:
@@ -215,7 +233,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"soak: {key}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return asyncio.run(daemon.run(on_listening=listening))
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(daemon.run(on_listening=listening))
     except (DaemonError, HistoryError) as exc:
         print(f"soak: {exc}", file=sys.stderr)
         return EXIT_FAIL

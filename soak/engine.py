@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from soak.eventloop import loop_name
 from soak.pacing import Arrivals, check_bounds, due_schedule, make_arrivals
 from soak.results import Outcome, Result
 from soak.selfwatch import HealthBounds, SelfWatch, assess, send_lag_p99
@@ -237,9 +238,8 @@ async def run_load(
         reading = await watch.stop()
         gc.unfreeze()
     run.elapsed = clock() - run.t0
-    run.generator = assess(
-        reading, send_lag_p99=send_lag_p99(results), drops=run.drops, bounds=bounds
-    )
+    run.generator = assess(reading, send_lag_p99=send_lag_p99(results), drops=run.drops,
+                           bounds=bounds, loop=loop_name(loop))  # fmt: skip
     # Freezing moved the survivors of every young collection out of the count that makes a
     # full collection come due, so none ever does: without this, a process running phase
     # after phase kept each run's cyclic garbage (+1.1 MiB a run, bench/bench_reliability.py).

@@ -198,6 +198,7 @@ def assess(
     send_lag_p99: float,
     drops: int,
     bounds: HealthBounds | None = None,
+    loop: str | None = None,
 ) -> GeneratorHealth:
     """Judge whether the generator kept up; every failed bound becomes a one-line reason."""
     b = bounds or HealthBounds()
@@ -229,6 +230,7 @@ def assess(
         trusted=not reasons,
         reasons=tuple(reasons),
         host_steal=reading.host_steal,
+        loop=loop,
     )
 
 
@@ -244,4 +246,5 @@ def merge_health(healths: Sequence[GeneratorHealth], *, send_lag_p99: float) -> 
         trusted=all(h.trusted for h in healths),
         reasons=tuple(f"worker {k}: {r}" for k, h in enumerate(healths) for r in h.reasons),
         host_steal=max((h.host_steal for h in healths if h.host_steal is not None), default=None),
+        loop="+".join(sorted({h.loop for h in healths if h.loop})) or None,
     )

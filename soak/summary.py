@@ -85,6 +85,8 @@ class GeneratorHealth:
     """Share of the machine's CPU time the hypervisor gave to other guests while the phase ran
     (Linux /proc/stat `steal`; None where not told). Not a reason to distrust the generator,
     which cannot see it: a comparison with a baseline leaves such runs out."""
+    loop: str | None = None
+    """The event loop the load ran on (`asyncio`, `uvloop`; None in older reports)."""
 
 
 class PhaseDetails:

@@ -36,6 +36,7 @@ from typing import Any
 
 from soak.client import ChatClient, make_session
 from soak.engine import LoadRun, LoadSpec, run_load
+from soak.eventloop import loop_factory, loop_name
 from soak.results import Result
 from soak.selfwatch import HealthBounds, merge_health, send_lag_p99
 
@@ -120,9 +121,8 @@ class _Fleet:
     def _job(self, k: int) -> Job:
         n, spec = self.n, self.spec
         share = replace(spec, worker=k, workers=n, max_inflight=math.ceil(spec.max_inflight / n))
-        loop = type(asyncio.get_running_loop()).__module__
-        return Job(share, self.client, math.ceil(self.connections / n),
-                   self.client.timeout, self.bounds, loop.startswith("uvloop"))  # fmt: skip
+        return Job(share, self.client, math.ceil(self.connections / n), self.client.timeout,
+                   self.bounds, loop_name() == "uvloop")  # fmt: skip
 
     async def run(self, on_result: Callable[[Result], object] | None,
                   stop: asyncio.Event | None) -> LoadRun:  # fmt: skip
@@ -313,12 +313,7 @@ def main() -> int:
     os.dup2(2, 1)  # anything printed goes to stderr, never into the frames on stdout
     size = _LEN.unpack(sys.stdin.buffer.read(_LEN.size))[0]
     _, job = pickle.loads(sys.stdin.buffer.read(size))
-    factory = None
-    if job.uvloop:
-        with contextlib.suppress(ImportError):
-            import uvloop
-
-            factory = uvloop.new_event_loop
+    factory = loop_factory("auto" if job.uvloop else "asyncio")  # as the parent's loop
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(_work(job, out))

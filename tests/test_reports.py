@@ -123,6 +123,7 @@ def untrusted() -> RunReport:
         drops=17,
         trusted=False,
         reasons=("send lag p99 45 ms > 10 ms", "generator CPU 98%"),
+        loop="uvloop",
     )
     return run_of(calibration(), phase)
 
@@ -210,7 +211,7 @@ def test_markdown_flags_untrusted_generator_loudly(untrusted) -> None:
     head = md.split("## Verdict")[0]
     assert "**⚠ UNTRUSTED RESULTS**" in head
     assert "> - **overhead**: send lag p99 45 ms > 10 ms; generator CPU 98%" in head
-    assert "| overhead | **NO** | 45.00 ms | 310.00 ms | 98.0% | 17 |" in md
+    assert "| overhead | **NO** | uvloop | 45.00 ms | 310.00 ms | 98.0% | 17 |" in md
 
 
 # --- JSON ---------------------------------------------------------------------------------

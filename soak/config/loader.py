@@ -21,6 +21,7 @@ from soak.config.offline import secrets_optional
 from soak.config.regression import parse_regression
 from soak.config.schema import (
     ARRIVALS,
+    LOOPS,
     Config,
     EngineConfig,
     GatewayConfig,
@@ -303,7 +304,7 @@ MAX_WORKERS = 256
 
 
 def _engine(s: Section) -> EngineConfig:
-    s.only("arrival", "max_inflight", "seed", "workers")
+    s.only("arrival", "loop", "max_inflight", "seed", "workers")
     raw: Any = s.data.get("workers", 1)
     if isinstance(raw, str):
         if raw != "auto":
@@ -316,6 +317,7 @@ def _engine(s: Section) -> EngineConfig:
         max_inflight=s.integer("max_inflight", minimum=1),
         seed=s.integer("seed", minimum=0),
         workers=workers,  # type: ignore[arg-type]
+        loop=s.choice("loop", LOOPS, "asyncio"),  # type: ignore[arg-type]
     )
 
 

@@ -21,6 +21,8 @@ from soak.config.workload import DEFAULT_WORKLOAD, WorkloadConfig
 Arrival = Literal["constant", "poisson"]
 
 ARRIVALS: tuple[Arrival, ...] = ("constant", "poisson")
+Loop = Literal["asyncio", "uvloop", "auto"]
+LOOPS: tuple[Loop, ...] = ("asyncio", "uvloop", "auto")
 SLO_STATS = ("mean", "p50", "p90", "p95", "p99")
 
 
@@ -166,6 +168,8 @@ class EngineConfig:
     seed: int
     workers: int | Literal["auto"] = 1
     """Worker processes sharing each load (`soak.workers`); `auto`: the cores soak may use."""
+    loop: Loop = "asyncio"
+    """The event loop of soak's process and its workers (`soak.eventloop`), read at start."""
 
 
 

@@ -232,10 +232,11 @@ def _generator(run: RunReport) -> list[str]:
         trusted = "yes" if g.trusted else "**NO**"
         why = reasons_text(g) if g.reasons else NA
         steal = NA if g.host_steal is None else fmt_pct(g.host_steal, 1)
-        rows.append([p.name, trusted, *lags, fmt_pct(g.cpu_ratio, 1), g.drops, steal, why])
+        rows.append([p.name, trusted, g.loop or NA, *lags, fmt_pct(g.cpu_ratio, 1), g.drops, steal,
+                     why])  # fmt: skip
     if not rows:
         return []
-    heads = ("Phase", "Trusted", "Send lag p99", "Loop lag max", "Generator CPU", "Drops",
+    heads = ("Phase", "Trusted", "Loop", "Send lag p99", "Loop lag max", "Generator CPU", "Drops",
              "Host steal")  # fmt: skip
     return ["## Generator Health", "", md_table((*heads, "Reasons"), rows), ""]
 
