@@ -143,13 +143,13 @@ class GatewayKind:
         text = await self.scrape(session, base_url, api_key)
         if text is None:
             return None
-        try:
-            return self.parse_self_report(text)
+        try:  # off the event loop: a big page must not delay the load's sends
+            return await asyncio.to_thread(self.parse_self_report, text)
         except MetricsParseError:
             return None
 
     def parse_self_report(self, text: str) -> SelfReport:
-        samples = parse_samples(text)
+        samples = parse_samples(text, ("process_resident_memory_bytes", "process_cpu_seconds"))
         return SelfReport(
             source=f"{self.name} {self.metrics_path}",
             rss_bytes=total(samples, "process_resident_memory_bytes"),

@@ -19,9 +19,9 @@ from soak.mock.app import MockServer
 from soak.mock.profile import MockConfig, Profile
 
 from soak.client import ChatClient, make_session
-from soak.gateway.kinds.litellm import LiteLLMKind
+from soak.gateway.kinds.litellm import SELF_REPORT_FAMILIES, LiteLLMKind
 from soak.gateway.managed import build_managed
-from soak.gateway.selfreport import CLOSED, HALF_OPEN, OPEN
+from soak.gateway.selfreport import CLOSED, HALF_OPEN, OPEN, parse_samples
 from soak.procwatch import ProcessWatch, summarize
 from soak.results import Outcome
 
@@ -125,6 +125,16 @@ async def test_litellm_routes_fails_over_cools_down_and_recovers(tmp_path: Path)
             assert (report.fallbacks or 0) >= len(failed_over)
             assert report.overhead is not None and report.overhead.count >= 1
             assert report.rss_bytes is not None and report.rss_bytes > 50e6
+            # the report read only its families of LiteLLM's real page, and they are exactly
+            # what a parse of the whole page holds (the rest of it is never parsed)
+            page = await kind.scrape(session, gw.url, gw.api_key)
+            assert page is not None
+            whole = parse_samples(page)
+            kept = parse_samples(page, SELF_REPORT_FAMILIES)
+            assert kept == [s for s in whole if s.name.startswith(SELF_REPORT_FAMILIES)]
+            print(f"litellm /metrics/: {len(page.splitlines())} lines, {len(whole)} samples,"
+                  f" {len(kept)} read")  # fmt: skip
+            assert 0 < len(kept) < len(whole)
             print(
                 f"litellm self-reported overhead: mean {report.overhead.mean * 1e3:.1f} ms,"
                 f" p50 {report.overhead.quantile(0.5) * 1e3:.1f} ms"

@@ -205,7 +205,7 @@ class LiteLLMKind(GatewayKind):
         return sum(int(v) for v in found if v is not None and v.isdigit())
 
     def parse_self_report(self, text: str) -> SelfReport:
-        samples = parse_samples(text)
+        samples = parse_samples(text, SELF_REPORT_FAMILIES)
         return SelfReport(
             source="litellm /metrics/",
             overhead=histogram(samples, "litellm_overhead_latency_metric"),
@@ -217,6 +217,19 @@ class LiteLLMKind(GatewayKind):
             rss_bytes=total(samples, "process_resident_memory_bytes"),
             cpu_seconds=total(samples, "process_cpu_seconds_total"),
         )
+
+
+SELF_REPORT_FAMILIES = (
+    "litellm_overhead_latency_metric",
+    "litellm_llm_api_latency_metric",
+    "litellm_request_total_latency_metric",
+    "litellm_deployment_state",
+    "litellm_deployment_cooled_down",
+    "litellm_deployment_successful_fallbacks",
+    "process_resident_memory_bytes",
+    "process_cpu_seconds",
+)
+"""The metric families `parse_self_report` reads (prefixes: `_total`, `_bucket` follow)."""
 
 
 def bedrock_params(endpoint: str, model_id: str = BEDROCK_MODEL_ID) -> dict[str, Any]:
