@@ -54,6 +54,11 @@ def children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def children_wakes() -> int:
+    """Voluntary context switches of waited-for children: each a sleep ended by a wake-up."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_nvcsw
+
+
 def stop(proc: subprocess.Popen[Any]) -> None:
     """End a process we started, by its own handle."""
     if proc.poll() is None:
@@ -109,9 +114,9 @@ def hey_run(url: str, rate: float, duration: float, workers: int = 50,
     cmd = ["taskset", "-c", str(core), "hey", "-z", f"{duration:g}s", "-c", str(workers),
            "-q", f"{rate / workers:g}", "-m", "POST", "-T", "application/json", "-d", body,
            f"{url}/p/primary/v1/chat/completions"]  # fmt: skip
-    cpu0 = children_cpu()
+    cpu0, wakes0 = children_cpu(), children_wakes()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
-    cpu = children_cpu() - cpu0
+    cpu, wakes = children_cpu() - cpu0, children_wakes() - wakes0
     total = sum(int(n) for n in re.findall(r"\[\d+\]\s+(\d+) responses", out))
     ok = sum(int(n) for n in re.findall(r"\[200\]\s+(\d+) responses", out))
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -121,8 +126,41 @@ def hey_run(url: str, rate: float, duration: float, workers: int = 50,
         "failed": total - ok,
         "achieved_rate": float(rps.group(1)) if rps else 0.0,
         "cpu_ms_per_request": cpu * 1e3 / max(1, ok),
+        "wakes_per_request": wakes / max(1, ok),
         "latency_p50_ms": float(p50.group(1)) * 1e3 if p50 else None,
         "latency_p99_ms": float(p99.group(1)) * 1e3 if p99 else None,
+    }
+
+
+def wrk_stream_run(url: str, rate: float, tokens: int, duration: float,
+                   core: int = GENERATOR_CORE) -> dict[str, Any]:  # fmt: skip
+    """`wrk` (C, epoll, one read per event) reading streams of `tokens` chunks: a reader in C
+    as the reference for the CPU per chunk. wrk has no rate option: a closed loop with as many
+    connections as `rate` streams per second keep busy (rate × the stream's length)."""
+    message = {"role": "user", "content": "Hello, how are you?"}
+    body = json.dumps({"model": "m", "max_tokens": tokens, "messages": [message], "stream": True})
+    connections = max(1, round(rate * (LATENCY_MS + (tokens - 1) * INTER_TOKEN_MS) / 1e3))
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp, "stream.lua")
+        script.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
+                          'wrk.headers["Content-Type"] = "application/json"\n')  # fmt: skip
+        cmd = ["taskset", "-c", str(core), "wrk", "-t1", f"-c{connections}", f"-d{duration:g}s",
+               "--latency", "-s", str(script), f"{url}/p/primary/v1/chat/completions"]  # fmt: skip
+        cpu0 = children_cpu()
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
+        cpu = children_cpu() - cpu0
+    done = re.search(r"(\d+) requests in", out)
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    completed = int(done.group(1)) - (int(bad.group(1)) if bad else 0) if done else 0
+    p50, p99 = (re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s)", out, re.M) for q in (50, 99))
+    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+    return {
+        "completed": completed,
+        "failed": int(bad.group(1)) if bad else 0,
+        "connections": connections,
+        "cpu_ms_per_request": cpu * 1e3 / max(1, completed),
+        "latency_p50_ms": float(p50.group(1)) * scale[p50.group(2)] if p50 else None,
+        "latency_p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else None,
     }
 
 

@@ -45,29 +45,42 @@ def cpu_section(args: argparse.Namespace, loops: list[str]) -> dict[str, Any]:
                 configs[f"floor {loop} engine stream{tokens} {sr:g}"] = functools.partial(
                     cpu_bench.engine_run, opts
                 )
+            for rate in sorted({500.0, *rates}):  # one bare wake-up per scheduled time
+                wake = {"duration": dur, "loop": loop, "rate": rate, "path": "wake"}
+                configs[f"wake {loop} {rate:g}"] = functools.partial(cpu_bench.engine_run, wake)
+        for tokens in (8, 64):
+            configs[f"wrk {tokens}"] = functools.partial(
+                cpu_bench.wrk_stream_run, url, sr, tokens, dur
+            )
         for rate in rates:
             configs[f"hey json {rate:g}"] = functools.partial(cpu_bench.hey_run, url, rate, dur)
         runs = cpu_bench.rounds(configs, args.rounds)
     summary = {name: cpu_bench.best(r) for name, r in runs.items()}
-    for tree in [*trees, "floor"]:
-        for loop in loops:
-            short = summary[f"{tree} {loop} engine stream8 {sr:g}"]
-            long = summary[f"{tree} {loop} engine stream64 {sr:g}"]
-            per_stream = [s["cpu_ms_per_request"] for s in (short, long)]
-            summary[f"{tree} {loop} per chunk"] = {
-                "cpu_ms_per_chunk": (per_stream[1] - per_stream[0]) / 56,
-                "cpu_ms_per_stream_8": per_stream[0],
-            }
+    pairs = {f"{tree} {loop}": (f"{tree} {loop} engine stream8 {sr:g}",
+                                f"{tree} {loop} engine stream64 {sr:g}")
+             for tree in [*trees, "floor"] for loop in loops}  # fmt: skip
+    pairs["wrk"] = ("wrk 8", "wrk 64")
+    for name, (eight, sixty_four) in pairs.items():  # the slope over the 56 extra chunks
+        short, long = summary[eight], summary[sixty_four]
+        summary[f"{name} per chunk"] = {
+            "cpu_ms_per_chunk": (long["cpu_ms_per_request"] - short["cpu_ms_per_request"]) / 56,
+            "cpu_ms_per_chunk_median": (
+                long["cpu_ms_per_request_median"] - short["cpu_ms_per_request_median"]
+            ) / 56,
+            "cpu_ms_per_stream_8": short["cpu_ms_per_request"],
+        }
     print(f"load average before {load_before}, after {cpu_bench.load_average()}")
     for name, r in summary.items():
         if "cpu_ms_per_chunk" in r:
-            print(f"{name:40s} {r['cpu_ms_per_chunk']:.4f} CPU-ms per chunk")
+            print(f"{name:40s} best {r['cpu_ms_per_chunk']:.4f} median"
+                  f" {r['cpu_ms_per_chunk_median']:.4f} CPU-ms per chunk")
         else:
             print(
                 f"{name:40s} best {r['cpu_ms_per_request']:.3f} median"
                 f" {r['cpu_ms_per_request_median']:.3f} CPU-ms/req, p50"
                 f" {cpu_bench.fmt(r.get('latency_p50_ms'))} p99"
-                f" {cpu_bench.fmt(r.get('latency_p99_ms'))} ms"
+                f" {cpu_bench.fmt(r.get('latency_p99_ms'))} ms, wakes/req"
+                f" {cpu_bench.fmt(r.get('wakes_per_request'))}"
             )
     return {
         "load_before": load_before,

@@ -12,7 +12,13 @@ timing. Two paths:
   also checked against the mock's trace, counted in `SoakMetrics`, shown by the progress
   reporter and summarised into the phase report (what a daemon does per request);
 - `floor`: a reader that only looks for the end of each stream, so a stream chunk costs only
-  its read (event loop and kernel): the floor under the client's cost per chunk.
+  its read (event loop and kernel): the floor under the client's cost per chunk;
+- `wake`: no request at all, the loop only sleeps until each due time of the schedule: what one
+  wake-up of an idle event loop costs at that rate (the floor under a request at low rates,
+  which wakes the loop at least for its send and for its answer).
+
+Every run also reports `wakes_per_request`: the process's voluntary context switches (sleeps
+in the kernel, each ended by a wake-up) over the measured load, per request completed.
 
     python bench/engine_cpu.py '{"url": "http://127.0.0.1:8100", "rate": 1000, ...}'
 """
@@ -33,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "url": "http://127.0.0.1:8100",
     "rate": 1000.0,
     "duration": 10.0,
-    "path": "engine",  # engine | full | floor
+    "path": "engine",  # engine | full | floor | wake
     "loop": "asyncio",  # asyncio | uvloop
     "stream": False,
     "max_tokens": 16,
@@ -47,7 +53,7 @@ def cpu_now(*, children: bool = True, at: dict[str, float] | None = None) -> dic
     """CPU seconds of this process (and its waited-for children), user and system; `at`: an
     earlier reading, returned as this process's own part."""
     if at is not None:
-        return {"user": at["self_user"], "sys": at["self_sys"]}
+        return {"user": at["self_user"], "sys": at["self_sys"], "wakes": at["wakes"]}
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN) if children else None
     return {
@@ -55,6 +61,7 @@ def cpu_now(*, children: bool = True, at: dict[str, float] | None = None) -> dic
         "sys": me.ru_stime + (kids.ru_stime if kids else 0.0),
         "self_user": me.ru_utime,
         "self_sys": me.ru_stime,
+        "wakes": me.ru_nvcsw + (kids.ru_nvcsw if kids else 0),
     }
 
 
@@ -194,13 +201,32 @@ async def full_load(
     return run, report.verification
 
 
+async def wake_only(opts: dict[str, Any]) -> dict[str, Any]:
+    """The `wake` path: sleep until each due time of a constant-rate schedule, nothing else."""
+    rate, count = opts["rate"], round(opts["rate"] * opts["duration"])
+    clock, sleep = time.perf_counter, asyncio.sleep
+    before, t0 = cpu_now(), clock()
+    for i in range(count):
+        delay = t0 + i / rate - clock()
+        if delay > 0:
+            await sleep(delay)
+    after = cpu_now()
+    out = {**opts, "completed": count, "failed": 0, "wall_s": clock() - t0,
+           "cpu_user_s": after["user"] - before["user"], "cpu_sys_s": after["sys"] - before["sys"],
+           "wakes_per_request": (after["wakes"] - before["wakes"]) / max(1, count)}  # fmt: skip
+    out["cpu_ms_per_request"] = (out["cpu_user_s"] + out["cpu_sys_s"]) * 1e3 / max(1, count)
+    return out
+
+
 async def main_async(opts: dict[str, Any]) -> dict[str, Any]:
+    if opts["path"] == "wake":
+        return await wake_only(opts)
     load = {"full": full_load, "floor": floor_load}.get(opts["path"], engine_load)
     if opts["warmup"] > 0:  # connections opened, code paths warm, nothing measured
         await load(opts, min(opts["rate"], 500.0), opts["warmup"], "warm")
     before, wall0 = cpu_now(), time.perf_counter()
     if opts.get("whole"):  # from the process's start: imports and start-up counted too
-        before = {"user": 0.0, "sys": 0.0, "self_user": 0.0, "self_sys": 0.0}
+        before = {"user": 0.0, "sys": 0.0, "self_user": 0.0, "self_sys": 0.0, "wakes": 0}
     run, verification = await load(opts, opts["rate"], opts["duration"], "cpu")
     after, wall = cpu_now(), time.perf_counter() - wall0
     workers_cpu = getattr(run, "worker_cpu_s", 0.0)
@@ -225,6 +251,7 @@ async def main_async(opts: dict[str, Any]) -> dict[str, Any]:
     }
     done = max(1, out["completed"])
     out["cpu_ms_per_request"] = (out["cpu_user_s"] + out["cpu_sys_s"]) * 1e3 / done
+    out["wakes_per_request"] = (after["wakes"] - before["wakes"]) / done
     return out
 
 
