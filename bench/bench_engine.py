@@ -53,6 +53,7 @@ import cpu_sections
 
 from soak.client import ChatClient, make_session
 from soak.engine import LoadSpec, run_load
+from soak.eventloop import loop_factory
 from soak.stats import latency_summary, overhead_per_request, success_ratio, throughput
 
 SERVER_CORE, GENERATOR_CORE = 0, 1
@@ -172,11 +173,9 @@ def mock_process(latency: str) -> Iterator[str]:
 
 def loop_factories() -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     loops: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"asyncio": asyncio.new_event_loop}
-    try:
-        import uvloop
-    except ImportError:  # the engine works on the default loop too
-        return loops
-    loops["uvloop"] = uvloop.new_event_loop
+    uvloop = loop_factory("auto")  # the engine works on the default loop too
+    if uvloop is not None:
+        loops["uvloop"] = uvloop
     return loops
 
 

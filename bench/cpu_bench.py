@@ -54,9 +54,14 @@ def children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def children_wakes() -> int:
-    """Voluntary context switches of waited-for children: each a sleep ended by a wake-up."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_nvcsw
+def tool_run(cmd: list[str], timeout: float) -> tuple[str, float, int]:
+    """Run a reference tool as a child: its stdout, CPU seconds and wake-ups (voluntary
+    context switches: each a sleep ended by a wake-up)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return out, cpu, after.ru_nvcsw - before.ru_nvcsw
 
 
 def stop(proc: subprocess.Popen[Any]) -> None:
@@ -114,9 +119,7 @@ def hey_run(url: str, rate: float, duration: float, workers: int = 50,
     cmd = ["taskset", "-c", str(core), "hey", "-z", f"{duration:g}s", "-c", str(workers),
            "-q", f"{rate / workers:g}", "-m", "POST", "-T", "application/json", "-d", body,
            f"{url}/p/primary/v1/chat/completions"]  # fmt: skip
-    cpu0, wakes0 = children_cpu(), children_wakes()
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
-    cpu, wakes = children_cpu() - cpu0, children_wakes() - wakes0
+    out, cpu, wakes = tool_run(cmd, duration + 60)
     total = sum(int(n) for n in re.findall(r"\[\d+\]\s+(\d+) responses", out))
     ok = sum(int(n) for n in re.findall(r"\[200\]\s+(\d+) responses", out))
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -146,9 +149,7 @@ def wrk_stream_run(url: str, rate: float, tokens: int, duration: float,
                           'wrk.headers["Content-Type"] = "application/json"\n')  # fmt: skip
         cmd = ["taskset", "-c", str(core), "wrk", "-t1", f"-c{connections}", f"-d{duration:g}s",
                "--latency", "-s", str(script), f"{url}/p/primary/v1/chat/completions"]  # fmt: skip
-        cpu0 = children_cpu()
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
-        cpu = children_cpu() - cpu0
+        out, cpu, wakes = tool_run(cmd, duration + 60)
     done = re.search(r"(\d+) requests in", out)
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     completed = int(done.group(1)) - (int(bad.group(1)) if bad else 0) if done else 0
@@ -159,6 +160,7 @@ def wrk_stream_run(url: str, rate: float, tokens: int, duration: float,
         "failed": int(bad.group(1)) if bad else 0,
         "connections": connections,
         "cpu_ms_per_request": cpu * 1e3 / max(1, completed),
+        "wakes_per_request": wakes / max(1, completed),
         "latency_p50_ms": float(p50.group(1)) * scale[p50.group(2)] if p50 else None,
         "latency_p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else None,
     }

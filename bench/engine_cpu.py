@@ -53,7 +53,7 @@ def cpu_now(*, children: bool = True, at: dict[str, float] | None = None) -> dic
     """CPU seconds of this process (and its waited-for children), user and system; `at`: an
     earlier reading, returned as this process's own part."""
     if at is not None:
-        return {"user": at["self_user"], "sys": at["self_sys"], "wakes": at["wakes"]}
+        return {"user": at["self_user"], "sys": at["self_sys"], "wakes": at["self_wakes"]}
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN) if children else None
     return {
@@ -62,6 +62,7 @@ def cpu_now(*, children: bool = True, at: dict[str, float] | None = None) -> dic
         "self_user": me.ru_utime,
         "self_sys": me.ru_stime,
         "wakes": me.ru_nvcsw + (kids.ru_nvcsw if kids else 0),
+        "self_wakes": me.ru_nvcsw,
     }
 
 
@@ -211,11 +212,17 @@ async def wake_only(opts: dict[str, Any]) -> dict[str, Any]:
         if delay > 0:
             await sleep(delay)
     after = cpu_now()
-    out = {**opts, "completed": count, "failed": 0, "wall_s": clock() - t0,
-           "cpu_user_s": after["user"] - before["user"], "cpu_sys_s": after["sys"] - before["sys"],
-           "wakes_per_request": (after["wakes"] - before["wakes"]) / max(1, count)}  # fmt: skip
-    out["cpu_ms_per_request"] = (out["cpu_user_s"] + out["cpu_sys_s"]) * 1e3 / max(1, count)
-    return out
+    return {**opts, "completed": count, "failed": 0, "wall_s": clock() - t0,
+            **cost(before, after, count)}  # fmt: skip
+
+
+def cost(before: dict[str, float], after: dict[str, float], done: int) -> dict[str, float]:
+    """CPU seconds between two `cpu_now` readings, and per request completed: CPU-ms and
+    wake-ups."""
+    user, sys_ = after["user"] - before["user"], after["sys"] - before["sys"]
+    return {"cpu_user_s": user, "cpu_sys_s": sys_,
+            "cpu_ms_per_request": (user + sys_) * 1e3 / max(1, done),
+            "wakes_per_request": (after["wakes"] - before["wakes"]) / max(1, done)}  # fmt: skip
 
 
 async def main_async(opts: dict[str, Any]) -> dict[str, Any]:
@@ -226,7 +233,7 @@ async def main_async(opts: dict[str, Any]) -> dict[str, Any]:
         await load(opts, min(opts["rate"], 500.0), opts["warmup"], "warm")
     before, wall0 = cpu_now(), time.perf_counter()
     if opts.get("whole"):  # from the process's start: imports and start-up counted too
-        before = {"user": 0.0, "sys": 0.0, "self_user": 0.0, "self_sys": 0.0, "wakes": 0}
+        before = dict.fromkeys(("user", "sys", "self_user", "self_sys", "wakes", "self_wakes"), 0)
     run, verification = await load(opts, opts["rate"], opts["duration"], "cpu")
     after, wall = cpu_now(), time.perf_counter() - wall0
     workers_cpu = getattr(run, "worker_cpu_s", 0.0)
@@ -242,23 +249,18 @@ async def main_async(opts: dict[str, Any]) -> dict[str, Any]:
         "drops": run.drops,
         "achieved_rate": run.achieved_rate,
         "wall_s": wall,
-        "cpu_user_s": after["user"] - before["user"],
-        "cpu_sys_s": after["sys"] - before["sys"],
         "trusted": None if health is None else health.trusted,
         "reasons": [] if health is None else list(health.reasons),
         "verification": verification,
         **summary(run.results, opts),
     }
-    done = max(1, out["completed"])
-    out["cpu_ms_per_request"] = (out["cpu_user_s"] + out["cpu_sys_s"]) * 1e3 / done
-    out["wakes_per_request"] = (after["wakes"] - before["wakes"]) / done
-    return out
+    return {**out, **cost(before, after, out["completed"])}
 
 
 def main(argv: list[str]) -> int:
     opts = {**DEFAULTS, **(json.loads(argv[0]) if argv else {})}
     factory = None
-    if opts["loop"] == "uvloop":
+    if opts["loop"] == "uvloop":  # not soak.eventloop: `--trees` runs older soak packages too
         import uvloop
 
         factory = uvloop.new_event_loop

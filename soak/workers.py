@@ -70,7 +70,8 @@ class Job:
     connections: int
     timeout: float
     bounds: HealthBounds | None
-    uvloop: bool
+    loop: str
+    """The parent's event loop (`soak.eventloop`): each worker runs the same."""
 
 
 def _frame(message: Any) -> bytes:
@@ -122,7 +123,7 @@ class _Fleet:
         n, spec = self.n, self.spec
         share = replace(spec, worker=k, workers=n, max_inflight=math.ceil(spec.max_inflight / n))
         return Job(share, self.client, math.ceil(self.connections / n), self.client.timeout,
-                   self.bounds, loop_name() == "uvloop")  # fmt: skip
+                   self.bounds, loop_name())  # fmt: skip
 
     async def run(self, on_result: Callable[[Result], object] | None,
                   stop: asyncio.Event | None) -> LoadRun:  # fmt: skip
@@ -313,7 +314,7 @@ def main() -> int:
     os.dup2(2, 1)  # anything printed goes to stderr, never into the frames on stdout
     size = _LEN.unpack(sys.stdin.buffer.read(_LEN.size))[0]
     _, job = pickle.loads(sys.stdin.buffer.read(size))
-    factory = loop_factory("auto" if job.uvloop else "asyncio")  # as the parent's loop
+    factory = loop_factory(job.loop)
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(_work(job, out))
